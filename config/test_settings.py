@@ -1,0 +1,32 @@
+"""Settings for the test suite: always real PostgreSQL and real Redis.
+
+The defaults point at the local servers on 127.0.0.1; DATABASE_URL and
+REDIS_URL override them. SQLite is refused, so no test can pass on it by accident.
+"""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/concert_reservation")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("CACHE_KEY_PREFIX", "cr-test")
+
+from config.settings import *  # noqa: E402,F403
+from config.settings import DATABASES  # noqa: E402
+
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise RuntimeError("The test suite runs on PostgreSQL only; set DATABASE_URL to a postgres URL.")
+
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+# WhiteNoise warns when STATIC_ROOT is absent; tests serve static from the finders.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from concerts.urls import api_urlpatterns as concert_api
+from config import accounts
+from config.api import api_not_found
+
+api_v1 = [
+    path("auth/register", accounts.RegisterApi.as_view(), name="api-register"),
+    path("auth/token", accounts.TokenApi.as_view(), name="api-token"),
+    path("auth/me", accounts.MeApi.as_view(), name="api-me"),
+    *concert_api,
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^api(/.*)?$", api_not_found),
+    path("accounts/signup/", accounts.signup, name="signup"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("concerts.urls")),
+]
