@@ -1,5 +1,6 @@
 """Operators' screens for the catalogue. Creation goes through the services."""
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Count
 
@@ -36,6 +37,16 @@ class ConcertAdmin(admin.ModelAdmin):
         return obj._schedule_count
 
 
+class ScheduleAddForm(forms.ModelForm):
+    seat_price = forms.IntegerField(
+        min_value=1, initial=100_000, help_text="Price in won for each of the 50 seats."
+    )
+
+    class Meta:
+        model = Schedule
+        fields = ("concert", "starts_at", "booking_opens_at", "booking_closes_at")
+
+
 class SeatInline(admin.TabularInline):
     model = Seat
     fields = ("number", "price")
@@ -61,34 +72,14 @@ class ScheduleAdmin(admin.ModelAdmin):
         return [SeatInline] if obj is not None else []
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change=change, **kwargs)
         if obj is None:
-            from django import forms
-
-            class AddScheduleForm(form):
-                seat_price = forms.IntegerField(
-                    min_value=1, initial=100_000, help_text="Price in won for all 50 seats."
-                )
-
-            return AddScheduleForm
-        return form
+            kwargs["form"] = ScheduleAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
-            return (
-                (
-                    None,
-                    {
-                        "fields": (
-                            "concert",
-                            "starts_at",
-                            "booking_opens_at",
-                            "booking_closes_at",
-                            "seat_price",
-                        )
-                    },
-                ),
-            )
+            fields = ("concert", "starts_at", "booking_opens_at", "booking_closes_at", "seat_price")
+            return ((None, {"fields": fields}),)
         return super().get_fieldsets(request, obj)
 
     def save_model(self, request, obj, form, change):

@@ -36,9 +36,7 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def domain_error_response(exc: DomainError) -> Response:
-    response = Response(
-        error_body(exc.code, exc.message, exc.details), status=exc.http_status
-    )
+    response = Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     for name, value in exc.headers.items():
         response[name] = value
     return response
@@ -95,6 +93,4 @@ class Pagination(PageNumberPagination):
 
 def api_not_found(request, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any unknown URL under /api/ answers in the envelope, never an HTML page."""
-    return JsonResponse(
-        error_body("not_found", f"No API endpoint at {request.path}."), status=404
-    )
+    return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}."), status=404)

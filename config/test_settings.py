@@ -14,7 +14,9 @@ from config.settings import *  # noqa: E402,F403
 from config.settings import DATABASES  # noqa: E402
 
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-    raise RuntimeError("The test suite runs on PostgreSQL only; set DATABASE_URL to a postgres URL.")
+    raise RuntimeError(
+        "The test suite runs on PostgreSQL only; set DATABASE_URL to a postgres URL."
+    )
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 SECURE_SSL_REDIRECT = False

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from concerts.urls import api_urlpatterns as concert_api
 from config import accounts
 from config.api import api_not_found
+from config.health import healthz
 
 api_v1 = [
     path("auth/register", accounts.RegisterApi.as_view(), name="api-register"),
@@ -15,6 +16,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
