@@ -5,6 +5,7 @@ from concerts import api, views
 urlpatterns = [
     path("", views.home, name="home"),
     path("concerts/<int:concert_id>/", views.concert_detail, name="concert-detail"),
+    path("concerts/<int:concert_id>/book/", views.booking, name="booking"),
 ]
 
 api_urlpatterns = [

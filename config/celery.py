@@ -10,5 +10,23 @@ app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Jobs are added by the issues that need them; each entry names a task by its path.
-app.conf.beat_schedule = {}
+
+def _every(setting: str, default: int) -> int:
+    from django.conf import settings
+
+    return getattr(settings, setting, default)
+
+
+# Each entry names a task by its registered name; intervals are in seconds.
+app.conf.beat_schedule = {
+    "queue-admit-waiting": {
+        "task": "queueing.admit_waiting",
+        "schedule": float(_every("QUEUE_ADMISSION_INTERVAL", 5)),
+        "options": {"expires": 10},
+    },
+    "queue-expire-stale-tokens": {
+        "task": "queueing.expire_stale_tokens",
+        "schedule": 5.0,
+        "options": {"expires": 10},
+    },
+}

@@ -7,12 +7,14 @@ from concerts.urls import api_urlpatterns as concert_api
 from config import accounts
 from config.api import api_not_found
 from config.health import healthz
+from queueing.urls import api_urlpatterns as queue_api
 
 api_v1 = [
     path("auth/register", accounts.RegisterApi.as_view(), name="api-register"),
     path("auth/token", accounts.TokenApi.as_view(), name="api-token"),
     path("auth/me", accounts.MeApi.as_view(), name="api-me"),
     *concert_api,
+    *queue_api,
 ]
 
 urlpatterns = [
@@ -25,5 +27,6 @@ urlpatterns = [
     path("accounts/signup/", accounts.signup, name="signup"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("queueing.urls")),
     path("", include("concerts.urls")),
 ]

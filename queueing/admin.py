@@ -1,0 +1,157 @@
+"""Operators' screens for the waiting room. Every change goes through a service."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from queueing import services
+from queueing.models import QueueToken, WaitingRoom
+
+
+class AdmitActionForm(ActionForm):
+    count = forms.IntegerField(
+        required=False, min_value=1, max_value=10_000, label="N", help_text="for 'Admit next N'"
+    )
+
+
+@admin.register(WaitingRoom)
+class WaitingRoomAdmin(admin.ModelAdmin):
+    """The queue panel: one row per concert."""
+
+    list_display = (
+        "concert",
+        "waiting",
+        "active",
+        "admitted_last_minute",
+        "max_active",
+        "admission_paused",
+    )
+    list_editable = ("max_active", "admission_paused")
+    list_select_related = ("concert",)
+    search_fields = ("concert__title", "concert__artist")
+    list_filter = ("admission_paused",)
+    fields = ("concert", "max_active", "admission_paused")
+    action_form = AdmitActionForm
+    actions = ["admit_next_n", "pause_admission", "resume_admission"]
+
+    def get_queryset(self, request):
+        now = timezone.now()
+        tokens = "concert__queue_tokens__"
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _waiting=Count("concert__queue_tokens", filter=Q(**{tokens + "status": "waiting"})),
+                _active=Count(
+                    "concert__queue_tokens",
+                    filter=Q(**{tokens + "status": "active", tokens + "active_until__gt": now}),
+                ),
+                _admitted=Count(
+                    "concert__queue_tokens",
+                    filter=Q(**{tokens + "admitted_at__gt": now - timedelta(minutes=1)}),
+                ),
+            )
+        )
+
+    @admin.display(description="Waiting", ordering="_waiting")
+    def waiting(self, obj: WaitingRoom) -> int:
+        return obj._waiting
+
+    @admin.display(description="Active", ordering="_active")
+    def active(self, obj: WaitingRoom) -> int:
+        return obj._active
+
+    @admin.display(description="Admitted in the last minute")
+    def admitted_last_minute(self, obj: WaitingRoom) -> int:
+        return obj._admitted
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("concert",) if obj else ()
+
+    def save_model(self, request, obj, form, change):
+        services.waiting_room_update(
+            concert_id=obj.concert_id,
+            max_active=obj.max_active,
+            admission_paused=obj.admission_paused,
+            now=timezone.now(),
+        )
+
+    @admin.action(description="Admit next N now (in line order, beyond capacity)")
+    def admit_next_n(self, request, queryset):
+        count = request.POST.get("count")
+        if not count or not count.isdigit() or int(count) < 1:
+            self.message_user(request, "Enter N, the number of fans to admit.", messages.ERROR)
+            return
+        now = timezone.now()
+        for room in queryset:
+            admitted = services.queue_admit_next(
+                concert_id=room.concert_id, now=now, count=int(count)
+            )
+            self.message_user(request, f"{room.concert}: admitted {len(admitted)} fan(s).")
+
+    @admin.action(description="Pause admission")
+    def pause_admission(self, request, queryset):
+        for room in queryset:
+            services.waiting_room_update(
+                concert_id=room.concert_id,
+                max_active=room.max_active,
+                admission_paused=True,
+                now=timezone.now(),
+            )
+        self.message_user(request, f"Paused {queryset.count()} waiting room(s).")
+
+    @admin.action(description="Resume admission")
+    def resume_admission(self, request, queryset):
+        for room in queryset:
+            services.waiting_room_update(
+                concert_id=room.concert_id,
+                max_active=room.max_active,
+                admission_paused=False,
+                now=timezone.now(),
+            )
+        self.message_user(request, f"Resumed {queryset.count()} waiting room(s).")
+
+
+@admin.register(QueueToken)
+class QueueTokenAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "concert",
+        "user",
+        "status",
+        "created_at",
+        "admitted_at",
+        "active_until",
+        "ended_at",
+        "end_reason",
+    )
+    list_filter = ("status", "concert")
+    search_fields = ("user__username",)
+    list_select_related = ("concert", "user")
+    date_hierarchy = "created_at"
+    ordering = ("-id",)
+    actions = ["end_tokens"]
+    readonly_fields = [f.name for f in QueueToken._meta.fields if f.name != "key"]
+    exclude = ("key",)  # the token is a secret: operators never need to see it
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="End the selected tokens (frees their slots)")
+    def end_tokens(self, request, queryset):
+        now = timezone.now()
+        ended = 0
+        for token in queryset.filter(status__in=QueueToken.LIVE_STATUSES):
+            ended += services.queue_token_end(
+                user_id=token.user_id, concert_id=token.concert_id, now=now, reason="operator"
+            )
+        self.message_user(request, f"Ended {ended} token(s).")

@@ -1,0 +1,99 @@
+"""Waiting-room API: line up, poll, leave."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from queueing import selectors, services
+from queueing.exceptions import QueueTokenInvalid, QueueTokenMissing, QueueTokenUnknown
+from queueing.gate import HEADER
+
+
+class QueueTokenOutput(serializers.Serializer):
+    token = serializers.CharField(source="token.key")
+    concert_id = serializers.IntegerField(source="token.concert_id")
+    status = serializers.ChoiceField(choices=["waiting", "active", "expired", "left"])
+    position = serializers.IntegerField(allow_null=True)
+    estimated_wait_seconds = serializers.IntegerField(allow_null=True)
+    poll_after_seconds = serializers.IntegerField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+QUEUE_TOKEN_HEADER = OpenApiParameter(
+    HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="The secret token from POST /concerts/{id}/queue.",
+)
+
+
+def token_response(view: selectors.TokenView, *, now, status_code: int = 200) -> Response:
+    services.queue_poll_record(key=view.token.key, poll_after=view.poll_after_seconds, now=now)
+    response = Response(QueueTokenOutput(view).data, status=status_code)
+    response["Retry-After"] = str(view.poll_after_seconds)
+    return response
+
+
+class QueueIssueApi(APIView):
+    """Line up for a concert. 201 with a new token, 200 with the fan's existing live one."""
+
+    @extend_schema(request=None, responses={200: QueueTokenOutput, 201: QueueTokenOutput})
+    def post(self, request: Request, concert_id: int) -> Response:
+        now = timezone.now()
+        token, created = services.queue_token_issue(
+            user=request.user, concert_id=concert_id, now=now
+        )
+        view = selectors.queue_token_view(token=token, now=now)
+        return token_response(view, now=now, status_code=201 if created else 200)
+
+
+class QueueTokenApi(APIView):
+    """Poll a token (GET) or leave the line (DELETE), by its secret in X-Queue-Token.
+
+    Authentication is deliberately lazy here: an early poll is refused from the
+    cache alone, before any database query (not even the auth-token lookup).
+    """
+
+    permission_classes = [AllowAny]
+
+    def perform_authentication(self, request: Request) -> None:
+        pass  # request.user is resolved only if a handler asks for it
+
+    def _token(self, request: Request):
+        key = request.headers.get(HEADER)
+        if not key:
+            raise QueueTokenMissing()
+        token = selectors.queue_token_get(key=key)
+        if token is None:
+            raise QueueTokenUnknown()
+        if request.headers.get("Authorization") or request.COOKIES.get("sessionid"):
+            user = request.user
+            if user.is_authenticated and user.pk != token.user_id:
+                raise QueueTokenInvalid()
+        return token
+
+    @extend_schema(parameters=[QUEUE_TOKEN_HEADER], responses={200: QueueTokenOutput})
+    def get(self, request: Request) -> Response:
+        now = timezone.now()
+        key = request.headers.get(HEADER)
+        if key:
+            services.queue_poll_guard(key=key, now=now)
+        token = self._token(request)
+        view = selectors.queue_token_view(token=token, now=now)
+        if view.status == token.Status.WAITING:
+            services.queue_token_touch(token=token, now=now)
+        return token_response(view, now=now)
+
+    @extend_schema(parameters=[QUEUE_TOKEN_HEADER], responses={204: None})
+    def delete(self, request: Request) -> Response:
+        token = self._token(request)
+        services.queue_token_leave(token=token, now=timezone.now())
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,55 @@
+from config.errors import DomainError, NotFound
+
+
+class QueueGateError(DomainError):
+    http_status = 403
+
+
+class QueueTokenMissing(QueueGateError):
+    code = "queue_token_missing"
+    message = "This needs your waiting-room token (X-Queue-Token). Get in line first."
+
+
+class QueueTokenInvalid(QueueGateError):
+    code = "queue_token_invalid"
+    message = "That waiting-room token is not valid for you."
+
+
+class QueueTokenWaiting(QueueGateError):
+    code = "queue_token_waiting"
+    message = "You are still in the waiting room; please wait for your turn."
+
+
+class QueueTokenExpired(QueueGateError):
+    code = "queue_token_expired"
+    message = "Your turn has ended. Get in line again to continue."
+
+
+class QueueTokenWrongConcert(QueueGateError):
+    code = "queue_token_wrong_concert"
+    message = "That waiting-room token is for another concert."
+
+
+class QueueTokenUnknown(NotFound):
+    """For the polling endpoint: no token with that key."""
+
+    code = "queue_token_invalid"
+    message = "No waiting-room token with that key."
+
+
+class ConcertNotFound(NotFound):
+    code = "concert_not_found"
+    message = "No such concert."
+
+
+class PollTooSoon(DomainError):
+    code = "poll_too_soon"
+    http_status = 429
+    message = "Polled too soon; wait before asking again."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Polled too soon; try again in {retry_after} s.",
+            details={"retry_after_seconds": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )

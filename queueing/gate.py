@@ -1,0 +1,89 @@
+"""The waiting-room gate, for API views and for pages.
+
+Both call services.queue_gate_pass, so the rules are the same everywhere:
+an active token for the concert being accessed, owned by the requesting user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils import timezone
+from rest_framework.permissions import BasePermission
+
+from queueing import services
+from queueing.exceptions import QueueGateError, QueueTokenWaiting
+
+HEADER = "X-Queue-Token"
+SESSION_KEY = "queue_tokens"
+
+
+def remember_token(request: HttpRequest, *, concert_id: int, key: str) -> None:
+    """Pages keep each concert's token in the session (API clients send the header)."""
+    tokens = dict(request.session.get(SESSION_KEY, {}))
+    tokens[str(concert_id)] = key
+    request.session[SESSION_KEY] = tokens
+
+
+def forget_token(request: HttpRequest, *, concert_id: int) -> None:
+    tokens = dict(request.session.get(SESSION_KEY, {}))
+    tokens.pop(str(concert_id), None)
+    request.session[SESSION_KEY] = tokens
+
+
+def token_key_from(request: HttpRequest, *, concert_id: int | None = None) -> str | None:
+    key = request.headers.get(HEADER)
+    if not key and concert_id is not None and hasattr(request, "session"):
+        key = request.session.get(SESSION_KEY, {}).get(str(concert_id))
+    return key or None
+
+
+class QueueGate(BasePermission):
+    """DRF permission. The view says which concert is accessed via
+    `queue_concert_id(request) -> int`; the pass is stored on `request.queue_token`."""
+
+    def has_permission(self, request, view) -> bool:
+        if not request.user or not request.user.is_authenticated:
+            return False  # IsAuthenticated, listed first, answers 401
+        concert_id = view.queue_concert_id(request)
+        request.queue_token = services.queue_gate_pass(
+            key=request.headers.get(HEADER),
+            user=request.user,
+            concert_id=concert_id,
+            now=timezone.now(),
+        )
+        return True
+
+
+def queue_gate_required(
+    concert_id_from: Callable[..., int],
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Page decorator: `concert_id_from(**view_kwargs)` names the concert."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            concert_id = concert_id_from(**kwargs)
+            if not request.user.is_authenticated:
+                return redirect(f"/accounts/login/?next={request.path}")
+            try:
+                request.queue_token = services.queue_gate_pass(
+                    key=token_key_from(request, concert_id=concert_id),
+                    user=request.user,
+                    concert_id=concert_id,
+                    now=timezone.now(),
+                )
+            except QueueTokenWaiting:
+                return redirect("queue-room", concert_id=concert_id)
+            except QueueGateError as exc:
+                messages.error(request, exc.message)
+                return redirect("concert-detail", concert_id=concert_id)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

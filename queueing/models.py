@@ -1,0 +1,116 @@
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+# Tokens are counted in buckets of this many consecutive ids, so a fan's exact
+# position is one SUM over bucket rows plus one COUNT inside a single bucket,
+# whatever the length of the line (see docs/waiting-room.md).
+BUCKET_SIZE = 1024
+
+
+def new_token_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class WaitingRoom(models.Model):
+    """Per-concert admission settings, and the row that serialises admission runs."""
+
+    concert = models.OneToOneField(
+        "concerts.Concert", on_delete=models.CASCADE, primary_key=True, related_name="waiting_room"
+    )
+    max_active = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Admitted fans at once. Empty: QUEUE_MAX_ACTIVE."
+    )
+    admission_paused = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Waiting room of {self.concert}"
+
+    @property
+    def capacity(self) -> int:
+        return settings.QUEUE_MAX_ACTIVE if self.max_active is None else self.max_active
+
+
+class QueueToken(models.Model):
+    class Status(models.TextChoices):
+        WAITING = "waiting"
+        ACTIVE = "active"
+        EXPIRED = "expired"
+        LEFT = "left"
+
+    LIVE_STATUSES = (Status.WAITING, Status.ACTIVE)
+
+    # The primary key comes from a database sequence: it is the FIFO order, exact
+    # across every web process, with no reliance on wall-clock time.
+    id = models.BigAutoField(primary_key=True)
+    key = models.CharField(max_length=64, unique=True, default=new_token_key, editable=False)
+    concert = models.ForeignKey(
+        "concerts.Concert", on_delete=models.CASCADE, related_name="queue_tokens"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_tokens"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
+    initial_position = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    admitted_at = models.DateTimeField(null=True, blank=True)
+    active_until = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["concert", "user"],
+                condition=Q(status__in=["waiting", "active"]),
+                name="queue_one_live_token_per_fan",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="active") | Q(active_until__isnull=False),
+                name="queue_active_has_deadline",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["concert", "id"],
+                condition=Q(status="waiting"),
+                name="queue_waiting_order",
+            ),
+            models.Index(
+                fields=["concert", "active_until"],
+                condition=Q(status="active"),
+                name="queue_active_deadline",
+            ),
+            models.Index(fields=["concert", "admitted_at"], name="queue_admitted_at"),
+            models.Index(
+                fields=["last_seen_at"], condition=Q(status="waiting"), name="queue_waiting_seen"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Token #{self.pk} ({self.status})"
+
+    @property
+    def bucket(self) -> int:
+        return self.pk // BUCKET_SIZE
+
+
+class QueueBucket(models.Model):
+    """How many tokens of a concert are waiting among ids [number*1024, (number+1)*1024)."""
+
+    concert = models.ForeignKey("concerts.Concert", on_delete=models.CASCADE, related_name="+")
+    number = models.BigIntegerField()
+    waiting = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["concert", "number"], name="queue_bucket_unique"),
+            models.CheckConstraint(condition=Q(waiting__gte=0), name="queue_bucket_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Bucket {self.number} of concert {self.concert_id}: {self.waiting} waiting"

@@ -1,0 +1,199 @@
+"""Reads for the waiting room: position, ETA, poll pacing, operator stats."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count, Q, Sum
+
+from queueing.models import BUCKET_SIZE, QueueBucket, QueueToken, WaitingRoom
+
+Status = QueueToken.Status
+
+# The admission rate is measured over this window (seconds).
+RATE_WINDOW = 300
+# Near the front of the line fans poll every FRONT_POLL seconds.
+FRONT_POLL = 2
+MAX_BASE_POLL = 60
+
+
+def idle_cutoff(*, now: datetime) -> datetime:
+    """Waiting tokens last seen at or before this are abandoned.
+
+    The timeout is never shorter than three poll intervals, so a fan who polls
+    exactly as told can never be dropped, however far back the budget pushes them.
+    """
+    timeout = max(settings.QUEUE_WAITING_IDLE_TIMEOUT, 3 * budget_floor_seconds())
+    return now - timedelta(seconds=timeout)
+
+
+def effective_status(token: QueueToken, *, now: datetime) -> str:
+    """The status as of `now`: lapsed tokens are expired the moment they lapse."""
+    if token.status == Status.ACTIVE and token.active_until <= now:
+        return Status.EXPIRED
+    if token.status == Status.WAITING and token.last_seen_at <= idle_cutoff(now=now):
+        return Status.EXPIRED
+    return token.status
+
+
+def queue_position(*, token: QueueToken) -> int | None:
+    """1 + the waiting tokens of the same concert issued before this one.
+
+    One statement, so one snapshot: the sum of whole buckets before the token's
+    bucket, plus a count inside its bucket (at most BUCKET_SIZE index entries).
+    """
+    if token.status != Status.WAITING:
+        return None
+    bucket = token.pk // BUCKET_SIZE
+    sql = (
+        f"SELECT (SELECT COALESCE(SUM(waiting), 0) FROM {QueueBucket._meta.db_table}"
+        "         WHERE concert_id = %s AND number < %s)"
+        f"     + (SELECT COUNT(*) FROM {QueueToken._meta.db_table}"
+        "         WHERE concert_id = %s AND status = %s AND id >= %s AND id < %s)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                token.concert_id,
+                bucket,
+                token.concert_id,
+                Status.WAITING,
+                bucket * BUCKET_SIZE,
+                token.pk,
+            ],
+        )
+        ahead = cursor.fetchone()[0]
+    return int(ahead) + 1
+
+
+def total_waiting() -> int:
+    """Waiting tokens across all concerts (bucket sums; cached for 5 s)."""
+    cached = cache.get("queue:total_waiting")
+    if cached is None:
+        cached = QueueBucket.objects.aggregate(n=Sum("waiting"))["n"] or 0
+        cache.set("queue:total_waiting", cached, 5)
+    return cached
+
+
+def budget_floor_seconds() -> int:
+    """The shortest poll interval that keeps every waiting fan within the poll budget."""
+    budget = max(1, settings.QUEUE_POLL_BUDGET_PER_SECOND)
+    return math.ceil(total_waiting() / budget)
+
+
+def room_capacity(*, concert_id: int) -> int:
+    room = WaitingRoom.objects.filter(pk=concert_id).first()
+    return room.capacity if room else settings.QUEUE_MAX_ACTIVE
+
+
+def admission_rate(*, concert_id: int, now: datetime) -> float:
+    """Admissions per second for a concert over the last RATE_WINDOW seconds.
+
+    With no admissions in the window it falls back to capacity / QUEUE_ACTIVE_TTL:
+    every slot turns over at least once per active TTL. Cached for 5 s per concert.
+    """
+    key = f"queue:rate:{concert_id}"
+    rate = cache.get(key)
+    if rate is None:
+        since = now - timedelta(seconds=RATE_WINDOW)
+        admitted = QueueToken.objects.filter(concert_id=concert_id, admitted_at__gt=since).count()
+        if admitted:
+            rate = admitted / RATE_WINDOW
+        else:
+            capacity = room_capacity(concert_id=concert_id) or settings.QUEUE_MAX_ACTIVE
+            rate = max(1, capacity) / max(1, settings.QUEUE_ACTIVE_TTL)
+        cache.set(key, rate, 5)
+    return rate
+
+
+def poll_after_seconds(*, position: int | None, eta: int | None) -> int:
+    """How long the client waits before its next poll (see docs/waiting-room.md)."""
+    floor = budget_floor_seconds()
+    if position is None:
+        return max(5, floor)
+    base = FRONT_POLL if position <= 10 else math.ceil(FRONT_POLL * math.sqrt(position / 10))
+    base = min(base, MAX_BASE_POLL)
+    if eta is not None:
+        base = min(base, max(FRONT_POLL, eta))
+    return max(base, floor)
+
+
+@dataclass(frozen=True)
+class TokenView:
+    token: QueueToken
+    status: str
+    position: int | None
+    estimated_wait_seconds: int | None
+    poll_after_seconds: int
+    expires_at: datetime | None
+
+
+def queue_token_view(*, token: QueueToken, now: datetime) -> TokenView:
+    status = effective_status(token, now=now)
+    position = queue_position(token=token) if status == Status.WAITING else None
+    if status == Status.WAITING:
+        eta = math.ceil(position / admission_rate(concert_id=token.concert_id, now=now))
+    elif status == Status.ACTIVE:
+        eta = 0
+    else:
+        eta = None
+    if status == Status.ACTIVE:
+        expires_at = token.active_until
+    elif status == Status.WAITING:
+        expires_at = None
+    else:
+        expires_at = token.ended_at or token.active_until
+    return TokenView(
+        token=token,
+        status=status,
+        position=position,
+        estimated_wait_seconds=eta,
+        poll_after_seconds=poll_after_seconds(position=position, eta=eta),
+        expires_at=expires_at,
+    )
+
+
+def queue_token_get(*, key: str) -> QueueToken | None:
+    if not key or len(key) > 64:
+        return None
+    return QueueToken.objects.filter(key=key).first()
+
+
+def queue_token_live_for(*, user_id: int, concert_id: int) -> QueueToken | None:
+    return (
+        QueueToken.objects.filter(
+            user_id=user_id, concert_id=concert_id, status__in=QueueToken.LIVE_STATUSES
+        )
+        .order_by("-id")
+        .first()
+    )
+
+
+def active_count(*, concert_id: int, now: datetime) -> int:
+    return QueueToken.objects.filter(
+        concert_id=concert_id, status=Status.ACTIVE, active_until__gt=now
+    ).count()
+
+
+def waiting_room_stats(*, concert_ids: list[int], now: datetime) -> dict[int, dict[str, int]]:
+    """Waiting, active and admitted-in-the-last-minute counts per concert, in one query."""
+    minute_ago = now - timedelta(minutes=1)
+    rows = (
+        QueueToken.objects.filter(concert_id__in=concert_ids)
+        .values("concert_id")
+        .annotate(
+            waiting=Count("id", filter=Q(status=Status.WAITING)),
+            active=Count("id", filter=Q(status=Status.ACTIVE, active_until__gt=now)),
+            admitted_last_minute=Count("id", filter=Q(admitted_at__gt=minute_ago)),
+        )
+    )
+    stats = {cid: {"waiting": 0, "active": 0, "admitted_last_minute": 0} for cid in concert_ids}
+    for row in rows:
+        stats[row.pop("concert_id")] = row
+    return stats

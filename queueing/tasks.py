@@ -1,0 +1,16 @@
+"""Beat jobs for the waiting room: thin wrappers over services."""
+
+from celery import shared_task
+from django.utils import timezone
+
+from queueing import services
+
+
+@shared_task(name="queueing.admit_waiting")
+def admit_waiting() -> int:
+    return services.queue_admit_all(now=timezone.now())
+
+
+@shared_task(name="queueing.expire_stale_tokens")
+def expire_stale_tokens() -> dict[str, int]:
+    return services.queue_expire_stale(now=timezone.now())

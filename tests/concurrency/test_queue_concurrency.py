@@ -1,0 +1,192 @@
+"""The waiting room under real concurrency, on PostgreSQL.
+
+Each guarded race has a control that switches the guard off and shows the
+race really happens, so these tests can fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from queueing import selectors, services
+from queueing.models import QueueBucket, QueueToken, WaitingRoom
+from tests.concurrency.helpers import errors, run_concurrently
+from tests.factories import ConcertFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_concert(max_active: int = 0, paused: bool = False):
+    concert = ConcertFactory()
+    WaitingRoom.objects.create(concert=concert, max_active=max_active, admission_paused=paused)
+    return concert
+
+
+def issue(user, concert_id):
+    return services.queue_token_issue(user=user, concert_id=concert_id, now=timezone.now())
+
+
+def positions_in_issue_order(concert) -> list[int | None]:
+    tokens = QueueToken.objects.filter(concert=concert).order_by("id")
+    return [selectors.queue_position(token=t) for t in tokens]
+
+
+def test_500_fans_lining_up_at_once_get_exact_positions_1_to_500():
+    concert = make_concert(max_active=0)
+    users = UserFactory.create_batch(500)
+    results = run_concurrently(issue, [(u, concert.id) for u in users])
+    assert errors(results) == []
+    assert QueueToken.objects.filter(concert=concert).count() == 500
+    assert positions_in_issue_order(concert) == list(range(1, 501))
+    assert sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True)) == 500
+
+
+def test_control_lost_bucket_updates_break_positions(monkeypatch):
+    """Without the atomic F() increment (read, then write), positions go wrong."""
+
+    def racy_bucket_add(*, concert_id, number, delta):
+        bucket, _ = QueueBucket.objects.get_or_create(concert_id=concert_id, number=number)
+        seen = bucket.waiting
+        time.sleep(0.001)  # the gap any read-modify-write has, made visible
+        QueueBucket.objects.filter(pk=bucket.pk).update(waiting=seen + delta)
+
+    monkeypatch.setattr(services, "_bucket_add", racy_bucket_add)
+    concert = make_concert(max_active=0)
+    users = UserFactory.create_batch(200)
+    run_concurrently(issue, [(u, concert.id) for u in users])
+    # The tokens are all there, but the count the positions rest on lost updates.
+    assert QueueToken.objects.filter(concert=concert).count() == 200
+    waiting = sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True))
+    assert waiting < 200
+
+
+def test_50_concurrent_requests_by_one_fan_give_one_token():
+    concert = make_concert(max_active=0)
+    fan = UserFactory()
+    results = run_concurrently(issue, [(fan, concert.id)] * 50)
+    assert errors(results) == []
+    assert QueueToken.objects.filter(concert=concert, user=fan).count() == 1
+    keys = {value[0].key for kind, value in results}
+    assert len(keys) == 1
+    assert sum(created for _, (_, created) in results) == 1
+
+
+def test_control_without_the_guard_one_fan_gets_several_tokens(monkeypatch):
+    """With the existing-token check and the unique constraint both off, duplicates appear."""
+    monkeypatch.setattr(services.selectors, "queue_token_live_for", lambda **kw: None)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX queue_one_live_token_per_fan")
+    try:
+        concert = make_concert(max_active=0)
+        fan = UserFactory()
+        run_concurrently(issue, [(fan, concert.id)] * 50)
+        assert QueueToken.objects.filter(concert=concert, user=fan).count() > 1
+    finally:
+        QueueToken.objects.all().delete()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE UNIQUE INDEX queue_one_live_token_per_fan ON queueing_queuetoken "
+                "(concert_id, user_id) WHERE status IN ('waiting', 'active')"
+            )
+
+
+def _line_up_1000(concert):
+    users = UserFactory.create_batch(1000)
+    now = timezone.now()
+    tokens = [QueueToken(concert=concert, user=u, created_at=now, last_seen_at=now) for u in users]
+    with transaction.atomic():
+        QueueToken.objects.bulk_create(tokens)
+        for token in QueueToken.objects.filter(concert=concert):
+            services._bucket_add(concert_id=concert.id, number=token.bucket, delta=1)
+    return list(
+        QueueToken.objects.filter(concert=concert).order_by("id").values_list("id", flat=True)
+    )
+
+
+def admit(concert_id):
+    return services.queue_admit_next(concert_id=concert_id, now=timezone.now())
+
+
+def test_10_concurrent_admission_runs_admit_exactly_the_100_earliest():
+    concert = make_concert(max_active=100)
+    ids = _line_up_1000(concert)
+    results = run_concurrently(admit, [(concert.id,)] * 10)
+    assert errors(results) == []
+    active = set(
+        QueueToken.objects.filter(concert=concert, status="active").values_list("id", flat=True)
+    )
+    assert active == set(ids[:100])
+    assert sum(len(value) for _, value in results) == 100
+    # Again: nothing more until a slot frees.
+    again = run_concurrently(admit, [(concert.id,)] * 10)
+    assert sum(len(value) for _, value in again) == 0
+    assert QueueToken.objects.filter(concert=concert, status="active").count() == 100
+    # Positions of those still waiting are exact.
+    assert positions_in_issue_order(concert)[100:] == list(range(1, 901))
+    # One slot frees: exactly the 101st is admitted.
+    services.queue_token_leave(token=QueueToken.objects.get(pk=ids[0]), now=timezone.now())
+    assert QueueToken.objects.get(pk=ids[100]).status == "active"
+    assert QueueToken.objects.filter(concert=concert, status="active").count() == 100
+
+
+def test_control_without_the_room_lock_admission_overshoots(monkeypatch):
+    monkeypatch.setattr(
+        services, "_lock_room", lambda *, concert_id: WaitingRoom.objects.get(pk=concert_id)
+    )
+    concert = make_concert(max_active=100)
+    _line_up_1000(concert)
+    run_concurrently(admit, [(concert.id,)] * 10)
+    assert QueueToken.objects.filter(concert=concert, status="active").count() > 100
+
+
+def test_issuing_from_two_os_processes_keeps_positions_exact():
+    concert = make_concert(max_active=0)
+    users = UserFactory.create_batch(300)
+    ids = [str(u.pk) for u in users]
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+    }
+    start_at = str(time.time() + 3)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.concurrency.queue_issue_worker",
+                str(concert.id),
+                start_at,
+                *ids[i::2],
+            ],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+    assert QueueToken.objects.filter(concert=concert).count() == 300
+    assert positions_in_issue_order(concert) == list(range(1, 301))
+    # Both processes really interleaved in the line.
+    owners = list(
+        QueueToken.objects.filter(concert=concert).order_by("id").values_list("user_id", flat=True)
+    )
+    half = {u.pk for u in users[::2]}
+    switches = sum(
+        1 for a, b in zip(owners, owners[1:], strict=False) if (a in half) != (b in half)
+    )
+    assert switches > 10
