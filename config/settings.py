@@ -100,7 +100,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.PooledRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="cr"),
         }
@@ -224,6 +224,9 @@ MAX_SEATS_PER_FAN = env.int("MAX_SEATS_PER_FAN", default=4)
 WALLET_MIN_CHARGE = env.int("WALLET_MIN_CHARGE", default=1_000)
 WALLET_MAX_CHARGE = env.int("WALLET_MAX_CHARGE", default=1_000_000)
 WALLET_MAX_BALANCE = env.int("WALLET_MAX_BALANCE", default=10_000_000)
+
+# Mount bench/baseline.py's comparison endpoints (benchmarks only).
+BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
 
 LOGGING = {
     "version": 1,

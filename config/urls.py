@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
@@ -17,7 +18,11 @@ api_v1 = [
     *queue_api,
 ]
 
-urlpatterns = [
+urlpatterns = []
+if settings.BENCH_ENDPOINTS:  # baselines for bench/, never on in production
+    urlpatterns.append(path("", include("bench.baseline")))
+
+urlpatterns += [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),

@@ -8,6 +8,9 @@ from django.db.models import Q
 # position is one SUM over bucket rows plus one COUNT inside a single bucket,
 # whatever the length of the line (see docs/waiting-room.md).
 BUCKET_SIZE = 1024
+# Each bucket's count is split over this many rows (by token id), so fans lining
+# up at the same moment update different rows instead of queueing on one.
+BUCKET_STRIPES = 4
 
 
 def new_token_key() -> str:
@@ -54,7 +57,6 @@ class QueueToken(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_tokens"
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
-    initial_position = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
     last_seen_at = models.DateTimeField()
     admitted_at = models.DateTimeField(null=True, blank=True)
@@ -98,19 +100,27 @@ class QueueToken(models.Model):
     def bucket(self) -> int:
         return self.pk // BUCKET_SIZE
 
+    @property
+    def stripe(self) -> int:
+        return self.pk % BUCKET_STRIPES
+
 
 class QueueBucket(models.Model):
-    """How many tokens of a concert are waiting among ids [number*1024, (number+1)*1024)."""
+    """How many tokens of a concert are waiting among ids [number*1024, (number+1)*1024)
+    whose id % BUCKET_STRIPES is `stripe`. A bucket's count is the sum of its stripes."""
 
     concert = models.ForeignKey("concerts.Concert", on_delete=models.CASCADE, related_name="+")
     number = models.BigIntegerField()
+    stripe = models.PositiveSmallIntegerField(default=0)
     waiting = models.IntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["concert", "number"], name="queue_bucket_unique"),
+            models.UniqueConstraint(
+                fields=["concert", "number", "stripe"], name="queue_bucket_unique"
+            ),
             models.CheckConstraint(condition=Q(waiting__gte=0), name="queue_bucket_not_negative"),
         ]
 
     def __str__(self) -> str:
-        return f"Bucket {self.number} of concert {self.concert_id}: {self.waiting} waiting"
+        return f"Bucket {self.number}/{self.stripe} of concert {self.concert_id}: {self.waiting}"

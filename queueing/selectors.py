@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 
 from queueing.models import BUCKET_SIZE, QueueBucket, QueueToken, WaitingRoom
 
@@ -41,44 +43,71 @@ def effective_status(token: QueueToken, *, now: datetime) -> str:
     return token.status
 
 
-def queue_position(*, token: QueueToken) -> int | None:
-    """1 + the waiting tokens of the same concert issued before this one.
+def _position_sql(token_table: str) -> str:
+    """SQL for 1 + the waiting tokens ahead of the token row `token_table`.
 
-    One statement, so one snapshot: the sum of whole buckets before the token's
+    One expression, so one snapshot: the sum of whole buckets before the token's
     bucket, plus a count inside its bucket (at most BUCKET_SIZE index entries).
+    """
+    tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
+    t = f'"{token_table}"'
+    return (
+        f"1 + (SELECT COALESCE(SUM(b.waiting), 0) FROM {buckets} b"
+        f"     WHERE b.concert_id = {t}.concert_id AND b.number < {t}.id / {BUCKET_SIZE})"
+        f"  + (SELECT COUNT(*) FROM {tokens} w"
+        f"     WHERE w.concert_id = {t}.concert_id AND w.status = 'waiting'"
+        f"       AND w.id >= ({t}.id / {BUCKET_SIZE}) * {BUCKET_SIZE} AND w.id < {t}.id)"
+    )
+
+
+def queue_position(*, token: QueueToken) -> int | None:
+    """1 + the waiting tokens of the same concert issued before this one (None unless waiting).
+
+    Uses the position read together with the token row when there is one.
     """
     if token.status != Status.WAITING:
         return None
-    bucket = token.pk // BUCKET_SIZE
-    sql = (
-        f"SELECT (SELECT COALESCE(SUM(waiting), 0) FROM {QueueBucket._meta.db_table}"
-        "         WHERE concert_id = %s AND number < %s)"
-        f"     + (SELECT COUNT(*) FROM {QueueToken._meta.db_table}"
-        "         WHERE concert_id = %s AND status = %s AND id >= %s AND id < %s)"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                token.concert_id,
-                bucket,
-                token.concert_id,
-                Status.WAITING,
-                bucket * BUCKET_SIZE,
-                token.pk,
-            ],
+    position = getattr(token, "position_at_read", None)
+    if position is None:
+        position = (
+            QueueToken.objects.filter(pk=token.pk)
+            .annotate(p=RawSQL(_position_sql(QueueToken._meta.db_table), []))
+            .values_list("p", flat=True)
+            .first()
         )
-        ahead = cursor.fetchone()[0]
-    return int(ahead) + 1
+    return int(position)
+
+
+# Pacing estimates (total waiting, admission rates) are shared through the cache
+# and also kept for a second in each process, so a poll does not pay a cache
+# round trip for each of them.
+_local: dict[str, tuple[float, float]] = {}
+LOCAL_TTL = 1.0
+
+
+def _shared_estimate(key: str, compute, ttl: int = 5):
+    hit = _local.get(key)
+    clock = time.monotonic()
+    if hit is not None and hit[1] > clock:
+        return hit[0]
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, ttl)
+    _local[key] = (value, clock + LOCAL_TTL)
+    return value
+
+
+def clear_local_estimates() -> None:
+    _local.clear()
 
 
 def total_waiting() -> int:
-    """Waiting tokens across all concerts (bucket sums; cached for 5 s)."""
-    cached = cache.get("queue:total_waiting")
-    if cached is None:
-        cached = QueueBucket.objects.aggregate(n=Sum("waiting"))["n"] or 0
-        cache.set("queue:total_waiting", cached, 5)
-    return cached
+    """Waiting tokens across all concerts (bucket sums; shared for 5 s)."""
+    return _shared_estimate(
+        "queue:total_waiting",
+        lambda: QueueBucket.objects.aggregate(n=Sum("waiting"))["n"] or 0,
+    )
 
 
 def budget_floor_seconds() -> int:
@@ -98,18 +127,16 @@ def admission_rate(*, concert_id: int, now: datetime) -> float:
     With no admissions in the window it falls back to capacity / QUEUE_ACTIVE_TTL:
     every slot turns over at least once per active TTL. Cached for 5 s per concert.
     """
-    key = f"queue:rate:{concert_id}"
-    rate = cache.get(key)
-    if rate is None:
+
+    def compute() -> float:
         since = now - timedelta(seconds=RATE_WINDOW)
         admitted = QueueToken.objects.filter(concert_id=concert_id, admitted_at__gt=since).count()
         if admitted:
-            rate = admitted / RATE_WINDOW
-        else:
-            capacity = room_capacity(concert_id=concert_id) or settings.QUEUE_MAX_ACTIVE
-            rate = max(1, capacity) / max(1, settings.QUEUE_ACTIVE_TTL)
-        cache.set(key, rate, 5)
-    return rate
+            return admitted / RATE_WINDOW
+        capacity = room_capacity(concert_id=concert_id) or settings.QUEUE_MAX_ACTIVE
+        return max(1, capacity) / max(1, settings.QUEUE_ACTIVE_TTL)
+
+    return _shared_estimate(f"queue:rate:{concert_id}", compute)
 
 
 def poll_after_seconds(*, position: int | None, eta: int | None) -> int:
@@ -160,9 +187,14 @@ def queue_token_view(*, token: QueueToken, now: datetime) -> TokenView:
 
 
 def queue_token_get(*, key: str) -> QueueToken | None:
+    """The token with this secret, its position read in the same query."""
     if not key or len(key) > 64:
         return None
-    return QueueToken.objects.filter(key=key).first()
+    return (
+        QueueToken.objects.filter(key=key)
+        .annotate(position_at_read=RawSQL(_position_sql(QueueToken._meta.db_table), []))
+        .first()
+    )
 
 
 def queue_token_live_for(*, user_id: int, concert_id: int) -> QueueToken | None:
@@ -171,6 +203,24 @@ def queue_token_live_for(*, user_id: int, concert_id: int) -> QueueToken | None:
             user_id=user_id, concert_id=concert_id, status__in=QueueToken.LIVE_STATUSES
         )
         .order_by("-id")
+        .first()
+    )
+
+
+def waiting_room_with_active(*, concert_id: int, now: datetime) -> WaitingRoom | None:
+    """The room with `active_now`, its count of admitted fans whose turn has not lapsed."""
+    active = (
+        QueueToken.objects.filter(
+            concert_id=OuterRef("pk"), status=Status.ACTIVE, active_until__gt=now
+        )
+        .order_by()
+        .values("concert_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return (
+        WaitingRoom.objects.filter(pk=concert_id)
+        .annotate(active_now=Coalesce(Subquery(active), 0))
         .first()
     )
 

@@ -1,7 +1,7 @@
 """Writes for the waiting room: issue, admit, leave, end, expire, the gate.
 
 Lock order, everywhere: the waiting-room row, then token rows in id order, then
-bucket rows in (concert, number) order. Following it, no two of these services
+bucket rows in (concert, number, stripe) order. Following it, no two of these services
 can deadlock.
 """
 
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 
@@ -28,7 +28,7 @@ from queueing.exceptions import (
     QueueTokenWaiting,
     QueueTokenWrongConcert,
 )
-from queueing.models import BUCKET_SIZE, QueueBucket, QueueToken, WaitingRoom
+from queueing.models import BUCKET_SIZE, BUCKET_STRIPES, QueueBucket, QueueToken, WaitingRoom
 
 logger = logging.getLogger(__name__)
 Status = QueueToken.Status
@@ -67,26 +67,29 @@ def waiting_room_update(
 # --- buckets ---------------------------------------------------------------
 
 
-def _bucket_add(*, concert_id: int, number: int, delta: int) -> None:
-    updated = QueueBucket.objects.filter(concert_id=concert_id, number=number).update(
-        waiting=F("waiting") + delta
-    )
-    if updated:
+def _bucket_add(*, concert_id: int, token_id: int, delta: int) -> None:
+    key = {
+        "concert_id": concert_id,
+        "number": token_id // BUCKET_SIZE,
+        "stripe": token_id % BUCKET_STRIPES,
+    }
+    if QueueBucket.objects.filter(**key).update(waiting=F("waiting") + delta):
         return
     try:
         with transaction.atomic():
-            QueueBucket.objects.create(concert_id=concert_id, number=number, waiting=delta)
+            QueueBucket.objects.create(**key, waiting=delta)
     except IntegrityError:
-        QueueBucket.objects.filter(concert_id=concert_id, number=number).update(
-            waiting=F("waiting") + delta
-        )
+        QueueBucket.objects.filter(**key).update(waiting=F("waiting") + delta)
 
 
 def _buckets_remove(*, tokens: list[tuple[int, int]]) -> None:
-    """Tokens (id, concert_id) left the waiting state: decrement their buckets in key order."""
-    counts = Counter((concert_id, token_id // BUCKET_SIZE) for token_id, concert_id in tokens)
-    for (concert_id, number), n in sorted(counts.items()):
-        QueueBucket.objects.filter(concert_id=concert_id, number=number).update(
+    """Tokens (id, concert_id) left the waiting state: decrement their bucket rows in key order."""
+    counts = Counter(
+        (concert_id, token_id // BUCKET_SIZE, token_id % BUCKET_STRIPES)
+        for token_id, concert_id in tokens
+    )
+    for (concert_id, number, stripe), n in sorted(counts.items()):
+        QueueBucket.objects.filter(concert_id=concert_id, number=number, stripe=stripe).update(
             waiting=F("waiting") - n
         )
 
@@ -105,12 +108,12 @@ def queue_token_issue(
     Where capacity is free and nobody waits ahead, the new token is admitted
     right after commit.
     """
-    waiting_room_get_or_create(concert_id=concert_id)
     existing = selectors.queue_token_live_for(user_id=user.pk, concert_id=concert_id)
     if existing is not None:
         if selectors.effective_status(existing, now=now) != Status.EXPIRED:
             return existing, False
         _end_tokens(ids=[existing.pk], now=now, reason="lapsed")
+    waiting_room_get_or_create(concert_id=concert_id)
     try:
         with transaction.atomic():
             token = QueueToken.objects.create(
@@ -120,17 +123,14 @@ def queue_token_issue(
                 created_at=now,
                 last_seen_at=now,
             )
-            _bucket_add(concert_id=concert_id, number=token.bucket, delta=1)
+            _bucket_add(concert_id=concert_id, token_id=token.pk, delta=1)
     except IntegrityError:
         existing = selectors.queue_token_live_for(user_id=user.pk, concert_id=concert_id)
         if existing is None:  # pragma: no cover - the winner ended it in between
             raise
         return existing, False
-    queue_admit_next(concert_id=concert_id, now=now)
-    token.refresh_from_db()
-    if token.status == Status.WAITING:
-        token.initial_position = selectors.queue_position(token=token)
-        QueueToken.objects.filter(pk=token.pk).update(initial_position=token.initial_position)
+    if queue_admit_next(concert_id=concert_id, now=now):
+        token.refresh_from_db()
     return token, True
 
 
@@ -151,15 +151,11 @@ def queue_admit_next(*, concert_id: int, now: datetime, count: int | None = None
     serialised on the waiting-room row, and capacity is re-read under that lock.
     Returns the ids admitted.
     """
-    room = WaitingRoom.objects.filter(pk=concert_id).first()
-    if room is None:
-        return []
     if count is None:
-        # Cheap check without a lock: a full or paused room has nothing to do. A slot
-        # freed after this read triggers its own admission run when it commits.
-        if room.admission_paused:
-            return []
-        if room.capacity - selectors.active_count(concert_id=concert_id, now=now) <= 0:
+        # Cheap check without a lock, in one query: a full or paused room has nothing
+        # to do. A slot freed after this read triggers its own admission run on commit.
+        room = selectors.waiting_room_with_active(concert_id=concert_id, now=now)
+        if room is None or room.admission_paused or room.capacity - room.active_now <= 0:
             return []
     with transaction.atomic():
         room = _lock_room(concert_id=concert_id)
@@ -296,7 +292,19 @@ def queue_token_touch(*, token: QueueToken, now: datetime) -> None:
     """Record that the fan is still here (at most one write per TOUCH_INTERVAL)."""
     if now - token.last_seen_at < TOUCH_INTERVAL:
         return
-    QueueToken.objects.filter(pk=token.pk, last_seen_at__lt=now).update(last_seen_at=now)
+    table = QueueToken._meta.db_table
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # Presence is a hint, not money: let this one-statement transaction commit
+        # without waiting for the disk (synchronous_commit off, for it alone).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "WITH hint AS (SELECT set_config('synchronous_commit', 'off', true))"
+                f" UPDATE {table} SET last_seen_at = %s"
+                " WHERE id = %s AND last_seen_at < %s AND EXISTS (SELECT 1 FROM hint)",
+                [now, token.pk, now],
+            )
+    else:
+        QueueToken.objects.filter(pk=token.pk, last_seen_at__lt=now).update(last_seen_at=now)
     token.last_seen_at = now
 
 

@@ -41,13 +41,18 @@ def _current_view(request: HttpRequest, concert_id: int):
     return view
 
 
-def _progress(view) -> int:
+def _progress(request: HttpRequest, view) -> int:
+    """How far the fan has come since joining (their starting place is kept in the session)."""
     if view.status == "active":
         return 100
-    if not view.position or not view.token.initial_position:
+    starts = request.session.get("queue_start_positions", {})
+    start = starts.get(view.token.key)
+    if start is None and view.position:
+        start = view.position
+        request.session["queue_start_positions"] = {**starts, view.token.key: start}
+    if not view.position or not start:
         return 0
-    done = view.token.initial_position - view.position
-    return max(0, min(99, round(100 * done / max(1, view.token.initial_position))))
+    return max(0, min(99, round(100 * (start - view.position) / max(1, start))))
 
 
 @login_required
@@ -61,7 +66,7 @@ def queue_room(request: HttpRequest, concert_id: int) -> HttpResponse:
     return render(
         request,
         "queueing/room.html",
-        {"view": view, "concert_id": concert_id, "progress": _progress(view)},
+        {"view": view, "concert_id": concert_id, "progress": _progress(request, view)},
     )
 
 
@@ -79,7 +84,7 @@ def queue_room_status(request: HttpRequest, concert_id: int) -> HttpResponse:
     return render(
         request,
         "queueing/_status.html",
-        {"view": view, "concert_id": concert_id, "progress": _progress(view)},
+        {"view": view, "concert_id": concert_id, "progress": _progress(request, view)},
     )
 
 

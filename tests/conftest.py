@@ -9,9 +9,13 @@ from tests.factories import UserFactory
 @pytest.fixture(autouse=True)
 def _clear_cache():
     """Each test starts with an empty shared cache (a Redis db of its own)."""
+    from queueing.selectors import clear_local_estimates
+
     cache.clear()
+    clear_local_estimates()
     yield
     cache.clear()
+    clear_local_estimates()
 
 
 @pytest.fixture

@@ -53,8 +53,10 @@ def test_500_fans_lining_up_at_once_get_exact_positions_1_to_500():
 def test_control_lost_bucket_updates_break_positions(monkeypatch):
     """Without the atomic F() increment (read, then write), positions go wrong."""
 
-    def racy_bucket_add(*, concert_id, number, delta):
-        bucket, _ = QueueBucket.objects.get_or_create(concert_id=concert_id, number=number)
+    def racy_bucket_add(*, concert_id, token_id, delta):
+        bucket, _ = QueueBucket.objects.get_or_create(
+            concert_id=concert_id, number=token_id // 1024, stripe=token_id % 4
+        )
         seen = bucket.waiting
         time.sleep(0.001)  # the gap any read-modify-write has, made visible
         QueueBucket.objects.filter(pk=bucket.pk).update(waiting=seen + delta)
@@ -106,7 +108,7 @@ def _line_up_1000(concert):
     with transaction.atomic():
         QueueToken.objects.bulk_create(tokens)
         for token in QueueToken.objects.filter(concert=concert):
-            services._bucket_add(concert_id=concert.id, number=token.bucket, delta=1)
+            services._bucket_add(concert_id=concert.id, token_id=token.pk, delta=1)
     return list(
         QueueToken.objects.filter(concert=concert).order_by("id").values_list("id", flat=True)
     )

@@ -46,7 +46,6 @@ def test_positions_follow_issue_order(concert, now):
     set_capacity(concert, 0)
     tokens = line_up(concert, 5, now)
     assert [selectors.queue_position(token=t) for t in tokens] == [1, 2, 3, 4, 5]
-    assert [t.initial_position for t in tokens] == [1, 2, 3, 4, 5]
 
 
 def test_leaving_moves_everyone_behind_up_by_one(concert, now):
@@ -200,7 +199,7 @@ def test_abandoned_waiting_tokens_are_dropped_and_the_next_fans_admitted(concert
     assert result["idle_expired"] == 1
     assert refreshed(abandoned).end_reason == "idle"
     assert selectors.queue_position(token=refreshed(present_b)) == 1
-    assert QueueBucket.objects.get(concert=concert).waiting == 1
+    assert sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True)) == 1
 
 
 def test_a_lapsed_token_is_replaced_at_the_back_of_the_line(concert, now):

@@ -1,0 +1,223 @@
+"""Shared benchmark plumbing: a bench database, a gunicorn server, wrk runs.
+
+Everything runs on this machine's loopback: PostgreSQL and Redis at 127.0.0.1,
+gunicorn on a local port, wrk as the load generator. Figures are relative
+(side by side in one run); absolute numbers depend on the 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DB = os.environ.get("BENCH_DB", "concert_bench")
+PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
+DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+
+ENV = {
+    **os.environ,
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+    "DATABASE_URL": f"{PG}/{BENCH_DB}",
+    "REDIS_URL": REDIS_URL,
+    "CACHE_KEY_PREFIX": "bench",
+    "DEBUG": "0",
+    "SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "SECURE_SSL_REDIRECT": "0",
+    "BENCH_ENDPOINTS": "1",
+    "LOG_LEVEL": "WARNING",
+    "CONN_MAX_AGE": "600",
+}
+
+
+def setup_django() -> None:
+    os.environ.update(ENV)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def recreate_database() -> None:
+    admin = f"{PG}/postgres"
+    subprocess.run(
+        ["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"], check=True
+    )
+    subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {BENCH_DB}"], check=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=ENV, check=True)
+    subprocess.run(["redis-cli", "-u", REDIS_URL, "FLUSHDB"], check=True, capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """gunicorn serving the app with the bench settings."""
+
+    def __init__(self, workers: int = WORKERS) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        self.proc = subprocess.Popen(
+            [
+                gunicorn,
+                "config.wsgi:application",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                str(workers),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=ENV,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/bench/bare", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+LUA = r"""
+local lines = {}
+local threads = {}
+local counter = 0
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  ok, r429, r409, other = 0, 0, 0, 0
+  local file = os.getenv("WRK_LINES")
+  if file and file ~= "" then
+    for line in io.lines(file) do lines[#lines + 1] = line end
+  end
+  nthreads = tonumber(os.getenv("WRK_THREADS"))
+  i = tid
+end
+function request()
+  local headers = {}
+  local extra = os.getenv("WRK_HEADER")
+  if #lines > 0 then
+    local value = lines[(i % #lines) + 1]
+    i = i + nthreads
+    headers[extra] = value
+  end
+  if os.getenv("WRK_JSON") then headers["Content-Type"] = "application/json" end
+  return wrk.format(os.getenv("WRK_METHOD"), os.getenv("WRK_PATH"), headers, os.getenv("WRK_BODY"))
+end
+function response(status, headers, body)
+  if status < 300 then ok = ok + 1
+  elseif status == 429 then r429 = r429 + 1
+  elseif status == 409 then r409 = r409 + 1
+  else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local t = {ok = 0, r429 = 0, r409 = 0, other = 0}
+  for _, thread in ipairs(threads) do
+    for k, _ in pairs(t) do t[k] = t[k] + thread:get(k) end
+  end
+  io.write(string.format("COUNTS ok=%d r429=%d r409=%d other=%d\n", t.ok, t.r429, t.r409, t.other))
+  io.write(string.format("P50US %d\n", latency:percentile(50)))
+end
+"""
+
+
+def wrk(
+    url: str,
+    path: str,
+    *,
+    method: str = "GET",
+    lines: list[str] | None = None,
+    header: str = "",
+    body: str = "",
+    duration: int = DURATION,
+    connections: int = CONNECTIONS,
+    threads: int = 2,
+) -> dict:
+    """Run wrk; each request takes the next line of `lines` as the value of `header`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "bench.lua"
+        script.write_text(LUA)
+        lines_file = ""
+        if lines:
+            lines_file = str(Path(tmp) / "lines.txt")
+            Path(lines_file).write_text("\n".join(lines) + "\n")
+        env = {
+            **os.environ,
+            "WRK_LINES": lines_file,
+            "WRK_HEADER": header,
+            "WRK_METHOD": method,
+            "WRK_PATH": path,
+            "WRK_BODY": body,
+            "WRK_THREADS": str(threads),
+        }
+        if body:
+            env["WRK_JSON"] = "1"
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{duration}s",
+                "-s",
+                str(script),
+                url,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    counts = dict(
+        (k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", re.search(r"COUNTS (.*)", out).group(1))
+    )
+    p50_ms = int(re.search(r"P50US (\d+)", out).group(1)) / 1000
+    return {"rps": round(rps, 1), "p50_ms": round(p50_ms, 2), **counts}
+
+
+def save(name: str, results: dict) -> Path:
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2))
+    return path

@@ -1,0 +1,176 @@
+"""Waiting-room benchmark (issue: waiting room). Run:  sh .ci/dev python -m bench.queue_bench
+
+Side by side, one run, one gunicorn config:
+  1. GET /bench/bare (no DB, AllowAny)          -> the reference requests/s
+  2. GET /api/v1/queue (full polls, each token once, in a line of 1,000,000)
+  3. POST /api/v1/concerts/{id}/queue (each request a new fan lining up)
+  4. poll p50 latency, sequential, with 1,000 vs 1,000,000 waiting
+  5. one admission run with 1,000,000 waiting and 100 free slots
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import statistics
+import time
+
+from bench.common import DURATION, ROOT, Server, recreate_database, save, setup_django, wrk
+
+BIG = int(__import__("os").environ.get("BENCH_BIG_LINE", "1000000"))
+SMALL = 1000
+ISSUERS = 60_000
+
+
+def seed(cursor, concert_id: int, first_user: int, count: int) -> None:
+    cursor.execute(
+        """
+        INSERT INTO queueing_queuetoken
+            (key, concert_id, user_id, status, created_at, last_seen_at, end_reason)
+        SELECT md5(random()::text) || md5(g::text), %s, g, 'waiting', now(), now(), ''
+        FROM generate_series(%s, %s) g ORDER BY g
+        """,
+        [concert_id, first_user, first_user + count - 1],
+    )
+
+
+def main() -> None:
+    recreate_database()
+    setup_django()
+    from django.db import connection
+    from django.utils import timezone
+
+    from concerts.models import Concert
+    from queueing import services
+    from queueing.models import QueueToken, WaitingRoom
+
+    t0 = time.perf_counter()
+    small = Concert.objects.create(title="Small line", slug="small", artist="a", venue="v")
+    big = Concert.objects.create(title="Big line", slug="big", artist="a", venue="v")
+    issue = Concert.objects.create(title="Issuing", slug="issue", artist="a", venue="v")
+    for concert in (small, big, issue):
+        WaitingRoom.objects.create(concert=concert, max_active=0)
+    users = SMALL + BIG + ISSUERS
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name,
+                                   email, is_staff, is_active, date_joined)
+            SELECT g, '!', false, 'bench' || g, '', '', '', false, true, now()
+            FROM generate_series(1, %s) g
+            """,
+            [users],
+        )
+        cursor.execute("SELECT setval('auth_user_id_seq', %s)", [users])
+        seed(cursor, small.id, 1, SMALL)
+        seed(cursor, big.id, SMALL + 1, BIG)
+        cursor.execute(
+            """
+            INSERT INTO authtoken_token (key, user_id, created)
+            SELECT substr(md5(g::text) || md5(random()::text), 1, 40), g, now()
+            FROM generate_series(%s, %s) g
+            """,
+            [SMALL + BIG + 1, users],
+        )
+        cursor.execute(
+            """
+            INSERT INTO queueing_queuebucket (concert_id, number, stripe, waiting)
+            SELECT concert_id, id / 1024, id % 4, count(*) FROM queueing_queuetoken
+            WHERE status = 'waiting' GROUP BY 1, 2, 3
+            """
+        )
+        cursor.execute("VACUUM ANALYZE")
+    print(f"seeded {SMALL + BIG} waiting tokens in {time.perf_counter() - t0:.1f}s", flush=True)
+
+    big_keys = list(QueueToken.objects.filter(concert=big).values_list("key", flat=True))
+    small_keys = list(QueueToken.objects.filter(concert=small).values_list("key", flat=True))
+    random.seed(7)
+    random.shuffle(big_keys)
+    poll_keys, latency_keys = big_keys[:200_000], big_keys[200_000:201_000]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT key FROM authtoken_token ORDER BY user_id")
+        issuer_auth = ["Token " + row[0] for row in cursor.fetchall()]
+    connection.close()
+
+    results: dict = {"duration_s": DURATION, "line_big": BIG, "line_small": SMALL}
+    with Server() as server:
+        wrk(server.url, "/bench/bare", duration=3)  # warm up every worker
+        results["bare"] = wrk(server.url, "/bench/bare")
+        results["poll"] = wrk(server.url, "/api/v1/queue", lines=poll_keys, header="X-Queue-Token")
+        results["issue"] = wrk(
+            server.url,
+            f"/api/v1/concerts/{issue.id}/queue",
+            method="POST",
+            lines=issuer_auth,
+            header="Authorization",
+        )
+        results["poll_p50_ms"] = {
+            "1k_waiting": sequential_p50(server.port, random.sample(small_keys, 1000)),
+            "1M_waiting": sequential_p50(server.port, latency_keys),
+        }
+
+    WaitingRoom.objects.filter(pk=big.id).update(max_active=100)
+    timings = []
+    for _ in range(5):
+        now = timezone.now()
+        start = time.perf_counter()
+        admitted = services.queue_admit_next(concert_id=big.id, now=now)
+        timings.append((time.perf_counter() - start) * 1000)
+        assert len(admitted) == 100, len(admitted)
+        QueueToken.objects.filter(id__in=admitted).update(status="expired", ended_at=now)
+    results["admission_ms"] = {
+        "median": round(statistics.median(timings), 1),
+        "max": round(max(timings), 1),
+        "runs": [round(t, 1) for t in timings],
+    }
+
+    bare = results["bare"]["rps"]
+    results["poll_vs_bare"] = round(results["poll"]["rps"] / bare, 3)
+    results["issue_vs_bare"] = round(results["issue"]["rps"] / bare, 3)
+    p = results["poll_p50_ms"]
+    results["p50_ratio_1M_vs_1k"] = round(p["1M_waiting"] / p["1k_waiting"], 3)
+    path = save("queue", results)
+    report(results)
+    print(f"\nraw results: {path.relative_to(ROOT)}")
+
+
+def sequential_p50(port: int, keys: list[str]) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    samples = []
+    for key in keys:
+        start = time.perf_counter()
+        conn.request("GET", "/api/v1/queue", headers={"X-Queue-Token": key})
+        response = conn.getresponse()
+        response.read()
+        samples.append((time.perf_counter() - start) * 1000)
+        assert response.status == 200, response.status
+    conn.close()
+    return round(statistics.median(samples), 3)
+
+
+def report(r: dict) -> None:
+    print("\n| measure | result | target |")
+    print("|---|---|---|")
+    print(f"| bare DRF endpoint | {r['bare']['rps']} req/s | reference |")
+    print(
+        f"| GET /api/v1/queue (200s: {r['poll']['ok']}, 429s: {r['poll']['r429']}) | "
+        f"{r['poll']['rps']} req/s = {r['poll_vs_bare']:.0%} of bare | >= 50% |"
+    )
+    print(
+        f"| POST /concerts/{{id}}/queue (2xx: {r['issue']['ok']}, other: {r['issue']['other']}) | "
+        f"{r['issue']['rps']} req/s = {r['issue_vs_bare']:.0%} of bare | >= 25% |"
+    )
+    p = r["poll_p50_ms"]
+    print(
+        f"| poll p50, 1,000 vs {r['line_big']:,} waiting | {p['1k_waiting']} ms vs "
+        f"{p['1M_waiting']} ms = {r['p50_ratio_1M_vs_1k']}x | <= 1.5x |"
+    )
+    a = r["admission_ms"]
+    print(
+        f"| one admission run, {r['line_big']:,} waiting, 100 free | median {a['median']} ms, "
+        f"max {a['max']} ms | <= 100 ms |"
+    )
+
+
+if __name__ == "__main__":
+    main()
