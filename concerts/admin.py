@@ -2,10 +2,11 @@
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.utils import timezone
 
-from concerts import services
-from concerts.models import Concert, Schedule, Seat
+from concerts import selectors, services
+from concerts.models import Concert, Reservation, Schedule, Seat
 
 
 class ScheduleInline(admin.TabularInline):
@@ -23,7 +24,15 @@ class ScheduleInline(admin.TabularInline):
 
 @admin.register(Concert)
 class ConcertAdmin(admin.ModelAdmin):
-    list_display = ("title", "artist", "venue", "schedule_count", "created_at")
+    list_display = (
+        "title",
+        "artist",
+        "venue",
+        "schedule_count",
+        "hold_ttl_seconds",
+        "max_seats_per_fan",
+        "created_at",
+    )
     search_fields = ("title", "artist", "venue")
     list_filter = ("venue",)
     prepopulated_fields = {"slug": ("title", "artist")}
@@ -48,13 +57,36 @@ class ScheduleAddForm(forms.ModelForm):
 
 
 class SeatInline(admin.TabularInline):
+    """The date's 50 seats with their live status and holder (one query for all)."""
+
     model = Seat
-    fields = ("number", "price")
-    readonly_fields = ("number",)
+    fields = ("number", "price", "live_status", "holder")
+    readonly_fields = ("number", "live_status", "holder")
     extra = 0
     max_num = 0
     can_delete = False
     ordering = ("number",)
+
+    def get_queryset(self, request):
+        live = Reservation.objects.filter(
+            selectors.live_reservation_q(now=timezone.now()), seat=OuterRef("pk")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _status=Subquery(live.values("status")[:1]),
+                _holder=Subquery(live.values("user__username")[:1]),
+            )
+        )
+
+    @admin.display(description="Status")
+    def live_status(self, obj: Seat) -> str:
+        return obj._status or "available"
+
+    @admin.display(description="Holder")
+    def holder(self, obj: Seat) -> str:
+        return obj._holder or "—"
 
 
 @admin.register(Schedule)
@@ -95,3 +127,46 @@ class ScheduleAdmin(admin.ModelAdmin):
         )
         obj.pk = created.pk
         obj.created_at = created.created_at
+
+
+@admin.register(Reservation)
+class ReservationAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "user",
+        "concert",
+        "schedule",
+        "seat_number",
+        "status",
+        "price",
+        "created_at",
+        "expires_at",
+    )
+    list_filter = ("status", "schedule__concert", "schedule")
+    search_fields = ("user__username",)
+    list_select_related = ("user", "schedule__concert", "seat")
+    date_hierarchy = "created_at"
+    actions = ["release_holds"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # reservations change only through services (actions)
+
+    @admin.display(description="Concert", ordering="schedule__concert__title")
+    def concert(self, obj: Reservation) -> str:
+        return obj.schedule.concert.title
+
+    @admin.display(description="Seat", ordering="seat__number")
+    def seat_number(self, obj: Reservation) -> int:
+        return obj.seat.number
+
+    @admin.action(description="Release the selected holds (frees the seats)")
+    def release_holds(self, request, queryset):
+        now = timezone.now()
+        released = sum(
+            services.reservation_release_by_operator(reservation_id=pk, now=now)
+            for pk in queryset.filter(status=Reservation.Status.HELD).values_list("pk", flat=True)
+        )
+        self.message_user(request, f"Released {released} hold(s).")

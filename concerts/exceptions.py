@@ -21,3 +21,38 @@ class InvalidPrice(DomainError):
     code = "invalid_price"
     http_status = 400
     message = "A seat price must be a positive whole number of won."
+
+
+class SeatNotFound(DomainError):
+    code = "seat_not_found"
+    http_status = 400
+    message = "Seat numbers run from 1 to 50."
+
+
+class SeatUnavailable(DomainError):
+    code = "seat_unavailable"
+    http_status = 409
+    message = "Sorry, that seat was just taken. Please pick another."
+
+
+class SeatLimitReached(DomainError):
+    code = "seat_limit_reached"
+    http_status = 409
+    message = "You already hold the most seats allowed for this date."
+
+
+class BookingClosed(DomainError):
+    code = "booking_closed"
+    http_status = 409
+    message = "Booking for this date is not open."
+
+
+class ReservationNotFound(NotFound):
+    code = "reservation_not_found"
+    message = "No such reservation."
+
+
+class ReservationConfirmed(DomainError):
+    code = "reservation_confirmed"
+    http_status = 409
+    message = "This reservation is paid; it cannot be cancelled here."

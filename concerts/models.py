@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -10,6 +11,12 @@ class Concert(models.Model):
     artist = models.CharField(max_length=200)
     venue = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    hold_ttl_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long a seat hold lasts. Empty: SEAT_HOLD_TTL."
+    )
+    max_seats_per_fan = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Live seats per fan per date. Empty: MAX_SEATS_PER_FAN."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -17,6 +24,14 @@ class Concert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.artist})"
+
+    @property
+    def hold_ttl(self) -> int:
+        return self.hold_ttl_seconds or settings.SEAT_HOLD_TTL
+
+    @property
+    def seat_limit(self) -> int:
+        return self.max_seats_per_fan or settings.MAX_SEATS_PER_FAN
 
 
 class Schedule(models.Model):
@@ -46,7 +61,7 @@ class Schedule(models.Model):
         return f"{self.concert.title} @ {self.starts_at:%Y-%m-%d %H:%M}"
 
     def is_open_for_booking(self, *, now) -> bool:
-        return self.booking_opens_at <= now < self.booking_closes_at
+        return self.booking_opens_at <= now < self.booking_closes_at and now < self.starts_at
 
 
 class Seat(models.Model):
@@ -67,3 +82,59 @@ class Seat(models.Model):
 
     def __str__(self) -> str:
         return f"Seat {self.number}"
+
+
+class Reservation(models.Model):
+    """One fan's claim on one seat: a timed hold, then (once paid) the fan's seat."""
+
+    class Status(models.TextChoices):
+        HELD = "held"
+        CONFIRMED = "confirmed"
+        CANCELLED = "cancelled"
+        EXPIRED = "expired"
+
+    LIVE_STATUSES = (Status.HELD, Status.CONFIRMED)
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reservations"
+    )
+    schedule = models.ForeignKey(Schedule, on_delete=models.PROTECT, related_name="reservations")
+    seat = models.ForeignKey(Seat, on_delete=models.PROTECT, related_name="reservations")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.HELD)
+    price = models.PositiveIntegerField(help_text="The seat's price in won when it was held.")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # Beneath the seat lock: at most one held-or-confirmed reservation per seat.
+            models.UniqueConstraint(
+                fields=["seat"],
+                condition=Q(status__in=["held", "confirmed"]),
+                name="reservation_one_live_per_seat",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="held") | Q(expires_at__isnull=False),
+                name="reservation_hold_has_expiry",
+            ),
+            models.CheckConstraint(condition=Q(price__gt=0), name="reservation_price_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["schedule", "user", "status"], name="reservation_fan_schedule"),
+            models.Index(
+                fields=["expires_at"], condition=Q(status="held"), name="reservation_hold_expiry"
+            ),
+            models.Index(fields=["schedule", "status"], name="reservation_schedule_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reservation #{self.pk} ({self.status})"
+
+    def effective_status(self, *, now) -> str:
+        """A hold counts as expired the moment its time is up, swept or not."""
+        if self.status == self.Status.HELD and self.expires_at <= now:
+            return self.Status.EXPIRED
+        return self.status

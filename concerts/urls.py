@@ -6,9 +6,40 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("concerts/<int:concert_id>/", views.concert_detail, name="concert-detail"),
     path("concerts/<int:concert_id>/book/", views.booking, name="booking"),
+    path("concerts/<int:concert_id>/book/<int:schedule_id>/", views.booking, name="booking-date"),
+    path(
+        "concerts/<int:concert_id>/book/<int:schedule_id>/seats/",
+        views.seat_map_fragment,
+        name="seat-map",
+    ),
+    path(
+        "concerts/<int:concert_id>/book/<int:schedule_id>/hold/",
+        views.seat_hold,
+        name="seat-hold",
+    ),
+    path("reservations/<int:reservation_id>/", views.reservation_detail, name="reservation-detail"),
+    path(
+        "reservations/<int:reservation_id>/cancel/",
+        views.reservation_cancel,
+        name="reservation-cancel",
+    ),
 ]
 
 api_urlpatterns = [
     path("concerts", api.ConcertListApi.as_view(), name="api-concert-list"),
     path("concerts/<int:concert_id>", api.ConcertDetailApi.as_view(), name="api-concert-detail"),
+    path(
+        "concerts/<int:concert_id>/dates", api.ConcertDatesApi.as_view(), name="api-concert-dates"
+    ),
+    path(
+        "schedules/<int:schedule_id>/seats",
+        api.ScheduleSeatsApi.as_view(),
+        name="api-schedule-seats",
+    ),
+    path("reservations", api.ReservationListApi.as_view(), name="api-reservation-list"),
+    path(
+        "reservations/<int:reservation_id>",
+        api.ReservationDetailApi.as_view(),
+        name="api-reservation-detail",
+    ),
 ]

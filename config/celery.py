@@ -24,6 +24,11 @@ app.conf.beat_schedule = {
         "schedule": float(_every("QUEUE_ADMISSION_INTERVAL", 5)),
         "options": {"expires": 10},
     },
+    "concerts-release-expired-holds": {
+        "task": "concerts.release_expired_holds",
+        "schedule": 15.0,
+        "options": {"expires": 30},
+    },
     "queue-expire-stale-tokens": {
         "task": "queueing.expire_stale_tokens",
         "schedule": 5.0,

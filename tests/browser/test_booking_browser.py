@@ -1,0 +1,39 @@
+import pytest
+from django.utils import timezone
+
+from concerts import services
+from concerts.models import Reservation
+from queueing.models import WaitingRoom
+from tests.browser.test_waiting_room_browser import log_in
+from tests.factories import ConcertFactory, UserFactory, make_schedule
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_fan_picks_a_seat_sees_the_countdown_and_cancels(page, live_server):
+    concert = ConcertFactory(title="Seat Night")
+    WaitingRoom.objects.create(concert=concert, max_active=10)
+    schedule = make_schedule(concert)
+    fan = UserFactory()
+    log_in(page, live_server, fan.username)
+    page.goto(f"{live_server.url}/concerts/{concert.id}/")
+    page.click("#get-in-line")
+    page.wait_for_url(f"**/concerts/{concert.id}/book/")
+
+    # Someone else takes seat 8 while the map is open: it disappears by itself.
+    services.seat_hold_create(
+        user=UserFactory(), schedule_id=schedule.id, seat_number=8, now=timezone.now()
+    )
+    page.wait_for_selector("span.seat.held[data-seat='8']", timeout=10_000)
+
+    page.click("button.seat.available[data-seat='15']")
+    page.wait_for_url("**/reservations/*/")
+    countdown = page.inner_text("#countdown")
+    assert countdown.startswith(("4:", "5:"))  # m:ss, ticking down from 5:00
+    page.wait_for_timeout(1500)
+    assert page.inner_text("#countdown") != countdown
+
+    page.click("#cancel-hold")
+    page.wait_for_selector("text=was released")
+    assert page.is_visible("button.seat.available[data-seat='15']")
+    assert Reservation.objects.get(user=fan).status == "cancelled"

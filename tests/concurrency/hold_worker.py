@@ -1,0 +1,63 @@
+"""A separate OS process firing seat-hold requests through the full HTTP stack.
+
+    python -m tests.concurrency.hold_worker SCHEDULE_ID START_AT ATTEMPTS_PER_FAN AUTH:QUEUE ...
+
+Prints one JSON line: status-code counts and error codes. DATABASE_URL must
+name the test database.
+"""
+
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections import Counter
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
+    import django
+
+    django.setup()
+    from django.db import connections
+    from rest_framework.test import APIClient
+
+    schedule_id, start_at, attempts, *fans = sys.argv[1:]
+    counts: Counter = Counter()
+    lock = threading.Lock()
+
+    def fire(fan: str) -> None:
+        auth, queue_key = fan.split(":")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {auth}", HTTP_X_QUEUE_TOKEN=queue_key)
+        rng = random.Random(fan)
+        try:
+            for _ in range(int(attempts)):
+                response = client.post(
+                    "/api/v1/reservations",
+                    {"schedule_id": int(schedule_id), "seat_number": rng.randint(1, 50)},
+                    format="json",
+                )
+                key = str(response.status_code)
+                if response.status_code >= 400 and response.status_code < 500:
+                    key += ":" + response.json()["error"]["code"]
+                with lock:
+                    counts[key] += 1
+        except Exception as exc:  # counted, so the test sees it
+            with lock:
+                counts[f"exception:{exc!r}"] += 1
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=fire, args=(fan,)) for fan in fans]
+    time.sleep(max(0.0, float(start_at) - time.time()))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(json.dumps(counts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Seat holds under real concurrency, on PostgreSQL: never a double booking."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection, connections
+from django.db.models import Count
+from django.test import override_settings
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from concerts import services
+from concerts.exceptions import SeatUnavailable
+from concerts.models import Reservation, Seat
+from queueing.models import QueueToken, WaitingRoom
+from tests.concerts.conftest import admitted_client
+from tests.concurrency.helpers import errors, run_concurrently
+from tests.factories import ConcertFactory, UserFactory, make_schedule
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
+LIVE = ["held", "confirmed"]
+
+
+def open_concert():
+    concert = ConcertFactory()
+    WaitingRoom.objects.create(concert=concert, max_active=100_000)
+    return concert
+
+
+def post_hold(client, schedule_id, number):
+    response = client.post(
+        "/api/v1/reservations", {"schedule_id": schedule_id, "seat_number": number}, format="json"
+    )
+    code = response.json().get("error", {}).get("code") if response.status_code >= 400 else None
+    return response.status_code, code
+
+
+def test_200_fans_racing_for_one_seat_20_times_exactly_one_wins_each_time():
+    """200 threads, each a fan with its own connection, race 20 times (a barrier per round)."""
+    concert = open_concert()
+    clients = [admitted_client(UserFactory(), concert) for _ in range(200)]
+    schedules = [make_schedule(concert) for _ in range(20)]
+    barrier = threading.Barrier(len(clients))
+    outcomes = [[None] * len(clients) for _ in schedules]
+
+    def fan(index, client):
+        try:
+            for round_no, schedule in enumerate(schedules):
+                barrier.wait(timeout=60)
+                try:
+                    outcomes[round_no][index] = post_hold(client, schedule.id, 7)
+                except Exception as exc:
+                    outcomes[round_no][index] = ("exception", repr(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=fan, args=(i, c)) for i, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    for round_no, schedule in enumerate(schedules):
+        counted = Counter(outcomes[round_no])
+        assert counted == {(201, None): 1, (409, "seat_unavailable"): 199}, (round_no, counted)
+        assert Reservation.objects.filter(schedule=schedule, status__in=LIVE).count() == 1
+
+
+def hold_via_service(user, schedule_id, number):
+    try:
+        services.seat_hold_create(
+            user=user, schedule_id=schedule_id, seat_number=number, now=timezone.now()
+        )
+        return "held"
+    except SeatUnavailable:
+        return "taken"
+
+
+def test_control_without_the_lock_and_the_constraint_a_seat_is_sold_twice(monkeypatch):
+    """Switch the seat lock off and drop the constraint: the same race double-books."""
+    monkeypatch.setattr(
+        services,
+        "_lock_seat",
+        lambda *, schedule_id, seat_number: Seat.objects.get(
+            schedule_id=schedule_id, number=seat_number
+        ),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX reservation_one_live_per_seat")
+    try:
+        concert = open_concert()
+        schedule = make_schedule(concert)
+        users = UserFactory.create_batch(50)
+        results = run_concurrently(hold_via_service, [(u, schedule.id, 7) for u in users])
+        assert errors(results) == []
+        live = Reservation.objects.filter(schedule=schedule, seat__number=7, status__in=LIVE)
+        assert live.count() > 1, "the race did not happen; the suite could not fail"
+    finally:
+        Reservation.objects.all().delete()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE UNIQUE INDEX reservation_one_live_per_seat ON concerts_reservation "
+                "(seat_id) WHERE status IN ('held', 'confirmed')"
+            )
+
+
+def test_the_constraint_alone_still_stops_a_double_booking(monkeypatch):
+    """With only the lock off, the database refuses the second hold (a clean 409)."""
+    monkeypatch.setattr(
+        services,
+        "_lock_seat",
+        lambda *, schedule_id, seat_number: Seat.objects.get(
+            schedule_id=schedule_id, number=seat_number
+        ),
+    )
+    concert = open_concert()
+    schedule = make_schedule(concert)
+    results = run_concurrently(
+        hold_via_service, [(u, schedule.id, 7) for u in UserFactory.create_batch(50)]
+    )
+    assert errors(results) == []
+    assert Counter(v for _, v in results)["held"] == 1
+
+
+def test_1000_attempts_from_two_processes_fill_each_seat_exactly_once():
+    concert = open_concert()
+    schedule = make_schedule(concert)
+    fans = []
+    for user in UserFactory.create_batch(200):
+        client = admitted_client(user, concert)  # admits the fan
+        auth = Token.objects.get(user=user).key
+        fans.append(f"{auth}:{QueueToken.objects.get(user=user).key}")
+        del client
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "ALLOWED_HOSTS": "testserver",
+    }
+    start_at = str(time.time() + 4)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.concurrency.hold_worker",
+                str(schedule.id),
+                start_at,
+                "5",
+                *fans[i::2],
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    totals: Counter = Counter()
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        totals.update(json.loads(out.strip().splitlines()[-1]))
+    assert sum(totals.values()) == 1000
+    assert not [k for k in totals if k.startswith("5")], totals  # no server errors
+    assert set(totals) <= {"201", "409:seat_unavailable", "409:seat_limit_reached"}, totals
+    per_seat = (
+        Reservation.objects.filter(schedule=schedule, status__in=LIVE)
+        .values("seat")
+        .annotate(n=Count("id"))
+    )
+    assert {row["n"] for row in per_seat} == {1}
+    assert len(per_seat) == 50 == totals["201"]
+
+
+@override_settings(MAX_SEATS_PER_FAN=4)
+def test_a_fan_firing_20_holds_at_once_ends_with_exactly_the_limit():
+    concert = open_concert()
+    schedule = make_schedule(concert)
+    fan = UserFactory()
+    results = run_concurrently(hold_via_service_any, [(fan, schedule.id, n) for n in range(1, 21)])
+    assert errors(results) == []
+    assert Reservation.objects.filter(user=fan, status__in=LIVE).count() == 4
+
+
+@override_settings(MAX_SEATS_PER_FAN=4)
+def test_control_without_the_fan_lock_the_limit_is_exceeded(monkeypatch):
+    monkeypatch.setattr(services, "_lock_fan", lambda *, user_id: None)
+    concert = open_concert()
+    schedule = make_schedule(concert)
+    fan = UserFactory()
+    run_concurrently(hold_via_service_any, [(fan, schedule.id, n) for n in range(1, 21)])
+    assert Reservation.objects.filter(user=fan, status__in=LIVE).count() > 4
+
+
+def hold_via_service_any(user, schedule_id, number):
+    from config.errors import DomainError
+
+    try:
+        return hold_via_service(user, schedule_id, number)
+    except DomainError as exc:
+        return exc.code
+
+
+def _expired_holds(n: int):
+    concert = open_concert()
+    schedules = [make_schedule(concert) for _ in range(n // 50)]
+    now = timezone.now() - timedelta(minutes=10)
+    users = UserFactory.create_batch(10)
+    rows = [
+        Reservation(
+            user=users[i % 10],
+            schedule=s,
+            seat=seat,
+            status="held",
+            price=seat.price,
+            created_at=now,
+            expires_at=now + timedelta(minutes=5),
+        )
+        for i, s in enumerate(schedules)
+        for seat in s.seats.all()
+    ]
+    Reservation.objects.bulk_create(rows)
+
+
+def state():
+    return sorted(Reservation.objects.values_list("id", "status", "ended_at"))
+
+
+def test_cleanup_job_twice_at_once_then_three_times_leaves_identical_state():
+    _expired_holds(2000)
+    now = timezone.now()
+    results = run_concurrently(
+        lambda: services.seat_holds_release_expired(now=now, batch_size=300), [()] * 2
+    )
+    assert errors(results) == []
+    assert sum(v for _, v in results) == 2000  # each hold released once, work split
+    after_concurrent = state()
+    assert {s for _, s, _ in after_concurrent} == {"expired"}
+    for _ in range(3):
+        assert services.seat_holds_release_expired(now=now) == 0
+    assert state() == after_concurrent
