@@ -130,16 +130,26 @@ function init(args)
   nthreads = tonumber(os.getenv("WRK_THREADS"))
   i = tid
 end
+function split(line)
+  local out = {}
+  for field in string.gmatch(line, "([^\t]*)\t?") do out[#out + 1] = field end
+  return out
+end
 function request()
   local headers = {}
-  local extra = os.getenv("WRK_HEADER")
+  local body = os.getenv("WRK_BODY")
   if #lines > 0 then
-    local value = lines[(i % #lines) + 1]
+    local fields = split(lines[(i % #lines) + 1])
     i = i + nthreads
-    headers[extra] = value
+    local n = 0
+    for name in string.gmatch(os.getenv("WRK_HEADER"), "[^,]+") do
+      n = n + 1
+      headers[name] = fields[n]
+    end
+    if os.getenv("WRK_BODY_FROM_LINE") then body = fields[n + 1] end
   end
   if os.getenv("WRK_JSON") then headers["Content-Type"] = "application/json" end
-  return wrk.format(os.getenv("WRK_METHOD"), os.getenv("WRK_PATH"), headers, os.getenv("WRK_BODY"))
+  return wrk.format(os.getenv("WRK_METHOD"), os.getenv("WRK_PATH"), headers, body)
 end
 function response(status, headers, body)
   if status < 300 then ok = ok + 1
@@ -169,8 +179,10 @@ def wrk(
     duration: int = DURATION,
     connections: int = CONNECTIONS,
     threads: int = 2,
+    body_from_line: bool = False,
 ) -> dict:
-    """Run wrk; each request takes the next line of `lines` as the value of `header`."""
+    """Run wrk. Each request takes the next line of `lines`: tab-separated values for
+    the comma-separated header names in `header`, then (with body_from_line) the body."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "bench.lua"
         script.write_text(LUA)
@@ -187,8 +199,10 @@ def wrk(
             "WRK_BODY": body,
             "WRK_THREADS": str(threads),
         }
-        if body:
+        if body or body_from_line:
             env["WRK_JSON"] = "1"
+        if body_from_line:
+            env["WRK_BODY_FROM_LINE"] = "1"
         out = subprocess.run(
             [
                 "wrk",

@@ -1,0 +1,227 @@
+"""Availability and holds benchmark. Run:  sh .ci/dev python -m bench.holds_bench
+
+Side by side, one run, one gunicorn config:
+  1. GET /bench/select/<pk>            one indexed primary-key SELECT (baseline)
+  2. GET /api/v1/schedules/{id}/seats  full answers, and ETag-revalidated (304) ones
+  3. POST /bench/contended             UPDATE ... n = n + 1 under FOR UPDATE on 1 of 50 rows
+  4. POST /api/v1/reservations         fans racing for the 50 seats of one date (201s + 409s)
+  5. releasing 100,000 expired holds   the cleanup service, timed in-process
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.request
+
+from bench.common import DURATION, ROOT, Server, recreate_database, save, setup_django, wrk
+
+FANS = 2000
+EXPIRED_HOLDS = 100_000
+
+
+def main() -> None:
+    recreate_database()
+    setup_django()
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from bench.baseline import ensure_counter_table
+    from concerts import services
+    from concerts.models import Concert, Schedule
+    from queueing.models import WaitingRoom
+
+    ensure_counter_table()
+    now = timezone.now()
+    concert = Concert.objects.create(title="Bench", slug="bench", artist="a", venue="v")
+    WaitingRoom.objects.create(concert=concert, max_active=100_000)
+    read_date = services.schedule_create(
+        concert=concert,
+        starts_at=now + timedelta(days=30),
+        booking_opens_at=now - timedelta(days=1),
+        booking_closes_at=now + timedelta(days=29),
+        seat_price=50_000,
+    )
+    contended = services.schedule_create(
+        concert=concert,
+        starts_at=now + timedelta(days=31),
+        booking_opens_at=now - timedelta(days=1),
+        booking_closes_at=now + timedelta(days=30),
+        seat_price=50_000,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name,
+                                   email, is_staff, is_active, date_joined)
+            SELECT g, '!', false, 'fan' || g, '', '', '', false, true, now()
+            FROM generate_series(1, %s) g
+            """,
+            [FANS],
+        )
+        cursor.execute("SELECT setval('auth_user_id_seq', %s)", [FANS])
+        cursor.execute(
+            """
+            INSERT INTO authtoken_token (key, user_id, created)
+            SELECT substr(md5(g::text) || md5(random()::text), 1, 40), g, now()
+            FROM generate_series(1, %s) g
+            """,
+            [FANS],
+        )
+        cursor.execute(
+            """
+            INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,
+                last_seen_at, admitted_at, active_until, end_reason)
+            SELECT md5(random()::text) || md5(g::text), %s, g, 'active', now(), now(), now(),
+                   now() + interval '1 day', ''
+            FROM generate_series(1, %s) g
+            """,
+            [concert.id, FANS],
+        )
+        # 30 of the read date's 50 seats are held by others.
+        cursor.execute(
+            """
+            INSERT INTO concerts_reservation (user_id, schedule_id, seat_id, status, price,
+                                              created_at, expires_at)
+            SELECT (s.number %% 100) + 1, s.schedule_id, s.id, 'held', s.price, now(),
+                   now() + interval '1 day'
+            FROM concerts_seat s WHERE s.schedule_id = %s AND s.number <= 30
+            """,
+            [read_date.id],
+        )
+        cursor.execute(
+            """
+            SELECT 'Token ' || a.key, q.key FROM authtoken_token a
+            JOIN queueing_queuetoken q ON q.user_id = a.user_id ORDER BY a.user_id
+            """
+        )
+        fans = cursor.fetchall()
+        cursor.execute("SELECT min(id), max(id) FROM concerts_seat")
+        seat_ids = cursor.fetchone()
+        cursor.execute("VACUUM ANALYZE")
+    connection.close()
+
+    random.seed(11)
+    headers = [f"{auth}\t{queue}" for auth, queue in fans]
+    seats_path = f"/api/v1/schedules/{read_date.id}/seats"
+    results: dict = {"duration_s": DURATION}
+    with Server() as server:
+        wrk(server.url, "/bench/bare", duration=3)
+        request = urllib.request.Request(
+            server.url + seats_path,
+            headers={"Authorization": fans[0][0], "X-Queue-Token": fans[0][1]},
+        )
+        etag = urllib.request.urlopen(request).headers["ETag"]
+        select_lines = [str(random.randint(*seat_ids)) for _ in range(1000)]
+        results["select_baseline"] = (
+            wrk(server.url, "/bench/select/1", lines=None)
+            if False
+            else wrk_select(server.url, select_lines)
+        )
+        results["seats"] = wrk(
+            server.url, seats_path, lines=headers, header="Authorization,X-Queue-Token"
+        )
+        results["seats_etag_304"] = wrk(
+            server.url,
+            seats_path,
+            lines=[f"{h}\t{etag}" for h in headers],
+            header="Authorization,X-Queue-Token,If-None-Match",
+        )
+        results["contended_baseline"] = wrk(server.url, "/bench/contended", method="POST")
+        hold_lines = [
+            f"{auth}\t{queue}\t"
+            + json.dumps({"schedule_id": contended.id, "seat_number": random.randint(1, 50)})
+            for auth, queue in fans
+        ]
+        results["hold"] = wrk(
+            server.url,
+            "/api/v1/reservations",
+            method="POST",
+            lines=hold_lines,
+            header="Authorization,X-Queue-Token",
+            body_from_line=True,
+        )
+
+    # 100,000 expired holds over 2,000 dates, then one cleanup run.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO concerts_schedule (concert_id, starts_at, booking_opens_at,
+                                           booking_closes_at, created_at)
+            SELECT %s, now() + interval '60 days', now() - interval '1 day',
+                   now() + interval '59 days', now()
+            FROM generate_series(1, %s)
+            """,
+            [concert.id, EXPIRED_HOLDS // 50],
+        )
+        cursor.execute(
+            """
+            INSERT INTO concerts_seat (schedule_id, number, price)
+            SELECT s.id, n, 50000 FROM concerts_schedule s, generate_series(1, 50) n
+            WHERE s.id NOT IN (%s, %s)
+            """,
+            [read_date.id, contended.id],
+        )
+        cursor.execute(
+            """
+            INSERT INTO concerts_reservation (user_id, schedule_id, seat_id, status, price,
+                                              created_at, expires_at)
+            SELECT (seat.id %% %s) + 1, seat.schedule_id, seat.id, 'held', 50000,
+                   now() - interval '10 minutes', now() - interval '5 minutes'
+            FROM concerts_seat seat WHERE seat.schedule_id NOT IN (%s, %s)
+            """,
+            [FANS, read_date.id, contended.id],
+        )
+        cursor.execute("VACUUM ANALYZE concerts_reservation")
+    assert Schedule.objects.count() == EXPIRED_HOLDS // 50 + 2
+    start = time.perf_counter()
+    released = services.seat_holds_release_expired(now=timezone.now())
+    results["release_100k"] = {
+        "released": released,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+    r = results
+    r["seats_vs_select"] = round(r["seats"]["rps"] / r["select_baseline"]["rps"], 3)
+    r["seats_304_vs_select"] = round(r["seats_etag_304"]["rps"] / r["select_baseline"]["rps"], 3)
+    r["hold_vs_contended"] = round(r["hold"]["rps"] / r["contended_baseline"]["rps"], 3)
+    path = save("holds", results)
+    report(results)
+    print(f"\nraw results: {path.relative_to(ROOT)}")
+
+
+def wrk_select(url: str, lines: list[str]) -> dict:
+    """The single-SELECT baseline, cycling over random seat ids (path from the line)."""
+    results = [wrk(url, f"/bench/select/{pk}", duration=max(1, DURATION // 5)) for pk in lines[:5]]
+    total_rps = sum(r["rps"] for r in results) / len(results)
+    merged = {k: sum(r[k] for r in results) for k in ("ok", "r429", "r409", "other")}
+    return {"rps": round(total_rps, 1), "p50_ms": results[0]["p50_ms"], **merged}
+
+
+def report(r: dict) -> None:
+    print("\n| measure | result | target |")
+    print("|---|---|---|")
+    print(f"| single indexed SELECT baseline | {r['select_baseline']['rps']} req/s | reference |")
+    print(
+        f"| GET seats (full 200s) | {r['seats']['rps']} req/s = {r['seats_vs_select']:.0%} "
+        "of baseline | >= 100% |"
+    )
+    print(
+        f"| GET seats, ETag revalidated (304s) | {r['seats_etag_304']['rps']} req/s = "
+        f"{r['seats_304_vs_select']:.0%} of baseline | counted separately |"
+    )
+    print(f"| contended UPDATE baseline | {r['contended_baseline']['rps']} req/s | reference |")
+    h = r["hold"]
+    print(
+        f"| POST reservations, one date (2xx {h['ok']}, 409 {h['r409']}, other {h['other']}) | "
+        f"{h['rps']} req/s = {r['hold_vs_contended']:.0%} of baseline | >= 80% |"
+    )
+    x = r["release_100k"]
+    print(f"| release {x['released']:,} expired holds | {x['seconds']} s | <= 5 s |")
+
+
+if __name__ == "__main__":
+    main()
