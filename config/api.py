@@ -94,3 +94,29 @@ class Pagination(PageNumberPagination):
 def api_not_found(request, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any unknown URL under /api/ answers in the envelope, never an HTML page."""
     return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}."), status=404)
+
+
+def run_idempotent(request, *, scope: str, execute) -> Response:
+    """Run a write once per Idempotency-Key (see config.idempotency) and answer it.
+
+    `execute()` returns (status, body); domain errors it raises are rendered in the
+    envelope and stored like any answer. A replayed answer carries
+    `Idempotent-Replayed: true`.
+    """
+    from django.utils import timezone
+
+    from config.idempotency import HEADER, fingerprint, run_once
+
+    status_code, body, replayed = run_once(
+        user_id=request.user.pk,
+        scope=scope,
+        key=request.headers.get(HEADER),
+        print_=fingerprint(request.method, request.path, request.data),
+        now=timezone.now(),
+        execute=execute,
+        render_error=lambda exc: (exc.http_status, error_body(exc.code, exc.message, exc.details)),
+    )
+    response = Response(body, status=status_code)
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response

@@ -9,6 +9,7 @@ from config import accounts
 from config.api import api_not_found
 from config.health import healthz
 from queueing.urls import api_urlpatterns as queue_api
+from wallet.urls import api_urlpatterns as wallet_api
 
 api_v1 = [
     path("auth/register", accounts.RegisterApi.as_view(), name="api-register"),
@@ -16,6 +17,7 @@ api_v1 = [
     path("auth/me", accounts.MeApi.as_view(), name="api-me"),
     *concert_api,
     *queue_api,
+    *wallet_api,
 ]
 
 urlpatterns = []
@@ -33,5 +35,6 @@ urlpatterns += [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("queueing.urls")),
+    path("", include("wallet.urls")),
     path("", include("concerts.urls")),
 ]

@@ -1,0 +1,156 @@
+"""Idempotency keys: one mechanism for every retry-sensitive write (charges, payments).
+
+The same key from the same fan, in the same scope, with the same request
+fingerprint replays the first answer (status and body) for IDEMPOTENCY_TTL.
+The same key with another fingerprint gets 422 `idempotency_key_reused`; a key
+whose first request is still running gets 409 `idempotency_key_in_use`. Keys
+are scoped per fan, so one fan's key never reveals another's answer.
+
+The business write and the stored answer commit in one transaction, so an
+answer is stored if and only if the write happened. A request that died
+before committing leaves an in-flight record that may be taken over after
+IN_FLIGHT_TIMEOUT, which is safe because nothing it did was committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from config.errors import DomainError
+from config.models import IdempotencyRecord
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
+HEADER = "Idempotency-Key"
+
+
+class IdempotencyKeyInvalid(DomainError):
+    code = "idempotency_key_invalid"
+    http_status = 400
+    message = "An Idempotency-Key must be 1 to 255 printable characters."
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    http_status = 422
+    message = "This Idempotency-Key was already used with a different request."
+
+
+class IdempotencyKeyInUse(DomainError):
+    code = "idempotency_key_in_use"
+    http_status = 409
+    message = "A request with this Idempotency-Key is still being processed; retry shortly."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of what makes two requests "the same" (path, body...)."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _claim(*, user_id: int, scope: str, key: str, print_: str, now: datetime):
+    """Create the in-flight record, or explain why the request must not run.
+
+    Returns (record, None) when this request should run, (None, (status, body))
+    to replay a stored answer; raises the 422/409 errors.
+    """
+    if not key or len(key) > 255 or not key.isprintable():
+        raise IdempotencyKeyInvalid()
+    try:
+        with transaction.atomic():
+            return (
+                IdempotencyRecord.objects.create(
+                    user_id=user_id,
+                    scope=scope,
+                    key=key,
+                    fingerprint=print_,
+                    started_at=now,
+                    expires_at=now + IDEMPOTENCY_TTL,
+                ),
+                None,
+            )
+    except IntegrityError:
+        pass
+    record = IdempotencyRecord.objects.get(user_id=user_id, scope=scope, key=key)
+    if record.expires_at <= now or (
+        record.state == IdempotencyRecord.State.IN_FLIGHT
+        and record.started_at <= now - IN_FLIGHT_TIMEOUT
+    ):
+        # Expired, or abandoned before anything committed: take it over atomically.
+        taken = IdempotencyRecord.objects.filter(
+            pk=record.pk, state=record.state, started_at=record.started_at
+        ).update(
+            fingerprint=print_,
+            state=IdempotencyRecord.State.IN_FLIGHT,
+            started_at=now,
+            expires_at=now + IDEMPOTENCY_TTL,
+            response_status=None,
+            response_body=None,
+        )
+        if taken:
+            record.refresh_from_db()
+            return record, None
+        record.refresh_from_db()
+    if record.fingerprint != print_:
+        raise IdempotencyKeyReused()
+    if record.state == IdempotencyRecord.State.IN_FLIGHT:
+        raise IdempotencyKeyInUse()
+    return None, (record.response_status, record.response_body)
+
+
+def run_once(
+    *,
+    user_id: int,
+    scope: str,
+    key: str | None,
+    print_: str,
+    now: datetime,
+    execute: Callable[[], tuple[int, Any]],
+    render_error: Callable[[DomainError], tuple[int, Any]],
+) -> tuple[int, Any, bool]:
+    """Run `execute` at most once per (fan, scope, key); returns (status, body, replayed).
+
+    `execute` performs the write and returns the answer; a DomainError it raises
+    is rendered with `render_error`, and stored like any answer. Without a key,
+    `execute` simply runs.
+    """
+    if key is None:
+        try:
+            status, body = execute()
+        except DomainError as exc:
+            status, body = render_error(exc)
+        return status, body, False
+    record, replay = _claim(user_id=user_id, scope=scope, key=key, print_=print_, now=now)
+    if replay is not None:
+        return replay[0], replay[1], True
+    try:
+        with transaction.atomic():
+            status, body = execute()
+            _finish(record, status, body)
+    except DomainError as exc:
+        status, body = render_error(exc)
+        _finish(record, status, body)
+    except BaseException:
+        IdempotencyRecord.objects.filter(pk=record.pk).delete()
+        raise
+    return status, body, False
+
+
+def _finish(record: IdempotencyRecord, status: int, body: Any) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        state=IdempotencyRecord.State.DONE, response_status=status, response_body=body
+    )
+
+
+def purge_expired(*, now: datetime) -> int:
+    """Delete records past their TTL (a beat job keeps the table small)."""
+    return IdempotencyRecord.objects.filter(expires_at__lte=now).delete()[0]

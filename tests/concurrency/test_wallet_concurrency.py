@@ -1,0 +1,110 @@
+"""Money under real concurrency, on PostgreSQL: no lost update, no negative balance,
+no double charge. Controls switch the wallet lock off and show the damage."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from django.utils import timezone
+
+from tests.concurrency.helpers import errors, run_concurrently
+from tests.conftest import token_client
+from tests.factories import UserFactory
+from wallet import selectors, services
+from wallet.exceptions import InsufficientBalance
+from wallet.models import LedgerEntry, Wallet
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def seed_wallet(user, balance):
+    services.wallet_charge(user_id=user.pk, amount=balance, now=timezone.now())
+
+
+def ledger_sum(user) -> int:
+    return sum(e.signed_amount for e in LedgerEntry.objects.filter(wallet_id=user.pk))
+
+
+def move(kind, user_id):
+    now = timezone.now()
+    try:
+        if kind == "charge":
+            services.wallet_charge(user_id=user_id, amount=10_000, now=now)
+        else:
+            services.wallet_debit(user_id=user_id, amount=10_000, now=now)
+        return (kind, "ok")
+    except InsufficientBalance:
+        return (kind, "refused")
+
+
+def test_100_charges_and_100_debits_at_once_lose_no_won():
+    fan = UserFactory()
+    seed_wallet(fan, 500_000)
+    calls = [("charge", fan.pk)] * 100 + [("debit", fan.pk)] * 100
+    results = run_concurrently(move, calls)
+    assert errors(results) == []
+    done = Counter(value for _, value in results)
+    charges, debits = done[("charge", "ok")], done[("debit", "ok")]
+    expected = 500_000 + 10_000 * charges - 10_000 * debits
+    assert selectors.wallet_balance(user_id=fan.pk) == expected == ledger_sum(fan)
+    assert charges == 100  # nothing refuses a charge here
+
+
+def test_50_debits_of_30000_on_100000_exactly_3_succeed():
+    fan = UserFactory()
+    seed_wallet(fan, 100_000)
+
+    def debit():
+        try:
+            services.wallet_debit(user_id=fan.pk, amount=30_000, now=timezone.now())
+            return "ok"
+        except InsufficientBalance:
+            return "refused"
+
+    results = run_concurrently(debit, [()] * 50)
+    assert errors(results) == []
+    assert Counter(v for _, v in results) == {"ok": 3, "refused": 47}
+    assert selectors.wallet_balance(user_id=fan.pk) == 10_000
+    assert LedgerEntry.objects.filter(wallet_id=fan.pk, kind="payment").count() == 3
+
+
+def test_control_without_the_wallet_lock_updates_are_lost(monkeypatch):
+    monkeypatch.setattr(
+        services,
+        "_lock_wallet",
+        lambda *, user_id: Wallet.objects.get_or_create(user_id=user_id)[0],
+    )
+    fan = UserFactory()
+    seed_wallet(fan, 500_000)
+    results = run_concurrently(move, [("charge", fan.pk)] * 100)
+    assert errors(results) == []
+    # 100 charges "succeeded", but the balance no longer matches the ledger.
+    assert selectors.wallet_balance(user_id=fan.pk) < 500_000 + 100 * 10_000 == ledger_sum(fan)
+
+
+def test_50_concurrent_charges_with_one_key_make_one_entry():
+    fan = UserFactory()
+    clients = [token_client(fan) for _ in range(50)]
+
+    def post(client):
+        response = client.post(
+            "/api/v1/wallet/charges",
+            {"amount": 10_000},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="same-key",
+        )
+        return response.status_code, response.json()
+
+    results = run_concurrently(post, [(c,) for c in clients])
+    assert errors(results) == []
+    answers = [value for _, value in results]
+    created = [body for status, body in answers if status == 201]
+    in_use = [body for status, body in answers if status == 409]
+    assert len(created) + len(in_use) == 50
+    assert created and all(body == created[0] for body in created)
+    assert all(body["error"]["code"] == "idempotency_key_in_use" for body in in_use)
+    assert LedgerEntry.objects.filter(wallet_id=fan.pk).count() == 1
+    retry = post(clients[0])
+    assert retry == (201, created[0])
+    assert selectors.wallet_balance(user_id=fan.pk) == 10_000

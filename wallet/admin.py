@@ -1,0 +1,63 @@
+"""Operators' screens for money: read-only. No admin path changes a balance."""
+
+from django.contrib import admin, messages
+
+from wallet.models import LedgerEntry, Wallet
+from wallet.selectors import wallet_mismatches
+
+
+class LedgerInline(admin.TabularInline):
+    model = LedgerEntry
+    fields = ("created_at", "kind", "amount", "balance_after", "payment_id", "reservation_id")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-id",)
+    max_num = 0
+    show_change_link = False
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    list_display = ("user", "balance", "updated_at")
+    search_fields = ("user__username",)
+    list_select_related = ("user",)
+    readonly_fields = ("user", "balance", "updated_at")
+    inlines = [LedgerInline]
+    actions = ["reconcile"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Reconcile the selected wallets with their ledgers")
+    def reconcile(self, request, queryset):
+        mismatches = wallet_mismatches(user_ids=list(queryset.values_list("pk", flat=True)))
+        for m in mismatches:
+            self.message_user(
+                request,
+                f"MISMATCH {m.username}: balance ₩{m.balance:,}, ledger ₩{m.ledger_sum:,}",
+                messages.ERROR,
+            )
+        if not mismatches:
+            self.message_user(request, f"All {queryset.count()} wallet(s) reconcile.")
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    list_display = ("id", "wallet", "kind", "amount", "balance_after", "created_at", "payment_id")
+    list_filter = ("kind", "created_at")
+    search_fields = ("wallet__user__username",)
+    list_select_related = ("wallet__user",)
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
