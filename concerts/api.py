@@ -178,22 +178,3 @@ class ReservationListApi(APIView):
         )
         body = ReservationOutput(reservation, context={"now": now}).data
         return Response(body, status=status.HTTP_201_CREATED)
-
-
-class ReservationDetailApi(APIView):
-    """One of the fan's reservations (GET), or cancel it (DELETE). Others' are 404."""
-
-    @extend_schema(responses=ReservationOutput)
-    def get(self, request: Request, reservation_id: int) -> Response:
-        reservation = selectors.reservation_get_for(
-            user_id=request.user.pk, reservation_id=reservation_id
-        )
-        return Response(ReservationOutput(reservation, context={"now": timezone.now()}).data)
-
-    @extend_schema(responses=ReservationOutput)
-    def delete(self, request: Request, reservation_id: int) -> Response:
-        now = timezone.now()
-        reservation = services.reservation_cancel(
-            user_id=request.user.pk, reservation_id=reservation_id, now=now
-        )
-        return Response(ReservationOutput(reservation, context={"now": now}).data)

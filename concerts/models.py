@@ -135,6 +135,10 @@ class Reservation(models.Model):
 
     def effective_status(self, *, now) -> str:
         """A hold counts as expired the moment its time is up, swept or not."""
-        if self.status == self.Status.HELD and self.expires_at <= now:
+        if (
+            self.status == self.Status.HELD
+            and self.expires_at is not None
+            and self.expires_at <= now
+        ):
             return self.Status.EXPIRED
         return self.status

@@ -132,3 +132,11 @@ def reservation_get_for(*, user_id: int, reservation_id: int) -> Reservation:
     if reservation is None:
         raise ReservationNotFound()
     return reservation
+
+
+def reservation_concert_id(*, reservation_id: int) -> int | None:
+    return (
+        Reservation.objects.filter(pk=reservation_id)
+        .values_list("schedule__concert_id", flat=True)
+        .first()
+    )

@@ -76,16 +76,21 @@ def seat_price_update(*, seat: Seat, price: int) -> Seat:
 #
 # Lock order, in every service that touches reservations: the fan's user row,
 # then seat rows (by id), then reservation rows. Payments follow the same order.
+# Row locks are FOR NO KEY UPDATE: they serialise writers but, unlike FOR UPDATE,
+# do not block the KEY SHARE locks that foreign-key checks take (a wallet or a
+# reservation being inserted for the same fan), which would close a deadlock cycle.
 
 
 def _lock_fan(*, user_id: int) -> None:
     """Serialise one fan's holds, so the per-fan limit holds under concurrency."""
-    get_user_model().objects.select_for_update().filter(pk=user_id).exists()
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).exists()
 
 
 def _lock_seat(*, schedule_id: int, seat_number: int) -> Seat:
     """Lock the seat row; every change to who holds a seat happens under this lock."""
-    seat = Seat.objects.select_for_update().filter(schedule_id=schedule_id, number=seat_number)
+    seat = Seat.objects.select_for_update(no_key=True).filter(
+        schedule_id=schedule_id, number=seat_number
+    )
     found = seat.first()
     if found is None:
         raise SeatNotFound()
@@ -205,3 +210,49 @@ def reservation_release_by_operator(*, reservation_id: int, now: datetime) -> bo
                 status=Reservation.Status.CANCELLED, ended_at=now
             )
         )
+
+
+# --- for payments (call inside the payment's transaction) -------------------
+
+
+def reservation_lock(*, user_id: int, reservation_id: int) -> Reservation:
+    """Lock the fan, the seat and the reservation row, in the global lock order, and
+    return the reservation as it now stands. The caller owns the transaction."""
+    reservation = selectors.reservation_get_for(user_id=user_id, reservation_id=reservation_id)
+    _lock_fan(user_id=user_id)
+    _lock_seat(schedule_id=reservation.schedule_id, seat_number=reservation.seat.number)
+    locked = (
+        Reservation.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("seat", "schedule__concert")
+        .get(pk=reservation_id)
+    )
+    return locked
+
+
+def reservation_expire(*, reservation: Reservation, now: datetime) -> None:
+    """Mark a lapsed hold expired (under reservation_lock)."""
+    Reservation.objects.filter(pk=reservation.pk, status=Reservation.Status.HELD).update(
+        status=Reservation.Status.EXPIRED, ended_at=now
+    )
+    reservation.status = Reservation.Status.EXPIRED
+
+
+def reservation_confirm(*, reservation: Reservation, now: datetime) -> None:
+    """The held seat becomes the fan's (under reservation_lock, hold not expired)."""
+    updated = Reservation.objects.filter(
+        pk=reservation.pk, status=Reservation.Status.HELD, expires_at__gt=now
+    ).update(status=Reservation.Status.CONFIRMED, confirmed_at=now, expires_at=None)
+    if updated != 1:
+        raise SeatUnavailable("The hold ended before it could be confirmed.")
+    reservation.status = Reservation.Status.CONFIRMED
+    reservation.confirmed_at = now
+    reservation.expires_at = None
+
+
+def reservation_release(*, reservation: Reservation, now: datetime) -> None:
+    """Free the seat of a held or confirmed reservation at once (under reservation_lock)."""
+    Reservation.objects.filter(pk=reservation.pk, status__in=Reservation.LIVE_STATUSES).update(
+        status=Reservation.Status.CANCELLED, ended_at=now
+    )
+    reservation.status = Reservation.Status.CANCELLED
+    reservation.ended_at = now

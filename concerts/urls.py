@@ -37,9 +37,4 @@ api_urlpatterns = [
         name="api-schedule-seats",
     ),
     path("reservations", api.ReservationListApi.as_view(), name="api-reservation-list"),
-    path(
-        "reservations/<int:reservation_id>",
-        api.ReservationDetailApi.as_view(),
-        name="api-reservation-detail",
-    ),
 ]

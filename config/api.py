@@ -96,6 +96,26 @@ def api_not_found(request, *args: Any, **kwargs: Any) -> JsonResponse:
     return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}."), status=404)
 
 
+def replay_if_done(request, *, scope: str) -> Response | None:
+    """The stored answer for this request's Idempotency-Key, if it already completed."""
+    from django.utils import timezone
+
+    from config.idempotency import HEADER, fingerprint, stored_answer
+
+    answer = stored_answer(
+        user_id=request.user.pk,
+        scope=scope,
+        key=request.headers.get(HEADER),
+        print_=fingerprint(request.method, request.path, request.data),
+        now=timezone.now(),
+    )
+    if answer is None:
+        return None
+    response = Response(answer[1], status=answer[0])
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
 def run_idempotent(request, *, scope: str, execute) -> Response:
     """Run a write once per Idempotency-Key (see config.idempotency) and answer it.
 

@@ -120,8 +120,9 @@ def run_once(
     """Run `execute` at most once per (fan, scope, key); returns (status, body, replayed).
 
     `execute` performs the write and returns the answer; a DomainError it raises
-    is rendered with `render_error`, and stored like any answer. Without a key,
-    `execute` simply runs.
+    is rendered with `render_error`, and stored like any answer. `execute` must
+    leave no partial writes behind a DomainError (services raise refusals from
+    inside their own atomic blocks). Without a key, `execute` simply runs.
     """
     if key is None:
         try:
@@ -134,15 +135,38 @@ def run_once(
         return replay[0], replay[1], True
     try:
         with transaction.atomic():
-            status, body = execute()
+            try:
+                status, body = execute()
+            except DomainError as exc:
+                # Services raise from inside their own atomic blocks, so a refusal has
+                # already undone its partial writes; what it did commit on purpose
+                # (a released hold, a recorded failed attempt) commits with its answer.
+                status, body = render_error(exc)
             _finish(record, status, body)
-    except DomainError as exc:
-        status, body = render_error(exc)
-        _finish(record, status, body)
     except BaseException:
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         raise
     return status, body, False
+
+
+def stored_answer(
+    *, user_id: int, scope: str, key: str | None, print_: str, now: datetime
+) -> tuple[int, Any] | None:
+    """The finished answer for this key and request, if there is one. A replay needs
+    no other check: the request already passed them the first time. A live key used
+    with another request is refused (422) before anything else looks at the request."""
+    if not key:
+        return None
+    record = IdempotencyRecord.objects.filter(
+        user_id=user_id, scope=scope, key=key, expires_at__gt=now
+    ).first()
+    if record is None:
+        return None
+    if record.fingerprint != print_:
+        raise IdempotencyKeyReused()
+    if record.state != IdempotencyRecord.State.DONE:
+        return None  # still in flight: run_once answers 409
+    return record.response_status, record.response_body
 
 
 def _finish(record: IdempotencyRecord, status: int, body: Any) -> None:

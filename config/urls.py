@@ -8,6 +8,7 @@ from concerts.urls import api_urlpatterns as concert_api
 from config import accounts
 from config.api import api_not_found
 from config.health import healthz
+from payments.urls import api_urlpatterns as payment_api
 from queueing.urls import api_urlpatterns as queue_api
 from wallet.urls import api_urlpatterns as wallet_api
 
@@ -18,6 +19,7 @@ api_v1 = [
     *concert_api,
     *queue_api,
     *wallet_api,
+    *payment_api,
 ]
 
 urlpatterns = []
@@ -36,5 +38,6 @@ urlpatterns += [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("queueing.urls")),
     path("", include("wallet.urls")),
+    path("", include("payments.urls")),
     path("", include("concerts.urls")),
 ]

@@ -139,7 +139,7 @@ def queue_token_issue(
 
 def _lock_room(*, concert_id: int) -> WaitingRoom:
     """Serialise admission runs of one concert (call inside a transaction)."""
-    return WaitingRoom.objects.select_for_update().get(pk=concert_id)
+    return WaitingRoom.objects.select_for_update(no_key=True).get(pk=concert_id)
 
 
 def queue_admit_next(*, concert_id: int, now: datetime, count: int | None = None) -> list[int]:
@@ -173,7 +173,7 @@ def queue_admit_next(*, concert_id: int, now: datetime, count: int | None = None
                 concert_id=concert_id, status=Status.WAITING, last_seen_at__gt=cutoff
             )
             .order_by("id")
-            .select_for_update()
+            .select_for_update(no_key=True)
             .values_list("id", flat=True)[:free]
         )
         if not ids:
@@ -207,7 +207,7 @@ def _end_tokens(*, ids: list[int], now: datetime, reason: str, status: str = Sta
         rows = list(
             QueueToken.objects.filter(id__in=ids, status__in=QueueToken.LIVE_STATUSES)
             .order_by("id")
-            .select_for_update()
+            .select_for_update(no_key=True)
             .values_list("id", "concert_id", "status")
         )
         if not rows:

@@ -1,5 +1,6 @@
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -48,3 +49,36 @@ def fan_client(fan) -> APIClient:
 @pytest.fixture
 def other_client(other_fan) -> APIClient:
     return token_client(other_fan)
+
+
+@pytest.fixture
+def concert(db):
+    """A concert whose waiting room admits everyone at once (queueing tests use their own)."""
+    from queueing.models import WaitingRoom
+    from tests.factories import ConcertFactory
+
+    concert = ConcertFactory()
+    WaitingRoom.objects.create(concert=concert, max_active=10_000)
+    return concert
+
+
+@pytest.fixture
+def schedule(concert):
+    from tests.factories import make_schedule
+
+    return make_schedule(concert)
+
+
+def admitted_client(user, concert) -> APIClient:
+    """An API client for a fan with an active queue token for the concert."""
+    from queueing import services as queue_services
+
+    token, _ = queue_services.queue_token_issue(
+        user=user, concert_id=concert.id, now=timezone.now()
+    )
+    assert token.status == "active", token.status
+    client = token_client(user)
+    client.credentials(
+        HTTP_AUTHORIZATION=client._credentials["HTTP_AUTHORIZATION"], HTTP_X_QUEUE_TOKEN=token.key
+    )
+    return client

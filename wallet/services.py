@@ -25,7 +25,7 @@ def _check_whole_won(amount: object) -> int:
 def _lock_wallet(*, user_id: int) -> Wallet:
     """The fan's wallet row, created if needed, locked for the rest of the transaction."""
     Wallet.objects.get_or_create(user_id=user_id)
-    return Wallet.objects.select_for_update().get(user_id=user_id)
+    return Wallet.objects.select_for_update(no_key=True).get(user_id=user_id)
 
 
 def _apply(

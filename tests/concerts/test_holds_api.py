@@ -6,8 +6,7 @@ from rest_framework.test import APIClient
 
 from concerts.models import Reservation
 from queueing.models import QueueToken, WaitingRoom
-from tests.concerts.conftest import admitted_client
-from tests.conftest import token_client
+from tests.conftest import admitted_client, token_client
 from tests.factories import UserFactory, make_schedule
 
 pytestmark = pytest.mark.django_db
@@ -150,14 +149,6 @@ def test_an_expired_hold_reads_as_expired(concert, schedule, fan):
     Reservation.objects.filter(pk=reservation_id).update(expires_at=timezone.now())
     body = token_client(fan).get(f"/api/v1/reservations/{reservation_id}").json()
     assert body["status"] == "expired"
-
-
-def test_a_confirmed_reservation_cannot_be_cancelled_here(concert, schedule, fan):
-    reservation_id = hold(admitted_client(fan, concert), schedule, 5).json()["reservation_id"]
-    Reservation.objects.filter(pk=reservation_id).update(status="confirmed")
-    response = token_client(fan).delete(f"/api/v1/reservations/{reservation_id}")
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "reservation_confirmed"
 
 
 # --- permission matrix ---------------------------------------------------------

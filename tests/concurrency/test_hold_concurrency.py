@@ -23,8 +23,8 @@ from concerts import services
 from concerts.exceptions import SeatUnavailable
 from concerts.models import Reservation, Seat
 from queueing.models import QueueToken, WaitingRoom
-from tests.concerts.conftest import admitted_client
 from tests.concurrency.helpers import errors, run_concurrently
+from tests.conftest import admitted_client
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,0 +1,30 @@
+from config.errors import DomainError, NotFound
+
+
+class HoldExpired(DomainError):
+    code = "hold_expired"
+    http_status = 409
+    message = "Your hold on this seat expired before payment, so the seat went back on sale."
+
+
+class AlreadyPaid(DomainError):
+    code = "already_paid"
+    http_status = 409
+    message = "This reservation is already paid."
+
+
+class ReservationNotPayable(DomainError):
+    code = "reservation_not_payable"
+    http_status = 409
+    message = "This reservation was cancelled and can no longer be paid."
+
+
+class CancellationClosed(DomainError):
+    code = "cancellation_closed"
+    http_status = 409
+    message = "Bookings for this date can no longer be cancelled: booking has closed."
+
+
+class PaymentNotFound(NotFound):
+    code = "payment_not_found"
+    message = "No such payment."

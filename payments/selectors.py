@@ -1,0 +1,143 @@
+"""Reads for payments: a payment, the fan's tickets, and money reconciliation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Count, Q, QuerySet, Sum
+
+from concerts import selectors as concert_selectors
+from concerts.exceptions import ReservationNotFound
+from concerts.models import Reservation
+from payments.exceptions import PaymentNotFound
+from payments.models import Payment
+from wallet.models import LedgerEntry, Wallet
+from wallet.selectors import wallet_mismatches
+
+
+def payment_get_for(*, user_id: int, payment_id: int) -> Payment:
+    payment = (
+        Payment.objects.filter(user_id=user_id, pk=payment_id)
+        .select_related("reservation__seat", "reservation__schedule__concert")
+        .first()
+    )
+    if payment is None:
+        raise PaymentNotFound()
+    return payment
+
+
+def ticket_list_for(*, user_id: int) -> QuerySet[Payment]:
+    """The fan's confirmed bookings, as their paid payments, soonest show first."""
+    return (
+        Payment.objects.filter(user_id=user_id, status=Payment.Status.PAID)
+        .select_related("reservation__seat", "reservation__schedule__concert")
+        .order_by("reservation__schedule__starts_at", "id")
+    )
+
+
+def reservation_is_paid(*, user_id: int, reservation_id: int) -> bool:
+    try:
+        reservation = concert_selectors.reservation_get_for(
+            user_id=user_id, reservation_id=reservation_id
+        )
+    except ReservationNotFound:
+        return False
+    return reservation.status == Reservation.Status.CONFIRMED
+
+
+def paid_payment_for(*, reservation_id: int) -> Payment | None:
+    return Payment.objects.filter(
+        reservation_id=reservation_id, status__in=[Payment.Status.PAID, Payment.Status.REFUNDED]
+    ).first()
+
+
+@dataclass
+class MoneyReport:
+    charges: int = 0
+    payments: int = 0
+    refunds: int = 0
+    balances: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def money_reconcile() -> MoneyReport:
+    """Check the money across the whole system (read in one snapshot by the caller
+    if it wants one; see the management command).
+
+    - charges = balances + payments - refunds, summed over the ledger and wallets;
+    - every wallet's balance equals its own ledger;
+    - every confirmed reservation has exactly one paid payment and one matching debit;
+    - every paid payment belongs to a confirmed reservation;
+    - every refunded payment has exactly one matching refund entry.
+    """
+    report = MoneyReport()
+    sums = dict(
+        LedgerEntry.objects.values("kind")
+        .annotate(total=Sum("amount"))
+        .values_list("kind", "total")
+    )
+    report.charges = sums.get("charge") or 0
+    report.payments = sums.get("payment") or 0
+    report.refunds = sums.get("refund") or 0
+    report.balances = Wallet.objects.aggregate(total=Sum("balance"))["total"] or 0
+    if report.charges != report.balances + report.payments - report.refunds:
+        report.problems.append(
+            f"charges ₩{report.charges:,} != balances ₩{report.balances:,} + payments "
+            f"₩{report.payments:,} - refunds ₩{report.refunds:,}"
+        )
+    for m in wallet_mismatches():
+        report.problems.append(
+            f"wallet of {m.username} (user {m.user_id}): balance ₩{m.balance:,}, "
+            f"ledger ₩{m.ledger_sum:,}"
+        )
+
+    confirmed = Reservation.objects.filter(status=Reservation.Status.CONFIRMED).annotate(
+        paid=Count("payments", filter=Q(payments__status=Payment.Status.PAID))
+    )
+    for reservation in confirmed.exclude(paid=1):
+        report.problems.append(
+            f"reservation {reservation.pk} is confirmed with {reservation.paid} paid payment(s)"
+        )
+    debits = {
+        (row["reservation_id"], row["payment_id"]): (row["n"], row["total"])
+        for row in LedgerEntry.objects.filter(kind="payment")
+        .values("reservation_id", "payment_id")
+        .annotate(n=Count("id"), total=Sum("amount"))
+    }
+    refunds = {
+        row["payment_id"]: (row["n"], row["total"])
+        for row in LedgerEntry.objects.filter(kind="refund")
+        .values("payment_id")
+        .annotate(n=Count("id"), total=Sum("amount"))
+    }
+    successful = Payment.objects.filter(
+        status__in=[Payment.Status.PAID, Payment.Status.REFUNDED]
+    ).select_related("reservation")
+    for payment in successful:
+        n, total = debits.get((payment.reservation_id, payment.pk), (0, 0))
+        if (n, total) != (1, payment.amount):
+            report.problems.append(
+                f"payment {payment.pk} (reservation {payment.reservation_id}) has {n} ledger "
+                f"debit(s) totalling ₩{total or 0:,}, expected one of ₩{payment.amount:,}"
+            )
+        if payment.status == Payment.Status.PAID:
+            if payment.reservation.status != Reservation.Status.CONFIRMED:
+                report.problems.append(
+                    f"payment {payment.pk} is paid but reservation {payment.reservation_id} "
+                    f"is {payment.reservation.status}"
+                )
+        else:
+            n, total = refunds.get(payment.pk, (0, 0))
+            if (n, total) != (1, payment.amount):
+                report.problems.append(
+                    f"refunded payment {payment.pk} has {n} refund entr(ies) totalling "
+                    f"₩{total or 0:,}, expected one of ₩{payment.amount:,}"
+                )
+    orphans = LedgerEntry.objects.filter(kind="payment", payment_id__isnull=True).count()
+    if orphans:
+        report.problems.append(f"{orphans} ledger debit(s) belong to no payment")
+    return report

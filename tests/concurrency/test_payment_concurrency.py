@@ -1,0 +1,250 @@
+"""Payments under real concurrency, on PostgreSQL: never charged twice, never paid
+for an expired hold, and money that always adds up (the bank test)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from concerts import services as concert_services
+from concerts.models import Reservation, Seat
+from config.errors import DomainError
+from payments import services
+from payments.models import Payment
+from payments.selectors import money_reconcile
+from queueing.models import WaitingRoom
+from tests.concurrency.helpers import errors, run_concurrently
+from tests.conftest import admitted_client
+from tests.factories import ConcertFactory, UserFactory, make_schedule
+from wallet import services as wallet_services
+from wallet.models import LedgerEntry, Wallet
+
+pytestmark = pytest.mark.django_db(transaction=True)
+LIVE = ["held", "confirmed"]
+
+
+def setup_paying_fan():
+    concert = ConcertFactory()
+    WaitingRoom.objects.create(concert=concert, max_active=1000)
+    schedule = make_schedule(concert)
+    fan = UserFactory()
+    client = admitted_client(fan, concert)
+    wallet_services.wallet_charge(user_id=fan.pk, amount=500_000, now=timezone.now())
+    reservation = concert_services.seat_hold_create(
+        user=fan, schedule_id=schedule.id, seat_number=1, now=timezone.now()
+    )
+    return fan, client, reservation
+
+
+def post_pay(client, reservation_id, key):
+    response = client.post(
+        "/api/v1/payments",
+        {"reservation_id": reservation_id},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    return response.status_code, response.json()
+
+
+def test_50_payments_of_one_reservation_with_50_keys_charge_once():
+    fan, client, reservation = setup_paying_fan()
+    results = run_concurrently(post_pay, [(client, reservation.id, f"k{i}") for i in range(50)])
+    assert errors(results) == []
+    statuses = Counter(status for _, (status, _) in results)
+    assert statuses == {201: 1, 409: 49}, statuses
+    codes = Counter(body["error"]["code"] for _, (s, body) in results if s == 409)
+    assert codes == {"already_paid": 49}
+    assert Payment.objects.filter(status="paid").count() == 1
+    assert LedgerEntry.objects.filter(kind="payment").count() == 1
+
+
+def test_50_payments_with_one_key_are_one_201_replayed_or_in_use():
+    fan, client, reservation = setup_paying_fan()
+    results = run_concurrently(post_pay, [(client, reservation.id, "one-key")] * 50)
+    assert errors(results) == []
+    answers = [value for _, value in results]
+    created = [body for status, body in answers if status == 201]
+    assert created and all(body == created[0] for body in created)
+    others = [body["error"]["code"] for status, body in answers if status != 201]
+    assert set(others) <= {"idempotency_key_in_use"}
+    assert LedgerEntry.objects.filter(kind="payment").count() == 1
+    assert post_pay(client, reservation.id, "one-key") == (201, created[0])
+
+
+def test_control_without_the_locks_and_the_constraint_a_seat_is_paid_twice(monkeypatch):
+    """Switch the reservation lock off and drop the one-payment constraint: double charge."""
+
+    def unlocked(*, user_id, reservation_id):
+        time.sleep(0.01)  # the gap between reading the hold and acting on it
+        return Reservation.objects.select_related("seat", "schedule__concert").get(
+            pk=reservation_id
+        )
+
+    def confirm_anyway(*, reservation, now):
+        Reservation.objects.filter(pk=reservation.pk).update(status="confirmed", expires_at=None)
+
+    monkeypatch.setattr(services.concert_services, "reservation_lock", unlocked)
+    monkeypatch.setattr(services.concert_services, "reservation_confirm", confirm_anyway)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX payment_one_success_per_reservation")
+    try:
+        fan, client, reservation = setup_paying_fan()
+
+        def pay_direct():
+            try:
+                services.payment_create(user=fan, reservation_id=reservation.id, now=timezone.now())
+                return "paid"
+            except DomainError as exc:
+                return exc.code
+
+        run_concurrently(pay_direct, [()] * 20)
+        assert LedgerEntry.objects.filter(kind="payment").count() > 1
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE payments_payment")
+            cursor.execute(
+                "CREATE UNIQUE INDEX payment_one_success_per_reservation ON payments_payment "
+                "(reservation_id) WHERE status IN ('paid', 'refunded')"
+            )
+
+
+def test_payment_racing_the_holds_expiry_and_the_cleanup_job():
+    """At the boundary, with the cleanup job running at once: paid and confirmed, or
+    refused with the seat free; never paid while expired, never debited without a payment."""
+    outcomes = Counter()
+    for _ in range(15):
+        fan, client, reservation = setup_paying_fan()
+        boundary = reservation.expires_at
+        moments = [boundary - timedelta(microseconds=1), boundary]
+
+        def pay(fan=fan, reservation=reservation, moments=moments):
+            try:
+                services.payment_create(
+                    user=fan, reservation_id=reservation.id, now=random.choice(moments)
+                )
+                return "paid"
+            except DomainError as exc:
+                return exc.code
+
+        def sweep(boundary=boundary):
+            return concert_services.seat_holds_release_expired(now=boundary)
+
+        results = run_concurrently(lambda f: f(), [(pay,), (sweep,)])
+        assert errors(results) == []
+        reservation.refresh_from_db()
+        paid = Payment.objects.filter(reservation=reservation, status="paid").count()
+        debits = LedgerEntry.objects.filter(reservation_id=reservation.id, kind="payment")
+        if reservation.status == "confirmed":
+            assert paid == 1 and debits.count() == 1
+            outcomes["paid"] += 1
+        else:
+            assert reservation.status == "expired"
+            assert paid == 0 and debits.count() == 0
+            assert not Reservation.objects.filter(seat=reservation.seat, status__in=LIVE).exists()
+            outcomes["refused"] += 1
+    assert sum(outcomes.values()) == 15
+
+
+def test_bank_20_threads_for_30_seconds_money_always_adds_up():
+    concert = ConcertFactory(hold_ttl_seconds=2, max_seats_per_fan=10)
+    WaitingRoom.objects.create(concert=concert, max_active=1000)
+    schedule = make_schedule(concert, seat_price=20_000)
+    fans = UserFactory.create_batch(10)
+    seats = list(Seat.objects.filter(schedule=schedule).values_list("number", flat=True))
+    stop_at = time.monotonic() + 30
+    snapshots: list[tuple[int, int, int, int]] = []
+    counts: Counter = Counter()
+    lock = threading.Lock()
+
+    def snapshot():
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            report = money_reconcile()
+        return report
+
+    def worker(seed: int):
+        rng = random.Random(seed)
+        try:
+            while time.monotonic() < stop_at:
+                fan = rng.choice(fans)
+                op = rng.choice(
+                    ["charge", "hold", "hold", "pay", "pay", "cancel", "expire", "snap"]
+                )
+                now = timezone.now()
+                try:
+                    if op == "charge":
+                        wallet_services.wallet_charge(
+                            user_id=fan.pk, amount=rng.choice([10_000, 30_000]), now=now
+                        )
+                    elif op == "hold":
+                        concert_services.seat_hold_create(
+                            user=fan,
+                            schedule_id=schedule.id,
+                            seat_number=rng.choice(seats),
+                            now=now,
+                        )
+                    elif op == "pay":
+                        mine = list(
+                            Reservation.objects.filter(user=fan, status="held").values_list(
+                                "id", flat=True
+                            )
+                        )
+                        if mine:
+                            services.payment_create(
+                                user=fan, reservation_id=rng.choice(mine), now=now
+                            )
+                    elif op == "cancel":
+                        mine = list(
+                            Reservation.objects.filter(user=fan, status__in=LIVE).values_list(
+                                "id", flat=True
+                            )
+                        )
+                        if mine:
+                            services.booking_cancel(
+                                user_id=fan.pk, reservation_id=rng.choice(mine), now=now
+                            )
+                    elif op == "expire":
+                        concert_services.seat_holds_release_expired(now=now)
+                    else:
+                        report = snapshot()
+                        with lock:
+                            snapshots.append(
+                                (report.charges, report.balances, report.payments, report.refunds)
+                            )
+                            assert report.ok, report.problems
+                    with lock:
+                        counts[op] += 1
+                except DomainError as exc:
+                    with lock:
+                        counts[f"{op}:{exc.code}"] += 1
+        finally:
+            connections.close_all()
+
+    results = run_concurrently(worker, [(i,) for i in range(20)], timeout=120)
+    assert errors(results) == [], errors(results)[:3]
+    assert counts["pay"] > 10 and counts["cancel"] > 10 and counts["charge"] > 10, counts
+    assert snapshots, "no mid-run snapshot was taken"
+    for charges, balances, payments, refunds in snapshots:
+        assert charges == balances + payments - refunds
+    final = money_reconcile()
+    assert final.ok, final.problems
+    from django.core.management import call_command
+
+    call_command("money_reconcile")  # exits 0
+    doubled = (
+        Reservation.objects.filter(status__in=LIVE)
+        .values("seat")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+    assert not doubled.exists()
+    assert not Wallet.objects.filter(balance__lt=0).exists()
