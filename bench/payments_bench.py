@@ -1,0 +1,132 @@
+"""Payments benchmark. Run:  sh .ci/dev python -m bench.payments_bench
+
+Side by side, one run, one gunicorn config:
+  1. POST /bench/contended   UPDATE ... n = n + 1 under FOR UPDATE on 1 of 50 rows
+  2. POST /api/v1/payments   each request a different admitted fan paying their own hold
+"""
+
+from __future__ import annotations
+
+import json
+
+from bench.common import DURATION, ROOT, Server, recreate_database, save, setup_django, wrk
+
+FANS = 3000
+
+
+def main() -> None:
+    recreate_database()
+    setup_django()
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from bench.baseline import ensure_counter_table
+    from concerts import services
+    from concerts.models import Concert
+    from queueing.models import WaitingRoom
+
+    ensure_counter_table()
+    now = timezone.now()
+    concert = Concert.objects.create(title="Bench", slug="bench", artist="a", venue="v")
+    WaitingRoom.objects.create(concert=concert, max_active=100_000)
+    for day in range(FANS // 50):
+        services.schedule_create(
+            concert=concert,
+            starts_at=now + timedelta(days=30 + day),
+            booking_opens_at=now - timedelta(days=1),
+            booking_closes_at=now + timedelta(days=29 + day),
+            seat_price=50_000,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name,
+                                   email, is_staff, is_active, date_joined)
+            SELECT g, '!', false, 'fan' || g, '', '', '', false, true, now()
+            FROM generate_series(1, %s) g
+            """,
+            [FANS],
+        )
+        cursor.execute("SELECT setval('auth_user_id_seq', %s)", [FANS])
+        cursor.execute(
+            """
+            INSERT INTO authtoken_token (key, user_id, created)
+            SELECT substr(md5(g::text) || md5(random()::text), 1, 40), g, now()
+            FROM generate_series(1, %s) g
+            """,
+            [FANS],
+        )
+        cursor.execute(
+            """
+            INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,
+                last_seen_at, admitted_at, active_until, end_reason)
+            SELECT md5(random()::text) || md5(g::text), %s, g, 'active', now(), now(), now(),
+                   now() + interval '1 day', ''
+            FROM generate_series(1, %s) g
+            """,
+            [concert.id, FANS],
+        )
+        cursor.execute(
+            "INSERT INTO wallet_wallet (user_id, balance, updated_at) "
+            "SELECT g, 1000000, now() FROM generate_series(1, %s) g",
+            [FANS],
+        )
+        cursor.execute(
+            "INSERT INTO wallet_ledgerentry (wallet_id, kind, amount, balance_after, created_at) "
+            "SELECT g, 'charge', 1000000, 1000000, now() FROM generate_series(1, %s) g",
+            [FANS],
+        )
+        # Fan n holds the n-th seat (by id): one hold each, spread over the dates.
+        cursor.execute(
+            """
+            INSERT INTO concerts_reservation (user_id, schedule_id, seat_id, status, price,
+                                              created_at, expires_at)
+            SELECT row_number() OVER (ORDER BY s.id), s.schedule_id, s.id, 'held', s.price,
+                   now(), now() + interval '1 day'
+            FROM concerts_seat s
+            """
+        )
+        cursor.execute(
+            """
+            SELECT 'Token ' || a.key, q.key, r.id FROM authtoken_token a
+            JOIN queueing_queuetoken q ON q.user_id = a.user_id
+            JOIN concerts_reservation r ON r.user_id = a.user_id ORDER BY a.user_id
+            """
+        )
+        lines = [
+            f"{auth}\t{queue}\t" + json.dumps({"reservation_id": rid})
+            for auth, queue, rid in cursor.fetchall()
+        ]
+        cursor.execute("VACUUM ANALYZE")
+    connection.close()
+
+    results: dict = {"duration_s": DURATION}
+    with Server() as server:
+        wrk(server.url, "/bench/bare", duration=3)
+        results["contended_baseline"] = wrk(server.url, "/bench/contended", method="POST")
+        results["pay"] = wrk(
+            server.url,
+            "/api/v1/payments",
+            method="POST",
+            lines=lines,
+            header="Authorization,X-Queue-Token",
+            body_from_line=True,
+        )
+    r = results
+    r["pay_vs_contended"] = round(r["pay"]["rps"] / r["contended_baseline"]["rps"], 3)
+    path = save("payments", results)
+    p = r["pay"]
+    print("\n| measure | result | target |")
+    print("|---|---|---|")
+    print(f"| contended UPDATE baseline | {r['contended_baseline']['rps']} req/s | reference |")
+    print(
+        f"| POST /api/v1/payments (201 {p['ok']}, 409 {p['r409']}, other {p['other']}) | "
+        f"{p['rps']} req/s = {r['pay_vs_contended']:.0%} | >= 50% |"
+    )
+    print(f"\nraw results: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
