@@ -235,3 +235,36 @@ def save(name: str, results: dict) -> Path:
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(results, indent=2))
     return path
+
+
+def seed_fans(cursor, count: int, *, concert_id: int | None = None) -> None:
+    """Fans 1..count with API tokens, and (with a concert) an active turn for each."""
+    cursor.execute(
+        """
+        INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name,
+                               email, is_staff, is_active, date_joined)
+        SELECT g, '!', false, 'fan' || g, '', '', '', false, true, now()
+        FROM generate_series(1, %s) g
+        """,
+        [count],
+    )
+    cursor.execute("SELECT setval('auth_user_id_seq', %s)", [count])
+    cursor.execute(
+        """
+        INSERT INTO authtoken_token (key, user_id, created)
+        SELECT substr(md5(g::text) || md5(random()::text), 1, 40), g, now()
+        FROM generate_series(1, %s) g
+        """,
+        [count],
+    )
+    if concert_id is not None:
+        cursor.execute(
+            """
+            INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,
+                last_seen_at, admitted_at, active_until, end_reason)
+            SELECT md5(random()::text) || md5(g::text), %s, g, 'active', now(), now(), now(),
+                   now() + interval '1 day', ''
+            FROM generate_series(1, %s) g
+            """,
+            [concert_id, count],
+        )

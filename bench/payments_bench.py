@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import json
 
-from bench.common import DURATION, ROOT, Server, recreate_database, save, setup_django, wrk
+from bench.common import (
+    DURATION,
+    ROOT,
+    Server,
+    recreate_database,
+    save,
+    seed_fans,
+    setup_django,
+    wrk,
+)
 
 FANS = 3000
 
@@ -40,34 +49,7 @@ def main() -> None:
             seat_price=50_000,
         )
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name,
-                                   email, is_staff, is_active, date_joined)
-            SELECT g, '!', false, 'fan' || g, '', '', '', false, true, now()
-            FROM generate_series(1, %s) g
-            """,
-            [FANS],
-        )
-        cursor.execute("SELECT setval('auth_user_id_seq', %s)", [FANS])
-        cursor.execute(
-            """
-            INSERT INTO authtoken_token (key, user_id, created)
-            SELECT substr(md5(g::text) || md5(random()::text), 1, 40), g, now()
-            FROM generate_series(1, %s) g
-            """,
-            [FANS],
-        )
-        cursor.execute(
-            """
-            INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,
-                last_seen_at, admitted_at, active_until, end_reason)
-            SELECT md5(random()::text) || md5(g::text), %s, g, 'active', now(), now(), now(),
-                   now() + interval '1 day', ''
-            FROM generate_series(1, %s) g
-            """,
-            [concert.id, FANS],
-        )
+        seed_fans(cursor, FANS, concert_id=concert.id)
         cursor.execute(
             "INSERT INTO wallet_wallet (user_id, balance, updated_at) "
             "SELECT g, 1000000, now() FROM generate_series(1, %s) g",

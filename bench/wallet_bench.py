@@ -8,7 +8,16 @@ Side by side, one run, one gunicorn config:
 
 from __future__ import annotations
 
-from bench.common import DURATION, ROOT, Server, recreate_database, save, setup_django, wrk
+from bench.common import (
+    DURATION,
+    ROOT,
+    Server,
+    recreate_database,
+    save,
+    seed_fans,
+    setup_django,
+    wrk,
+)
 
 FANS = 1000
 
@@ -22,24 +31,7 @@ def main() -> None:
 
     ensure_counter_table()
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name,
-                                   email, is_staff, is_active, date_joined)
-            SELECT g, '!', false, 'fan' || g, '', '', '', false, true, now()
-            FROM generate_series(1, %s) g
-            """,
-            [FANS],
-        )
-        cursor.execute("SELECT setval('auth_user_id_seq', %s)", [FANS])
-        cursor.execute(
-            """
-            INSERT INTO authtoken_token (key, user_id, created)
-            SELECT substr(md5(g::text) || md5(random()::text), 1, 40), g, now()
-            FROM generate_series(1, %s) g
-            """,
-            [FANS],
-        )
+        seed_fans(cursor, FANS)
         cursor.execute(
             "INSERT INTO wallet_wallet (user_id, balance, updated_at) "
             "SELECT g, 0, now() FROM generate_series(1, %s) g",

@@ -70,7 +70,9 @@ def payment_create(*, user: AbstractBaseUser, reservation_id: int, now: datetime
         _record_failure(user=user, reservation_id=reservation_id, reason="hold_expired", now=now)
         raise
     except InsufficientBalance:
-        _release_after_failure(user=user, reservation_id=reservation_id, now=now)
+        _record_failure(
+            user=user, reservation_id=reservation_id, reason="insufficient_balance", now=now
+        )
         raise
     payment.reservation = reservation
     return payment
@@ -86,32 +88,20 @@ def _check_payable(reservation: Reservation, *, now: datetime) -> None:
         raise HoldExpired()
 
 
-def _release_after_failure(*, user: AbstractBaseUser, reservation_id: int, now: datetime) -> None:
-    with transaction.atomic():
-        reservation = concert_services.reservation_lock(
-            user_id=user.pk, reservation_id=reservation_id
-        )
-        if reservation.status == RStatus.HELD:
-            concert_services.reservation_release(reservation=reservation, now=now)
-        Payment.objects.create(
-            user_id=user.pk,
-            reservation=reservation,
-            amount=reservation.price,
-            status=Payment.Status.FAILED,
-            failure_reason="insufficient_balance",
-            created_at=now,
-        )
-
-
 def _record_failure(
     *, user: AbstractBaseUser, reservation_id: int, reason: str, now: datetime
 ) -> None:
+    """After a refused payment (its transaction rolled back): free the seat at once and
+    keep the failed attempt, with its reason, for audit."""
     with transaction.atomic():
         reservation = concert_services.reservation_lock(
             user_id=user.pk, reservation_id=reservation_id
         )
         if reservation.status == RStatus.HELD:
-            concert_services.reservation_expire(reservation=reservation, now=now)
+            if reservation.effective_status(now=now) == RStatus.EXPIRED:
+                concert_services.reservation_expire(reservation=reservation, now=now)
+            else:
+                concert_services.reservation_release(reservation=reservation, now=now)
         Payment.objects.create(
             user_id=user.pk,
             reservation=reservation,
