@@ -29,6 +29,11 @@ app.conf.beat_schedule = {
         "schedule": 15.0,
         "options": {"expires": 30},
     },
+    "purge-idempotency-records": {
+        "task": "config.purge_idempotency_records",
+        "schedule": 3600.0,
+        "options": {"expires": 600},
+    },
     "queue-expire-stale-tokens": {
         "task": "queueing.expire_stale_tokens",
         "schedule": 5.0,

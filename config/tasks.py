@@ -1,0 +1,11 @@
+"""Beat jobs for cross-cutting glue."""
+
+from celery import shared_task
+from django.utils import timezone
+
+from config.idempotency import purge_expired
+
+
+@shared_task(name="config.purge_idempotency_records")
+def purge_idempotency_records() -> int:
+    return purge_expired(now=timezone.now())
