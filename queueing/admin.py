@@ -95,27 +95,25 @@ class WaitingRoomAdmin(admin.ModelAdmin):
             )
             self.message_user(request, f"{room.concert}: admitted {len(admitted)} fan(s).")
 
-    @admin.action(description="Pause admission")
-    def pause_admission(self, request, queryset):
+    def _set_paused(self, request, queryset, *, paused: bool) -> None:
+        now = timezone.now()
         for room in queryset:
             services.waiting_room_update(
                 concert_id=room.concert_id,
                 max_active=room.max_active,
-                admission_paused=True,
-                now=timezone.now(),
+                admission_paused=paused,
+                now=now,
             )
-        self.message_user(request, f"Paused {queryset.count()} waiting room(s).")
+        verb = "Paused" if paused else "Resumed"
+        self.message_user(request, f"{verb} {queryset.count()} waiting room(s).")
+
+    @admin.action(description="Pause admission")
+    def pause_admission(self, request, queryset):
+        self._set_paused(request, queryset, paused=True)
 
     @admin.action(description="Resume admission")
     def resume_admission(self, request, queryset):
-        for room in queryset:
-            services.waiting_room_update(
-                concert_id=room.concert_id,
-                max_active=room.max_active,
-                admission_paused=False,
-                now=timezone.now(),
-            )
-        self.message_user(request, f"Resumed {queryset.count()} waiting room(s).")
+        self._set_paused(request, queryset, paused=False)
 
 
 @admin.register(QueueToken)
