@@ -40,13 +40,13 @@ def main() -> None:
 
     from bench.baseline import ensure_counter_table
     from concerts import services
-    from concerts.models import Concert, Schedule
+    from concerts.models import Schedule
     from queueing.models import WaitingRoom
 
     ensure_counter_table()
     now = timezone.now()
-    concert = Concert.objects.create(title="Bench", slug="bench", artist="a", venue="v")
-    WaitingRoom.objects.create(concert=concert, max_active=100_000)
+    concert = services.concert_create(title="Bench", slug="bench", artist="a", venue="v")
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=100_000)
     read_date = services.schedule_create(
         concert=concert,
         starts_at=now + timedelta(days=30),

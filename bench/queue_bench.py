@@ -40,16 +40,16 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
-    from concerts.models import Concert
+    from concerts.services import concert_create
     from queueing import services
     from queueing.models import QueueToken, WaitingRoom
 
     t0 = time.perf_counter()
-    small = Concert.objects.create(title="Small line", slug="small", artist="a", venue="v")
-    big = Concert.objects.create(title="Big line", slug="big", artist="a", venue="v")
-    issue = Concert.objects.create(title="Issuing", slug="issue", artist="a", venue="v")
+    small = concert_create(title="Small line", slug="small", artist="a", venue="v")
+    big = concert_create(title="Big line", slug="big", artist="a", venue="v")
+    issue = concert_create(title="Issuing", slug="issue", artist="a", venue="v")
     for concert in (small, big, issue):
-        WaitingRoom.objects.create(concert=concert, max_active=0)
+        WaitingRoom.objects.filter(pk=concert.pk).update(max_active=0)
     users = SMALL + BIG + ISSUERS
     with connection.cursor() as cursor:
         cursor.execute(

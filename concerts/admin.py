@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
-from concerts import selectors, services
+from concerts import services
 from concerts.models import Concert, Reservation, Schedule, Seat
 
 
@@ -45,6 +45,22 @@ class ConcertAdmin(admin.ModelAdmin):
     def schedule_count(self, obj: Concert) -> int:
         return obj._schedule_count
 
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # A new concert comes with its waiting room, through the service.
+        created = services.concert_create(
+            title=obj.title,
+            artist=obj.artist,
+            venue=obj.venue,
+            description=obj.description,
+            slug=obj.slug,
+            hold_ttl_seconds=obj.hold_ttl_seconds,
+            max_seats_per_fan=obj.max_seats_per_fan,
+        )
+        obj.pk, obj.created_at = created.pk, created.created_at
+
 
 class ScheduleAddForm(forms.ModelForm):
     seat_price = forms.IntegerField(
@@ -69,7 +85,7 @@ class SeatInline(admin.TabularInline):
 
     def get_queryset(self, request):
         live = Reservation.objects.filter(
-            selectors.live_reservation_q(now=timezone.now()), seat=OuterRef("pk")
+            Reservation.live_q(now=timezone.now()), seat=OuterRef("pk")
         )
         return (
             super()
@@ -138,11 +154,12 @@ class ReservationAdmin(admin.ModelAdmin):
         "schedule",
         "seat_number",
         "status",
+        "end_reason",
         "price",
         "created_at",
         "expires_at",
     )
-    list_filter = ("status", "schedule__concert", "schedule")
+    list_filter = ("status", "end_reason", "schedule__concert", "schedule")
     search_fields = ("user__username",)
     list_select_related = ("user", "schedule__concert", "seat")
     date_hierarchy = "created_at"

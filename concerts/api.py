@@ -1,4 +1,5 @@
-"""Catalogue, availability and hold API: thin views over selectors and services."""
+"""Catalogue and availability API: thin views over selectors. Holds are part of the
+reservations resource (payments.api)."""
 
 import hashlib
 
@@ -11,10 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from concerts import selectors, services
-from concerts.models import SEATS_PER_SCHEDULE
-from config.api import Pagination
-from queueing.api import QUEUE_TOKEN_HEADER
+from concerts import selectors
+from config.api import QUEUE_TOKEN_PARAMETER
 from queueing.gate import QueueGate
 
 
@@ -82,7 +81,7 @@ class ConcertDatesApi(GatedApi):
     def queue_concert_id(self, request: Request) -> int:
         return int(self.kwargs["concert_id"])
 
-    @extend_schema(parameters=[QUEUE_TOKEN_HEADER], responses=DatesOutput)
+    @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses=DatesOutput)
     def get(self, request: Request, concert_id: int) -> Response:
         dates = selectors.schedule_list_bookable(concert_id=concert_id, now=timezone.now())
         return Response(DatesOutput({"concert_id": concert_id, "dates": dates}).data)
@@ -105,7 +104,7 @@ class ScheduleSeatsApi(GatedApi):
         self.schedule = selectors.schedule_get(schedule_id=self.kwargs["schedule_id"])
         return self.schedule.concert_id
 
-    @extend_schema(parameters=[QUEUE_TOKEN_HEADER], responses={200: SeatsOutput, 304: None})
+    @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses={200: SeatsOutput, 304: None})
     def get(self, request: Request, schedule_id: int) -> Response:
         seats = selectors.seat_list_available(schedule=self.schedule, now=timezone.now())
         etag = (
@@ -122,59 +121,3 @@ class ScheduleSeatsApi(GatedApi):
         response["ETag"] = etag
         response["Cache-Control"] = "private, no-cache"
         return response
-
-
-class ReservationOutput(serializers.Serializer):
-    reservation_id = serializers.IntegerField(source="id")
-    schedule_id = serializers.IntegerField()
-    seat_number = serializers.IntegerField(source="seat.number")
-    price = serializers.IntegerField()
-    status = serializers.SerializerMethodField()
-    expires_at = serializers.DateTimeField(allow_null=True)
-
-    def get_status(self, reservation) -> str:
-        return reservation.effective_status(now=self.context["now"])
-
-
-class HoldInput(serializers.Serializer):
-    schedule_id = serializers.IntegerField(min_value=1)
-    seat_number = serializers.IntegerField(min_value=1, max_value=SEATS_PER_SCHEDULE)
-
-
-class ReservationListApi(APIView):
-    """The fan's own reservations (GET), or a new seat hold (POST, gated)."""
-
-    def get_permissions(self):
-        if self.request.method == "POST":
-            return [IsAuthenticated(), QueueGate()]
-        return [IsAuthenticated()]
-
-    def queue_concert_id(self, request: Request) -> int:
-        self.hold_input = HoldInput(data=request.data)
-        self.hold_input.is_valid(raise_exception=True)
-        return selectors.schedule_concert_id(
-            schedule_id=self.hold_input.validated_data["schedule_id"]
-        )
-
-    @extend_schema(responses=ReservationOutput(many=True))
-    def get(self, request: Request) -> Response:
-        paginator = Pagination()
-        page = paginator.paginate_queryset(
-            selectors.reservation_list_for(user_id=request.user.pk), request, view=self
-        )
-        data = ReservationOutput(page, many=True, context={"now": timezone.now()}).data
-        return paginator.get_paginated_response(data)
-
-    @extend_schema(
-        request=HoldInput, parameters=[QUEUE_TOKEN_HEADER], responses={201: ReservationOutput}
-    )
-    def post(self, request: Request) -> Response:
-        now = timezone.now()
-        reservation = services.seat_hold_create(
-            user=request.user,
-            schedule_id=self.hold_input.validated_data["schedule_id"],
-            seat_number=self.hold_input.validated_data["seat_number"],
-            now=now,
-        )
-        body = ReservationOutput(reservation, context={"now": now}).data
-        return Response(body, status=status.HTTP_201_CREATED)

@@ -50,9 +50,3 @@ class BookingClosed(DomainError):
 class ReservationNotFound(NotFound):
     code = "reservation_not_found"
     message = "No such reservation."
-
-
-class ReservationConfirmed(DomainError):
-    code = "reservation_confirmed"
-    http_status = 409
-    message = "This reservation is paid; it cannot be cancelled here."

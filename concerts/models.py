@@ -93,6 +93,16 @@ class Reservation(models.Model):
         CANCELLED = "cancelled"
         EXPIRED = "expired"
 
+    class EndReason(models.TextChoices):
+        """Why a hold ended: every way goes through concerts.services.reservation_end."""
+
+        PAID = "paid"  # held -> confirmed: the hold ends, the booking starts
+        CANCELLED = "cancelled"  # the fan let the hold go
+        EXPIRED = "expired"  # its time ran out (lazily, or by the sweep)
+        RELEASED = "released"  # an operator freed the seat
+        PAYMENT_FAILED = "payment_failed"  # a refused payment gives the seat back
+        REFUNDED = "refunded"  # a paid booking was cancelled and refunded
+
     LIVE_STATUSES = (Status.HELD, Status.CONFIRMED)
 
     user = models.ForeignKey(
@@ -106,6 +116,7 @@ class Reservation(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -133,12 +144,21 @@ class Reservation(models.Model):
     def __str__(self) -> str:
         return f"Reservation #{self.pk} ({self.status})"
 
+    # "Is it live?" is written here once, in its two forms: SQL (live_q) and Python
+    # (effective_status). A hold counts as expired the moment its time is up,
+    # swept or not; a confirmed reservation is live until it is cancelled.
+
+    @classmethod
+    def live_q(cls, *, now, prefix: str = "") -> Q:
+        """Reservations that block their seat at `now`: confirmed, or held and unexpired."""
+        return Q(**{f"{prefix}status": cls.Status.CONFIRMED}) | Q(
+            **{f"{prefix}status": cls.Status.HELD, f"{prefix}expires_at__gt": now}
+        )
+
     def effective_status(self, *, now) -> str:
-        """A hold counts as expired the moment its time is up, swept or not."""
-        if (
-            self.status == self.Status.HELD
-            and self.expires_at is not None
-            and self.expires_at <= now
-        ):
+        if self.status == self.Status.HELD and self.expires_at <= now:
             return self.Status.EXPIRED
         return self.status
+
+    def is_live(self, *, now) -> bool:
+        return self.effective_status(now=now) in self.LIVE_STATUSES

@@ -28,13 +28,6 @@ def concert_get_with_schedules(*, concert_id: int) -> Concert:
 # --- availability ---------------------------------------------------------
 
 
-def live_reservation_q(*, now: datetime, prefix: str = "") -> Q:
-    """Reservations that block a seat at `now`: confirmed, or held and not yet expired."""
-    return Q(**{f"{prefix}status": Reservation.Status.CONFIRMED}) | Q(
-        **{f"{prefix}status": Reservation.Status.HELD, f"{prefix}expires_at__gt": now}
-    )
-
-
 def schedule_get(*, schedule_id: int) -> Schedule:
     try:
         return Schedule.objects.select_related("concert").get(pk=schedule_id)
@@ -59,7 +52,7 @@ def schedule_list_bookable(*, concert_id: int, now: datetime) -> list[Schedule]:
     """Dates open for booking with at least one available seat, by time; each has
     `available_seats`. One query, whatever the number of dates, seats or holds."""
     taken = (
-        Reservation.objects.filter(live_reservation_q(now=now), schedule=OuterRef("pk"))
+        Reservation.objects.filter(Reservation.live_q(now=now), schedule=OuterRef("pk"))
         .order_by()
         .values("schedule")
         .annotate(n=Count("id"))
@@ -84,7 +77,7 @@ def seat_list_available(*, schedule: Schedule, now: datetime) -> list[Seat]:
     """Available seats of a date, by number; none outside its booking window. One query."""
     if not schedule.is_open_for_booking(now=now):
         return []
-    live = Reservation.objects.filter(live_reservation_q(now=now), seat=OuterRef("pk"))
+    live = Reservation.objects.filter(Reservation.live_q(now=now), seat=OuterRef("pk"))
     return list(
         Seat.objects.filter(schedule=schedule)
         .exclude(Exists(live))
@@ -95,7 +88,7 @@ def seat_list_available(*, schedule: Schedule, now: datetime) -> list[Seat]:
 
 def seat_map(*, schedule: Schedule, now: datetime, user_id: int | None) -> list[dict]:
     """All 50 seats with their state for the page: available, held, sold or mine. One query."""
-    live = Reservation.objects.filter(live_reservation_q(now=now), seat=OuterRef("pk"))
+    live = Reservation.objects.filter(Reservation.live_q(now=now), seat=OuterRef("pk"))
     rows = (
         Seat.objects.filter(schedule=schedule)
         .annotate(
@@ -132,11 +125,3 @@ def reservation_get_for(*, user_id: int, reservation_id: int) -> Reservation:
     if reservation is None:
         raise ReservationNotFound()
     return reservation
-
-
-def reservation_concert_id(*, reservation_id: int) -> int | None:
-    return (
-        Reservation.objects.filter(pk=reservation_id)
-        .values_list("schedule__concert_id", flat=True)
-        .first()
-    )

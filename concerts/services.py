@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Case, Q, Value, When
 from django.utils.text import slugify
 
 from concerts import selectors
@@ -14,7 +16,7 @@ from concerts.exceptions import (
     BookingClosed,
     InvalidPrice,
     InvalidSchedule,
-    ReservationConfirmed,
+    ReservationNotFound,
     SeatLimitReached,
     SeatNotFound,
     SeatUnavailable,
@@ -24,12 +26,29 @@ from queueing import services as queue_services
 
 
 def concert_create(
-    *, title: str, artist: str, venue: str, description: str = "", slug: str | None = None
+    *,
+    title: str,
+    artist: str,
+    venue: str,
+    description: str = "",
+    slug: str | None = None,
+    hold_ttl_seconds: int | None = None,
+    max_seats_per_fan: int | None = None,
 ) -> Concert:
-    slug = slug or slugify(f"{title}-{artist}")[:200]
-    return Concert.objects.create(
-        title=title, artist=artist, venue=venue, description=description, slug=slug
+    """Create a concert and its waiting room, together."""
+    concert = Concert(
+        title=title,
+        artist=artist,
+        venue=venue,
+        description=description,
+        slug=slug or slugify(f"{title}-{artist}")[:200],
+        hold_ttl_seconds=hold_ttl_seconds,
+        max_seats_per_fan=max_seats_per_fan,
     )
+    with transaction.atomic():
+        concert.save()
+        queue_services.waiting_room_create(concert_id=concert.pk)
+    return concert
 
 
 def _check_price(price: int) -> None:
@@ -75,10 +94,14 @@ def seat_price_update(*, seat: Seat, price: int) -> Seat:
 # --- holds ------------------------------------------------------------------
 #
 # Lock order, in every service that touches reservations: the fan's user row,
-# then seat rows (by id), then reservation rows. Payments follow the same order.
-# Row locks are FOR NO KEY UPDATE: they serialise writers but, unlike FOR UPDATE,
-# do not block the KEY SHARE locks that foreign-key checks take (a wallet or a
-# reservation being inserted for the same fan), which would close a deadlock cycle.
+# then seat rows (by id), then reservation rows, then the fan's queue token, then
+# the wallet. Payments follow the same order. Row locks are FOR NO KEY UPDATE:
+# they serialise writers but, unlike FOR UPDATE, do not block the KEY SHARE locks
+# that foreign-key checks take (a wallet or a reservation being inserted for the
+# same fan), which would close a deadlock cycle.
+
+End = Reservation.EndReason
+LIVE_SEAT_CONSTRAINT = "reservation_one_live_per_seat"
 
 
 def _lock_fan(*, user_id: int) -> None:
@@ -97,23 +120,37 @@ def _lock_seat(*, schedule_id: int, seat_number: int) -> Seat:
     return found
 
 
-def seat_hold_create(
-    *, user: AbstractBaseUser, schedule_id: int, seat_number: int, now: datetime
-) -> Reservation:
-    """Hold a seat for the fan for the concert's hold TTL.
+def _violated_constraint(exc: IntegrityError) -> str:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) or str(exc)
 
-    Locks, then re-checks: exactly one of any number of concurrent fans gets
-    the seat, and the partial unique constraint backs the lock. A hold whose
-    time is up counts as free and is marked expired in the same transaction.
-    The fan's active queue token is kept alive until the hold ends.
+
+def seat_hold_create(
+    *,
+    user: AbstractBaseUser,
+    schedule_id: int,
+    seat_number: int,
+    queue_key: str | None,
+    now: datetime,
+) -> Reservation:
+    """Hold a seat for the admitted fan for the concert's hold TTL.
+
+    The fan's turn is checked twice: once at the door, so a fan without a turn is
+    refused before any lock, and again under the token's row lock, where the turn
+    is extended to the hold's end (queue_turn_extend), so a turn that lapsed in
+    between is never revived. Locks, then re-checks the seat: exactly one of any
+    number of concurrent fans gets it, and the partial unique constraint backs the
+    lock. A hold whose time is up counts as free and is ended as expired in the
+    same transaction.
     """
-    schedule = selectors.schedule_get(schedule_id=schedule_id)
     if not 1 <= seat_number <= SEATS_PER_SCHEDULE:
         raise SeatNotFound()
+    schedule = selectors.schedule_get(schedule_id=schedule_id)
+    concert = schedule.concert
+    queue_services.queue_gate_pass(key=queue_key, user=user, concert_id=concert.pk, now=now)
     if not schedule.is_open_for_booking(now=now):
         raise BookingClosed()
-    concert = schedule.concert
-    live = selectors.live_reservation_q(now=now)
+    live = Reservation.live_q(now=now)
     # A seat visibly taken is refused without queueing for its lock; a free-looking
     # seat is re-checked under the lock below, which alone decides who gets it.
     if Reservation.objects.filter(live, schedule=schedule, seat__number=seat_number).exists():
@@ -131,11 +168,9 @@ def seat_hold_create(
                 .first()
             )
             if current is not None:
-                if current.effective_status(now=now) != Reservation.Status.EXPIRED:
+                if current.is_live(now=now):
                     raise SeatUnavailable(details={"seat_number": seat_number})
-                Reservation.objects.filter(pk=current.pk, status=Reservation.Status.HELD).update(
-                    status=Reservation.Status.EXPIRED, ended_at=now
-                )
+                reservation_end(ids=[current.pk], now=now, reason=End.EXPIRED)
             reservation = Reservation.objects.create(
                 user_id=user.pk,
                 schedule=schedule,
@@ -145,38 +180,64 @@ def seat_hold_create(
                 created_at=now,
                 expires_at=now + timedelta(seconds=concert.hold_ttl),
             )
-            queue_services.queue_token_keep_alive(
-                user_id=user.pk, concert_id=concert.pk, until=reservation.expires_at
+            queue_services.queue_turn_extend(
+                key=queue_key,
+                user=user,
+                concert_id=concert.pk,
+                until=reservation.expires_at,
+                now=now,
             )
-    except IntegrityError:
-        # The constraint caught what the lock should have: report it as taken.
+    except IntegrityError as exc:
+        if LIVE_SEAT_CONSTRAINT not in _violated_constraint(exc):
+            raise  # not a lost race for the seat: a real fault, not the fan's problem
+        # The constraint caught what the lock should have: the seat is taken.
         raise SeatUnavailable(details={"seat_number": seat_number}) from None
     reservation.schedule = schedule
     return reservation
 
 
-def reservation_cancel(*, user_id: int, reservation_id: int, now: datetime) -> Reservation:
-    """Cancel the fan's held reservation, freeing the seat at once. Idempotent:
-    cancelling a cancelled or expired reservation returns it unchanged."""
-    reservation = selectors.reservation_get_for(user_id=user_id, reservation_id=reservation_id)
-    with transaction.atomic():
-        _lock_fan(user_id=user_id)
-        _lock_seat(schedule_id=reservation.schedule_id, seat_number=reservation.seat.number)
-        reservation.refresh_from_db(fields=["status", "expires_at", "ended_at"])
-        if reservation.status == Reservation.Status.CONFIRMED:
-            raise ReservationConfirmed()
-        if reservation.status == Reservation.Status.HELD:
-            expired = reservation.effective_status(now=now) == Reservation.Status.EXPIRED
-            reservation.status = (
-                Reservation.Status.EXPIRED if expired else Reservation.Status.CANCELLED
-            )
-            reservation.ended_at = now
-            reservation.save(update_fields=["status", "ended_at"])
-    return reservation
+def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:
+    """End these reservations' holds for `reason`: the one writer of how a hold ends.
+
+    Call on rows the caller has locked (reservation_lock, or the sweep's SKIP
+    LOCKED batch). One UPDATE, whose WHERE makes it idempotent, so a hold is never
+    ended twice. The rule, by reason:
+    - PAID: a live hold becomes confirmed (a lapsed one is left for the caller to
+      refuse: nothing is confirmed after its time is up);
+    - EXPIRED: a held row whose time is up becomes expired;
+    - CANCELLED, RELEASED, PAYMENT_FAILED: a held row becomes cancelled with that
+      reason, or expired if its time was already up;
+    - REFUNDED: a confirmed booking becomes cancelled.
+    Returns the number of reservations changed.
+    """
+    rows = Reservation.objects.filter(id__in=ids)
+    held, lapsed = Reservation.Status.HELD, Q(expires_at__lte=now)
+    if reason == End.PAID:
+        return rows.filter(status=held, expires_at__gt=now).update(
+            status=Reservation.Status.CONFIRMED, confirmed_at=now, expires_at=None
+        )
+    if reason == End.EXPIRED:
+        return rows.filter(lapsed, status=held).update(
+            status=Reservation.Status.EXPIRED, ended_at=now, end_reason=End.EXPIRED
+        )
+    if reason == End.REFUNDED:
+        return rows.filter(status=Reservation.Status.CONFIRMED).update(
+            status=Reservation.Status.CANCELLED, ended_at=now, end_reason=End.REFUNDED
+        )
+    if reason not in (End.CANCELLED, End.RELEASED, End.PAYMENT_FAILED):
+        raise ValueError(f"unknown hold end reason {reason!r}")
+    return rows.filter(status=held).update(
+        status=Case(
+            When(lapsed, then=Value(Reservation.Status.EXPIRED)),
+            default=Value(Reservation.Status.CANCELLED),
+        ),
+        end_reason=Case(When(lapsed, then=Value(End.EXPIRED)), default=Value(reason)),
+        ended_at=now,
+    )
 
 
 def seat_holds_release_expired(*, now: datetime, batch_size: int = 5000) -> int:
-    """The beat job: mark holds whose time is up as expired.
+    """The beat job: end holds whose time is up, as expired.
 
     Availability never waits for this (expiry is lazy); it only tidies up.
     Batches use SKIP LOCKED, so concurrent runs split the work; running it
@@ -188,71 +249,49 @@ def seat_holds_release_expired(*, now: datetime, batch_size: int = 5000) -> int:
             ids = list(
                 Reservation.objects.filter(status=Reservation.Status.HELD, expires_at__lte=now)
                 .order_by("id")
-                .select_for_update(skip_locked=True)
+                .select_for_update(skip_locked=True, no_key=True)
                 .values_list("id", flat=True)[:batch_size]
             )
             if ids:
-                Reservation.objects.filter(id__in=ids, status=Reservation.Status.HELD).update(
-                    status=Reservation.Status.EXPIRED, ended_at=now
-                )
-        released += len(ids)
+                released += reservation_end(ids=ids, now=now, reason=End.EXPIRED)
         if len(ids) < batch_size:
             return released
 
 
-def reservation_release_by_operator(*, reservation_id: int, now: datetime) -> bool:
-    """An operator frees a held seat (admin action). Returns whether a hold was released."""
-    reservation = Reservation.objects.select_related("seat").get(pk=reservation_id)
-    with transaction.atomic():
-        _lock_seat(schedule_id=reservation.schedule_id, seat_number=reservation.seat.number)
-        return bool(
-            Reservation.objects.filter(pk=reservation_id, status=Reservation.Status.HELD).update(
-                status=Reservation.Status.CANCELLED, ended_at=now
-            )
-        )
-
-
-# --- for payments (call inside the payment's transaction) -------------------
-
-
 def reservation_lock(*, user_id: int, reservation_id: int) -> Reservation:
     """Lock the fan, the seat and the reservation row, in the global lock order, and
-    return the reservation as it now stands. The caller owns the transaction."""
+    return the reservation as it now stands. The caller owns the transaction.
+    Anyone else's reservation is ReservationNotFound."""
     reservation = selectors.reservation_get_for(user_id=user_id, reservation_id=reservation_id)
     _lock_fan(user_id=user_id)
     _lock_seat(schedule_id=reservation.schedule_id, seat_number=reservation.seat.number)
-    locked = (
+    return (
         Reservation.objects.select_for_update(of=("self",), no_key=True)
         .select_related("seat", "schedule__concert")
         .get(pk=reservation_id)
     )
-    return locked
 
 
-def reservation_expire(*, reservation: Reservation, now: datetime) -> None:
-    """Mark a lapsed hold expired (under reservation_lock)."""
-    Reservation.objects.filter(pk=reservation.pk, status=Reservation.Status.HELD).update(
-        status=Reservation.Status.EXPIRED, ended_at=now
+def reservation_end_locked(*, reservation: Reservation, now: datetime, reason: str) -> Reservation:
+    """reservation_end for one reservation the caller holds under reservation_lock,
+    returned as it now stands."""
+    reservation_end(ids=[reservation.pk], now=now, reason=reason)
+    reservation.refresh_from_db(
+        fields=["status", "expires_at", "confirmed_at", "ended_at", "end_reason"]
     )
-    reservation.status = Reservation.Status.EXPIRED
+    return reservation
 
 
-def reservation_confirm(*, reservation: Reservation, now: datetime) -> None:
-    """The held seat becomes the fan's (under reservation_lock, hold not expired)."""
-    updated = Reservation.objects.filter(
-        pk=reservation.pk, status=Reservation.Status.HELD, expires_at__gt=now
-    ).update(status=Reservation.Status.CONFIRMED, confirmed_at=now, expires_at=None)
-    if updated != 1:
-        raise SeatUnavailable("The hold ended before it could be confirmed.")
-    reservation.status = Reservation.Status.CONFIRMED
-    reservation.confirmed_at = now
-    reservation.expires_at = None
-
-
-def reservation_release(*, reservation: Reservation, now: datetime) -> None:
-    """Free the seat of a held or confirmed reservation at once (under reservation_lock)."""
-    Reservation.objects.filter(pk=reservation.pk, status__in=Reservation.LIVE_STATUSES).update(
-        status=Reservation.Status.CANCELLED, ended_at=now
+def reservation_release_by_operator(*, reservation_id: int, now: datetime) -> bool:
+    """An operator frees a held seat (admin action). Returns whether a hold was released."""
+    user_id = (
+        Reservation.objects.filter(pk=reservation_id).values_list("user_id", flat=True).first()
     )
-    reservation.status = Reservation.Status.CANCELLED
-    reservation.ended_at = now
+    if user_id is None:
+        raise ReservationNotFound()
+    with transaction.atomic():
+        reservation = reservation_lock(user_id=user_id, reservation_id=reservation_id)
+        if reservation.status != Reservation.Status.HELD:
+            return False
+        reservation = reservation_end_locked(reservation=reservation, now=now, reason=End.RELEASED)
+        return reservation.end_reason == End.RELEASED

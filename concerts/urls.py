@@ -17,12 +17,6 @@ urlpatterns = [
         views.seat_hold,
         name="seat-hold",
     ),
-    path("reservations/<int:reservation_id>/", views.reservation_detail, name="reservation-detail"),
-    path(
-        "reservations/<int:reservation_id>/cancel/",
-        views.reservation_cancel,
-        name="reservation-cancel",
-    ),
 ]
 
 api_urlpatterns = [
@@ -36,5 +30,4 @@ api_urlpatterns = [
         api.ScheduleSeatsApi.as_view(),
         name="api-schedule-seats",
     ),
-    path("reservations", api.ReservationListApi.as_view(), name="api-reservation-list"),
 ]

@@ -8,9 +8,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from concerts import selectors, services
-from concerts.exceptions import ConcertNotFound, ReservationNotFound
+from concerts.exceptions import ConcertNotFound
 from config.errors import DomainError
-from queueing.gate import queue_gate_required
+from config.pages import show_error
+from queueing.exceptions import QueueGateError, QueueTokenWaiting
+from queueing.gate import queue_gate_required, token_key_from
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -69,62 +71,31 @@ def seat_map_fragment(request: HttpRequest, concert_id: int, schedule_id: int) -
 
 
 @require_POST
-@_gated
+@login_required
 def seat_hold(request: HttpRequest, concert_id: int, schedule_id: int) -> HttpResponse:
-    """Picking a seat holds it."""
+    """Picking a seat holds it: one service call, which checks the fan's turn itself
+    (for the date's own concert, so a URL naming another concert holds nothing)."""
     back = redirect("booking-date", concert_id=concert_id, schedule_id=schedule_id)
     try:
         seat_number = int(request.POST.get("seat_number", ""))
-        schedule = selectors.schedule_get(schedule_id=schedule_id)
-        if schedule.concert_id != concert_id:
-            raise Http404("No such date for this concert.")
-        reservation = services.seat_hold_create(
-            user=request.user, schedule_id=schedule_id, seat_number=seat_number, now=timezone.now()
-        )
     except ValueError:
         messages.error(request, "Please pick a seat from the map.")
         return back
+    try:
+        reservation = services.seat_hold_create(
+            user=request.user,
+            schedule_id=schedule_id,
+            seat_number=seat_number,
+            queue_key=token_key_from(request, concert_id=concert_id),
+            now=timezone.now(),
+        )
+    except QueueTokenWaiting:
+        return redirect("queue-room", concert_id=concert_id)
+    except QueueGateError as exc:
+        show_error(request, exc)
+        return redirect("concert-detail", concert_id=concert_id)
     except DomainError as exc:
-        messages.error(request, exc.message)
+        show_error(request, exc)
         return back
     messages.success(request, f"Seat {seat_number} is yours for the next few minutes.")
     return redirect("reservation-detail", reservation_id=reservation.pk)
-
-
-@login_required
-def reservation_detail(request: HttpRequest, reservation_id: int) -> HttpResponse:
-    """The hold page: seat, price, a live countdown, Cancel and Pay."""
-    try:
-        reservation = selectors.reservation_get_for(
-            user_id=request.user.pk, reservation_id=reservation_id
-        )
-    except ReservationNotFound as exc:
-        raise Http404(exc.message) from exc
-    status = reservation.effective_status(now=timezone.now())
-    if status == "expired" and reservation.status == "held":
-        messages.error(request, "Your hold expired, so the seat went back on sale.")
-    return render(
-        request,
-        "concerts/reservation.html",
-        {"reservation": reservation, "status": status},
-    )
-
-
-@require_POST
-@login_required
-def reservation_cancel(request: HttpRequest, reservation_id: int) -> HttpResponse:
-    try:
-        reservation = services.reservation_cancel(
-            user_id=request.user.pk, reservation_id=reservation_id, now=timezone.now()
-        )
-    except ReservationNotFound as exc:
-        raise Http404(exc.message) from exc
-    except DomainError as exc:
-        messages.error(request, exc.message)
-        return redirect("reservation-detail", reservation_id=reservation_id)
-    messages.info(request, f"Seat {reservation.seat.number} was released.")
-    return redirect(
-        "booking-date",
-        concert_id=reservation.schedule.concert_id,
-        schedule_id=reservation.schedule_id,
-    )

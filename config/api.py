@@ -7,12 +7,16 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from config.errors import DomainError
+from config.errors import DomainError, error_body
+from config.idempotency import HEADER as IDEMPOTENCY_HEADER
+from config.idempotency import Answer
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +35,8 @@ _DRF_CODES: list[tuple[type[exceptions.APIException], str]] = [
 ]
 
 
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
-
-
 def domain_error_response(exc: DomainError) -> Response:
-    response = Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    response = Response(exc.body(), status=exc.http_status)
     for name, value in exc.headers.items():
         response[name] = value
     return response
@@ -91,52 +91,49 @@ class Pagination(PageNumberPagination):
     max_page_size = 100
 
 
+def paginated(request, view, queryset, serializer_class, *, context=None) -> Response:
+    """One page of `queryset`, serialized, with count and next/previous links."""
+    paginator = Pagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(
+        serializer_class(page, many=True, context=context or {}).data
+    )
+
+
 def api_not_found(request, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any unknown URL under /api/ answers in the envelope, never an HTML page."""
     return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}."), status=404)
 
 
-def replay_if_done(request, *, scope: str) -> Response | None:
-    """The stored answer for this request's Idempotency-Key, if it already completed."""
-    from django.utils import timezone
+# --- shared API pieces: the headers every app's views document and read ------
 
-    from config.idempotency import HEADER, fingerprint, stored_answer
+QUEUE_TOKEN_HEADER = "X-Queue-Token"
 
-    answer = stored_answer(
-        user_id=request.user.pk,
-        scope=scope,
-        key=request.headers.get(HEADER),
-        print_=fingerprint(request.method, request.path, request.data),
-        now=timezone.now(),
-    )
-    if answer is None:
-        return None
-    response = Response(answer[1], status=answer[0])
-    response["Idempotent-Replayed"] = "true"
-    return response
+QUEUE_TOKEN_PARAMETER = OpenApiParameter(
+    QUEUE_TOKEN_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="The secret token from POST /concerts/{id}/queue.",
+)
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Retry safely: the same key and body replay the first answer for 24 h.",
+)
 
 
-def run_idempotent(request, *, scope: str, execute) -> Response:
-    """Run a write once per Idempotency-Key (see config.idempotency) and answer it.
+def idempotency_key(request) -> str | None:
+    return request.headers.get(IDEMPOTENCY_HEADER)
 
-    `execute()` returns (status, body); domain errors it raises are rendered in the
-    envelope and stored like any answer. A replayed answer carries
-    `Idempotent-Replayed: true`.
-    """
-    from django.utils import timezone
 
-    from config.idempotency import HEADER, fingerprint, run_once
-
-    status_code, body, replayed = run_once(
-        user_id=request.user.pk,
-        scope=scope,
-        key=request.headers.get(HEADER),
-        print_=fingerprint(request.method, request.path, request.data),
-        now=timezone.now(),
-        execute=execute,
-        render_error=lambda exc: (exc.http_status, error_body(exc.code, exc.message, exc.details)),
-    )
-    response = Response(body, status=status_code)
-    if replayed:
+def answer_response(answer: Answer, *, headers: dict[str, str] | None = None) -> Response:
+    """Render a retry-safe write's answer; a replayed one says so in a header."""
+    response = Response(answer.body, status=answer.status)
+    if answer.replayed:
         response["Idempotent-Replayed"] = "true"
+    for name, value in (headers or {}).items():
+        response[name] = value
     return response

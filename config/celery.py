@@ -34,6 +34,11 @@ app.conf.beat_schedule = {
         "schedule": 3600.0,
         "options": {"expires": 600},
     },
+    "queue-rebuild-buckets": {
+        "task": "queueing.rebuild_buckets",
+        "schedule": 300.0,
+        "options": {"expires": 120},
+    },
     "queue-expire-stale-tokens": {
         "task": "queueing.expire_stale_tokens",
         "schedule": 5.0,

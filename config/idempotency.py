@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +30,7 @@ from config.models import IdempotencyRecord
 IDEMPOTENCY_TTL = timedelta(hours=24)
 IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
 HEADER = "Idempotency-Key"
+logger = logging.getLogger(__name__)
 
 
 class IdempotencyKeyInvalid(DomainError):
@@ -107,6 +110,15 @@ def _claim(*, user_id: int, scope: str, key: str, print_: str, now: datetime):
     return None, (record.response_status, record.response_body)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a retry-safe write answered: an HTTP status and the API body, stored or fresh."""
+
+    status: int
+    body: Any
+    replayed: bool = False
+
+
 def run_once(
     *,
     user_id: int,
@@ -115,58 +127,49 @@ def run_once(
     print_: str,
     now: datetime,
     execute: Callable[[], tuple[int, Any]],
-    render_error: Callable[[DomainError], tuple[int, Any]],
-) -> tuple[int, Any, bool]:
-    """Run `execute` at most once per (fan, scope, key); returns (status, body, replayed).
+) -> Answer:
+    """Run `execute` at most once per (fan, scope, key) and answer it.
 
-    `execute` performs the write and returns the answer; a DomainError it raises
-    is rendered with `render_error`, and stored like any answer. `execute` must
-    leave no partial writes behind a DomainError (services raise refusals from
-    inside their own atomic blocks). Without a key, `execute` simply runs.
+    `execute` performs the write and returns (status, API body). A DomainError it
+    raises is stored as its error envelope and replayed like any answer, unless the
+    error is not `replayable` (the gate, a busy lock): then nothing is stored and it
+    propagates, so a retry with the same key may succeed. `execute` must leave no
+    partial writes behind a DomainError (services raise refusals from inside their
+    own atomic blocks). Without a key, `execute` simply runs and errors propagate.
+
+    Once the write and its answer have committed, the answer stands: a failure in
+    after-commit work cannot turn it into an error or erase the stored answer.
     """
     if key is None:
-        try:
-            status, body = execute()
-        except DomainError as exc:
-            status, body = render_error(exc)
-        return status, body, False
+        status, body = execute()
+        return Answer(status, body)
     record, replay = _claim(user_id=user_id, scope=scope, key=key, print_=print_, now=now)
     if replay is not None:
-        return replay[0], replay[1], True
+        return Answer(replay[0], replay[1], replayed=True)
+    committed: list[bool] = []
+    status: int = 500
+    body: Any = None
     try:
         with transaction.atomic():
+            # Registered first, so it runs first after COMMIT, before any other hook.
+            transaction.on_commit(lambda: committed.append(True))
             try:
                 status, body = execute()
             except DomainError as exc:
+                if not exc.replayable:
+                    raise
                 # Services raise from inside their own atomic blocks, so a refusal has
                 # already undone its partial writes; what it did commit on purpose
                 # (a released hold, a recorded failed attempt) commits with its answer.
-                status, body = render_error(exc)
+                status, body = exc.http_status, exc.body()
             _finish(record, status, body)
     except BaseException:
+        if committed:
+            logger.exception("After-commit work failed for %s %s; the answer stands", scope, key)
+            return Answer(status, body)
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         raise
-    return status, body, False
-
-
-def stored_answer(
-    *, user_id: int, scope: str, key: str | None, print_: str, now: datetime
-) -> tuple[int, Any] | None:
-    """The finished answer for this key and request, if there is one. A replay needs
-    no other check: the request already passed them the first time. A live key used
-    with another request is refused (422) before anything else looks at the request."""
-    if not key:
-        return None
-    record = IdempotencyRecord.objects.filter(
-        user_id=user_id, scope=scope, key=key, expires_at__gt=now
-    ).first()
-    if record is None:
-        return None
-    if record.fingerprint != print_:
-        raise IdempotencyKeyReused()
-    if record.state != IdempotencyRecord.State.DONE:
-        return None  # still in flight: run_once answers 409
-    return record.response_status, record.response_body
+    return Answer(status, body)
 
 
 def _finish(record: IdempotencyRecord, status: int, body: Any) -> None:

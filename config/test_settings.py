@@ -5,10 +5,14 @@ REDIS_URL override them. SQLite is refused, so no test can pass on it by acciden
 """
 
 import os
+import secrets
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/concert_reservation")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
-os.environ.setdefault("CACHE_KEY_PREFIX", "cr-test")
+# A prefix of this run's own: the suite deletes only keys under it, never the rest
+# of the Redis database (which may be a developer's). Worker processes that a test
+# starts inherit it through the environment.
+os.environ.setdefault("CACHE_KEY_PREFIX", f"cr-test-{secrets.token_hex(6)}")
 
 from config.settings import *  # noqa: E402,F403
 from config.settings import DATABASES  # noqa: E402

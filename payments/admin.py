@@ -42,7 +42,7 @@ class PaymentAdmin(admin.ModelAdmin):
     @admin.action(description="Cancel and refund the selected bookings")
     def refund(self, request, queryset):
         now = timezone.now()
-        for payment in queryset.filter(status=Payment.Status.PAID):
+        for payment in queryset:
             try:
                 result = services.payment_refund_by_operator(payment_id=payment.pk, now=now)
                 self.message_user(

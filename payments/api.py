@@ -1,46 +1,113 @@
-"""Payments API: pay (idempotent, gated), read a payment, tickets, cancel-and-refund."""
+"""The reservations and payments resources: hold a seat, read and cancel
+reservations, pay (idempotent, gated), read a payment, list tickets.
+
+Each view parses its input, makes one service or selector call and renders the
+result; errors render as the envelope (config.api).
+"""
 
 from __future__ import annotations
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from concerts import selectors as concert_selectors
-from concerts.api import ReservationOutput
-from config.api import Pagination, replay_if_done, run_idempotent
+from concerts import services as concert_services
+from concerts.models import SEATS_PER_SCHEDULE
+from config.api import (
+    IDEMPOTENCY_KEY_PARAMETER,
+    QUEUE_TOKEN_HEADER,
+    QUEUE_TOKEN_PARAMETER,
+    answer_response,
+    idempotency_key,
+    paginated,
+)
 from payments import selectors, services
-from payments.exceptions import AlreadyPaid
-from queueing import services as queue_services
-from queueing.api import QUEUE_TOKEN_HEADER
-from queueing.exceptions import QueueGateError
-from queueing.gate import HEADER as QUEUE_HEADER
-from wallet.api import IDEMPOTENCY_KEY
+from payments.serializers import PaymentOutput
 
-SCOPE = "payments.pay"
+# --- reservations -------------------------------------------------------------
+
+
+class ReservationOutput(serializers.Serializer):
+    reservation_id = serializers.IntegerField(source="id")
+    schedule_id = serializers.IntegerField()
+    seat_number = serializers.IntegerField(source="seat.number")
+    price = serializers.IntegerField()
+    status = serializers.SerializerMethodField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+    def get_status(self, reservation) -> str:
+        return reservation.effective_status(now=self.context["now"])
+
+
+class HoldInput(serializers.Serializer):
+    schedule_id = serializers.IntegerField(min_value=1)
+    seat_number = serializers.IntegerField(min_value=1, max_value=SEATS_PER_SCHEDULE)
+
+
+class ReservationListApi(APIView):
+    """The fan's own reservations (GET), or a new seat hold (POST, needs an active
+    queue token for the date's concert)."""
+
+    @extend_schema(responses=ReservationOutput(many=True))
+    def get(self, request: Request) -> Response:
+        reservations = concert_selectors.reservation_list_for(user_id=request.user.pk)
+        return paginated(
+            request, self, reservations, ReservationOutput, context={"now": timezone.now()}
+        )
+
+    @extend_schema(
+        request=HoldInput, parameters=[QUEUE_TOKEN_PARAMETER], responses={201: ReservationOutput}
+    )
+    def post(self, request: Request) -> Response:
+        data = HoldInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        now = timezone.now()
+        reservation = concert_services.seat_hold_create(
+            user=request.user,
+            schedule_id=data.validated_data["schedule_id"],
+            seat_number=data.validated_data["seat_number"],
+            queue_key=request.headers.get(QUEUE_TOKEN_HEADER),
+            now=now,
+        )
+        body = ReservationOutput(reservation, context={"now": now}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class CancelOutput(ReservationOutput):
+    refunded_amount = serializers.IntegerField()
+
+
+class ReservationDetailApi(APIView):
+    """One of the fan's reservations (GET), or cancel it (DELETE): a hold is released,
+    a paid booking is cancelled and refunded to the wallet. Others' are 404.
+    Needs authentication only: a fan whose turn has ended can still cancel."""
+
+    @extend_schema(responses=ReservationOutput)
+    def get(self, request: Request, reservation_id: int) -> Response:
+        reservation = concert_selectors.reservation_get_for(
+            user_id=request.user.pk, reservation_id=reservation_id
+        )
+        return Response(ReservationOutput(reservation, context={"now": timezone.now()}).data)
+
+    @extend_schema(responses=CancelOutput)
+    def delete(self, request: Request, reservation_id: int) -> Response:
+        now = timezone.now()
+        cancellation = services.booking_cancel(
+            user_id=request.user.pk, reservation_id=reservation_id, now=now
+        )
+        body = ReservationOutput(cancellation.reservation, context={"now": now}).data
+        return Response({**body, "refunded_amount": cancellation.refunded_amount})
+
+
+# --- payments and tickets -----------------------------------------------------
 
 
 class PayInput(serializers.Serializer):
     reservation_id = serializers.IntegerField(min_value=1)
-
-
-class TicketOutput(serializers.Serializer):
-    concert_id = serializers.IntegerField(source="reservation.schedule.concert_id")
-    schedule_id = serializers.IntegerField(source="reservation.schedule_id")
-    starts_at = serializers.DateTimeField(source="reservation.schedule.starts_at")
-    seat_number = serializers.IntegerField(source="reservation.seat.number")
-
-
-class PaymentOutput(serializers.Serializer):
-    payment_id = serializers.IntegerField(source="id")
-    reservation_id = serializers.IntegerField()
-    amount = serializers.IntegerField()
-    status = serializers.CharField()
-    paid_at = serializers.DateTimeField()
-    ticket = TicketOutput(source="*")
 
 
 class PaymentListApi(APIView):
@@ -48,47 +115,20 @@ class PaymentListApi(APIView):
 
     @extend_schema(
         request=PayInput,
-        parameters=[QUEUE_TOKEN_HEADER, IDEMPOTENCY_KEY],
+        parameters=[QUEUE_TOKEN_PARAMETER, IDEMPOTENCY_KEY_PARAMETER],
         responses={201: PaymentOutput},
     )
     def post(self, request: Request) -> Response:
-        replay = replay_if_done(request, scope=SCOPE)
-        if replay is not None:
-            return replay  # the first answer stands, even though the turn has since ended
         data = PayInput(data=request.data)
         data.is_valid(raise_exception=True)
-        reservation_id = data.validated_data["reservation_id"]
-        reservation = concert_selectors.reservation_get_for(
-            user_id=request.user.pk, reservation_id=reservation_id
+        answer = services.payment_submit(
+            user=request.user,
+            reservation_id=data.validated_data["reservation_id"],
+            queue_key=request.headers.get(QUEUE_TOKEN_HEADER),
+            idempotency_key=idempotency_key(request),
+            now=timezone.now(),
         )
-        now = timezone.now()
-        try:
-            queue_services.queue_gate_pass(
-                key=request.headers.get(QUEUE_HEADER),
-                user=request.user,
-                concert_id=reservation.schedule.concert_id,
-                now=now,
-            )
-        except QueueGateError:
-            # A payment ends the fan's turn, and commits together with its stored answer:
-            # a retry that lost the race replays that answer, and any other second try of
-            # a paid reservation is "already paid", not "your turn ended".
-            replay = replay_if_done(request, scope=SCOPE)
-            if replay is not None:
-                return replay
-            if selectors.reservation_is_paid(
-                user_id=request.user.pk, reservation_id=reservation_id
-            ):
-                raise AlreadyPaid() from None
-            raise
-
-        def execute():
-            payment = services.payment_create(
-                user=request.user, reservation_id=reservation_id, now=timezone.now()
-            )
-            return 201, PaymentOutput(payment).data
-
-        return run_idempotent(request, scope=SCOPE, execute=execute)
+        return answer_response(answer)
 
 
 class PaymentDetailApi(APIView):
@@ -116,34 +156,5 @@ class TicketListApi(APIView):
 
     @extend_schema(responses=TicketListOutput(many=True))
     def get(self, request: Request) -> Response:
-        paginator = Pagination()
-        page = paginator.paginate_queryset(
-            selectors.ticket_list_for(user_id=request.user.pk), request, view=self
-        )
-        return paginator.get_paginated_response(TicketListOutput(page, many=True).data)
-
-
-class CancelOutput(ReservationOutput):
-    refunded_amount = serializers.IntegerField()
-
-
-class ReservationDetailApi(APIView):
-    """One of the fan's reservations (GET), or cancel it (DELETE): a hold is released,
-    a paid booking is cancelled and refunded to the wallet. Others' are 404.
-    Needs authentication only: a fan whose turn has ended can still cancel."""
-
-    @extend_schema(responses=ReservationOutput)
-    def get(self, request: Request, reservation_id: int) -> Response:
-        reservation = concert_selectors.reservation_get_for(
-            user_id=request.user.pk, reservation_id=reservation_id
-        )
-        return Response(ReservationOutput(reservation, context={"now": timezone.now()}).data)
-
-    @extend_schema(responses=CancelOutput)
-    def delete(self, request: Request, reservation_id: int) -> Response:
-        now = timezone.now()
-        cancellation = services.booking_cancel(
-            user_id=request.user.pk, reservation_id=reservation_id, now=now
-        )
-        body = ReservationOutput(cancellation.reservation, context={"now": now}).data
-        return Response({**body, "refunded_amount": cancellation.refunded_amount})
+        tickets = selectors.ticket_list_for(user_id=request.user.pk)
+        return paginated(request, self, tickets, TicketListOutput)

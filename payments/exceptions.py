@@ -28,3 +28,15 @@ class CancellationClosed(DomainError):
 class PaymentNotFound(NotFound):
     code = "payment_not_found"
     message = "No such payment."
+
+
+class PaymentNotRefundable(DomainError):
+    code = "payment_not_refundable"
+    http_status = 409
+    message = "Only a paid payment can be refunded."
+
+
+class PaymentMissing(DomainError):
+    code = "payment_missing"
+    http_status = 409
+    message = "This booking has no payment to refund; please contact support."

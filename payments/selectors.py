@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 
 from django.db.models import Count, Q, QuerySet, Sum
 
-from concerts import selectors as concert_selectors
-from concerts.exceptions import ReservationNotFound
 from concerts.models import Reservation
 from payments.exceptions import PaymentNotFound
 from payments.models import Payment
@@ -33,22 +31,6 @@ def ticket_list_for(*, user_id: int) -> QuerySet[Payment]:
         .select_related("reservation__seat", "reservation__schedule__concert")
         .order_by("reservation__schedule__starts_at", "id")
     )
-
-
-def reservation_is_paid(*, user_id: int, reservation_id: int) -> bool:
-    try:
-        reservation = concert_selectors.reservation_get_for(
-            user_id=user_id, reservation_id=reservation_id
-        )
-    except ReservationNotFound:
-        return False
-    return reservation.status == Reservation.Status.CONFIRMED
-
-
-def paid_payment_for(*, reservation_id: int) -> Payment | None:
-    return Payment.objects.filter(
-        reservation_id=reservation_id, status__in=[Payment.Status.PAID, Payment.Status.REFUNDED]
-    ).first()
 
 
 @dataclass

@@ -1,8 +1,15 @@
-"""Writes for payments: pay a held seat, cancel-and-refund a booking.
+"""Writes for payments: pay for a held seat, cancel a booking, refund it.
 
-Paying is one transaction that locks, in the global order, the fan, the seat,
-the reservation (concerts.reservation_lock) and then the wallet (wallet_debit),
-so it cannot deadlock with holds, cancellations or the cleanup jobs.
+Each command has one entry point, called once by the API view, the page and
+the admin action alike:
+- payment_submit: the gate, idempotency, "already paid?" and the transaction;
+- booking_cancel: a fan's cancel, of a hold (released) or a paid booking (refunded);
+- payment_refund_by_operator: an operator's refund, by payment.
+
+Paying is one transaction that locks, in the global order, the fan, the seat and
+the reservation (concerts.reservation_lock), then the fan's queue token
+(queue_turn_end) and the wallet (wallet_debit), so it cannot deadlock with holds,
+cancellations or the cleanup jobs.
 """
 
 from __future__ import annotations
@@ -15,56 +22,90 @@ from django.db import transaction
 
 from concerts import services as concert_services
 from concerts.models import Reservation
+from config.idempotency import Answer, fingerprint, run_once
 from payments.exceptions import (
     AlreadyPaid,
     CancellationClosed,
     HoldExpired,
+    PaymentMissing,
+    PaymentNotFound,
+    PaymentNotRefundable,
     ReservationNotPayable,
 )
 from payments.models import Payment
+from payments.serializers import PaymentOutput
 from queueing import services as queue_services
 from wallet import services as wallet_services
 from wallet.exceptions import InsufficientBalance
+from wallet.services import LedgerRef
 
 RStatus = Reservation.Status
+End = Reservation.EndReason
+PAY_SCOPE = "payments.pay"
 
 
-def payment_create(*, user: AbstractBaseUser, reservation_id: int, now: datetime) -> Payment:
-    """Pay the fan's held seat from their wallet.
+def payment_submit(
+    *,
+    user: AbstractBaseUser,
+    reservation_id: int,
+    queue_key: str | None,
+    idempotency_key: str | None,
+    now: datetime,
+) -> Answer:
+    """Pay the fan's held seat from their wallet; the answer is the API's (status, body).
 
-    In one transaction: check the hold, record the payment, debit the wallet
-    (a ledger entry), confirm the reservation, and end the fan's queue token;
-    the freed queue slot is refilled right after commit. If the wallet falls
-    short, nothing is debited, the hold is released so the seat is on sale at
-    once, the failed attempt is recorded, and InsufficientBalance (402) is raised.
+    The same Idempotency-Key replays the first answer, even after the payment ended
+    the fan's turn. Otherwise, in one transaction under the locks: a paid
+    reservation is AlreadyPaid (this outranks "your turn ended"); the fan's turn is
+    checked and ended (gate errors are not stored, so a retry can succeed); the
+    hold must be live; the payment is recorded, the wallet debited (a ledger entry)
+    and the seat confirmed. The freed queue slot is refilled right after commit.
+    If the wallet falls short or the hold has lapsed, nothing is debited, the seat
+    goes back on sale at once, the failed attempt is recorded, and the refusal
+    (402 insufficient_balance, 409 hold_expired) is the answer.
     """
+
+    def execute() -> tuple[int, dict]:
+        payment = _pay(user=user, reservation_id=reservation_id, queue_key=queue_key, now=now)
+        return 201, PaymentOutput(payment).data
+
+    return run_once(
+        user_id=user.pk,
+        scope=PAY_SCOPE,
+        key=idempotency_key,
+        print_=fingerprint(PAY_SCOPE, {"reservation_id": reservation_id}),
+        now=now,
+        execute=execute,
+    )
+
+
+def _pay(
+    *, user: AbstractBaseUser, reservation_id: int, queue_key: str | None, now: datetime
+) -> Payment:
     try:
         with transaction.atomic():
             reservation = concert_services.reservation_lock(
                 user_id=user.pk, reservation_id=reservation_id
             )
-            _check_payable(reservation, now=now)
-            payment = Payment.objects.create(
-                user_id=user.pk,
-                reservation=reservation,
-                amount=reservation.price,
-                status=Payment.Status.PAID,
-                created_at=now,
-                paid_at=now,
-            )
-            wallet_services.wallet_debit(
-                user_id=user.pk,
-                amount=reservation.price,
-                now=now,
-                payment_id=payment.pk,
-                reservation_id=reservation.pk,
-            )
-            concert_services.reservation_confirm(reservation=reservation, now=now)
-            queue_services.queue_token_end(
-                user_id=user.pk,
+            if reservation.status == RStatus.CONFIRMED:
+                raise AlreadyPaid()
+            queue_services.queue_turn_end(
+                key=queue_key,
+                user=user,
                 concert_id=reservation.schedule.concert_id,
                 now=now,
                 reason="paid",
+            )
+            if reservation.status == RStatus.CANCELLED:
+                raise ReservationNotPayable()
+            if not reservation.is_live(now=now):
+                raise HoldExpired()
+            payment = _payment_record(reservation, status=Payment.Status.PAID, now=now)
+            wallet_services.wallet_debit(
+                user_id=user.pk, amount=payment.amount, now=now, ref=_ledger_ref(payment)
+            )
+            concert_services.reservation_end_locked(
+                reservation=reservation, now=now, reason=End.PAID
             )
     except HoldExpired:
         _record_failure(user=user, reservation_id=reservation_id, reason="hold_expired", now=now)
@@ -78,57 +119,64 @@ def payment_create(*, user: AbstractBaseUser, reservation_id: int, now: datetime
     return payment
 
 
-def _check_payable(reservation: Reservation, *, now: datetime) -> None:
-    if reservation.status == RStatus.CONFIRMED:
-        raise AlreadyPaid()
-    if reservation.status == RStatus.CANCELLED:
-        raise ReservationNotPayable()
-    if reservation.effective_status(now=now) == RStatus.EXPIRED:
-        concert_services.reservation_expire(reservation=reservation, now=now)
-        raise HoldExpired()
-
-
 def _record_failure(
     *, user: AbstractBaseUser, reservation_id: int, reason: str, now: datetime
 ) -> None:
-    """After a refused payment (its transaction rolled back): free the seat at once and
-    keep the failed attempt, with its reason, for audit."""
+    """After a refused payment (its transaction rolled back): give the seat back at
+    once and keep the failed attempt, with its reason, for audit."""
     with transaction.atomic():
         reservation = concert_services.reservation_lock(
             user_id=user.pk, reservation_id=reservation_id
         )
-        if reservation.status == RStatus.HELD:
-            if reservation.effective_status(now=now) == RStatus.EXPIRED:
-                concert_services.reservation_expire(reservation=reservation, now=now)
-            else:
-                concert_services.reservation_release(reservation=reservation, now=now)
-        Payment.objects.create(
-            user_id=user.pk,
-            reservation=reservation,
-            amount=reservation.price,
-            status=Payment.Status.FAILED,
-            failure_reason=reason,
-            created_at=now,
-        )
+        concert_services.reservation_end(ids=[reservation.pk], now=now, reason=End.PAYMENT_FAILED)
+        _payment_record(reservation, status=Payment.Status.FAILED, now=now, failure_reason=reason)
+
+
+def _ledger_ref(payment: Payment) -> LedgerRef:
+    return LedgerRef(payment_id=payment.pk, reservation_id=payment.reservation_id)
+
+
+def _payment_record(
+    reservation: Reservation, *, status: str, now: datetime, failure_reason: str = ""
+) -> Payment:
+    """A payment attempt for the reservation's price: paid, or failed with its reason."""
+    return Payment.objects.create(
+        user_id=reservation.user_id,
+        reservation=reservation,
+        amount=reservation.price,
+        status=status,
+        failure_reason=failure_reason,
+        created_at=now,
+        paid_at=now if status == Payment.Status.PAID else None,
+    )
 
 
 @dataclass(frozen=True)
 class Cancellation:
     reservation: Reservation
     refunded_amount: int
+    status_before: str  # what the reservation was when the cancel arrived
 
 
 def booking_cancel(*, user_id: int, reservation_id: int, now: datetime) -> Cancellation:
-    """Cancel a hold, or cancel a paid booking and refund it, freeing the seat at once.
+    """Cancel the fan's reservation, freeing the seat at once: a hold is released, a
+    paid booking is refunded to the wallet.
 
     A paid booking can be cancelled until its date's booking closes (then 409
     cancellation_closed). The refund, the payment's new status and the freed seat
-    commit together. Idempotent: cancelling again refunds nothing more.
+    commit together. Idempotent: cancelling again refunds nothing more and answers
+    with the earlier refund.
     """
     with transaction.atomic():
         reservation = concert_services.reservation_lock(
             user_id=user_id, reservation_id=reservation_id
         )
+        status_before = reservation.status
+        if reservation.status == RStatus.HELD:
+            concert_services.reservation_end_locked(
+                reservation=reservation, now=now, reason=End.CANCELLED
+            )
+            return Cancellation(reservation, 0, status_before)
         payment = (
             Payment.objects.select_for_update(no_key=True)
             .filter(
@@ -136,34 +184,44 @@ def booking_cancel(*, user_id: int, reservation_id: int, now: datetime) -> Cance
             )
             .first()
         )
-        if reservation.status == RStatus.HELD:
-            if reservation.effective_status(now=now) == RStatus.EXPIRED:
-                concert_services.reservation_expire(reservation=reservation, now=now)
-            else:
-                concert_services.reservation_release(reservation=reservation, now=now)
-            return Cancellation(reservation, 0)
         if reservation.status != RStatus.CONFIRMED:
             refunded = (
                 payment.amount if payment and payment.status == Payment.Status.REFUNDED else 0
             )
-            return Cancellation(reservation, refunded)
-        if now >= reservation.schedule.booking_closes_at:
-            raise CancellationClosed()
-        wallet_services.wallet_refund(
-            user_id=user_id,
-            amount=payment.amount,
-            now=now,
-            payment_id=payment.pk,
-            reservation_id=reservation.pk,
-        )
-        Payment.objects.filter(pk=payment.pk).update(
-            status=Payment.Status.REFUNDED, refunded_at=now
-        )
-        concert_services.reservation_release(reservation=reservation, now=now)
-        return Cancellation(reservation, payment.amount)
+            return Cancellation(reservation, refunded, status_before)
+        if payment is None or payment.status != Payment.Status.PAID:
+            raise PaymentMissing(details={"reservation_id": reservation.pk})
+        _refund_locked(reservation=reservation, payment=payment, now=now)
+        return Cancellation(reservation, payment.amount, status_before)
 
 
 def payment_refund_by_operator(*, payment_id: int, now: datetime) -> Cancellation:
-    """An operator refunds a paid booking: the same rules as the fan's own cancellation."""
-    payment = Payment.objects.get(pk=payment_id)
-    return booking_cancel(user_id=payment.user_id, reservation_id=payment.reservation_id, now=now)
+    """An operator refunds a paid booking, by its payment: the same rule as the fan's
+    cancel (until booking closes). Only a paid payment can be refunded; a failed
+    or already refunded one is refused (409 payment_not_refundable)."""
+    found = Payment.objects.filter(pk=payment_id).values_list("user_id", "reservation_id").first()
+    if found is None:
+        raise PaymentNotFound()
+    user_id, reservation_id = found
+    with transaction.atomic():
+        reservation = concert_services.reservation_lock(
+            user_id=user_id, reservation_id=reservation_id
+        )
+        payment = Payment.objects.select_for_update(no_key=True).get(pk=payment_id)
+        if payment.status != Payment.Status.PAID or reservation.status != RStatus.CONFIRMED:
+            raise PaymentNotRefundable(details={"status": payment.status})
+        status_before = reservation.status
+        _refund_locked(reservation=reservation, payment=payment, now=now)
+        return Cancellation(reservation, payment.amount, status_before)
+
+
+def _refund_locked(*, reservation: Reservation, payment: Payment, now: datetime) -> None:
+    """The refund rule, written once: give a paid booking's money back and free its
+    seat. Call under reservation_lock with the payment row locked."""
+    if now >= reservation.schedule.booking_closes_at:
+        raise CancellationClosed()
+    wallet_services.wallet_refund(
+        user_id=payment.user_id, amount=payment.amount, now=now, ref=_ledger_ref(payment)
+    )
+    Payment.objects.filter(pk=payment.pk).update(status=Payment.Status.REFUNDED, refunded_at=now)
+    concert_services.reservation_end_locked(reservation=reservation, now=now, reason=End.REFUNDED)

@@ -1,4 +1,5 @@
-"""Pages: confirm and pay, the ticket, failures in plain words, my tickets."""
+"""Pages: the hold, confirm and pay, the ticket, failures in plain words, my tickets,
+cancel. Each command is one service call; the page renders its result or error."""
 
 from __future__ import annotations
 
@@ -14,15 +15,14 @@ from django.views.decorators.http import require_POST
 from concerts import selectors as concert_selectors
 from concerts.exceptions import ReservationNotFound
 from config.errors import DomainError
-from config.idempotency import fingerprint, run_once, stored_answer
+from config.idempotency import Answer
+from config.pages import show_error
 from payments import selectors, services
 from payments.exceptions import PaymentNotFound
 from queueing import services as queue_services
 from queueing.exceptions import QueueGateError
 from queueing.gate import token_key_from
 from wallet import selectors as wallet_selectors
-
-SCOPE = "payments.pay"
 
 FAILURE_TEXT = {
     "insufficient_balance": (
@@ -44,67 +44,72 @@ def _own_reservation(request: HttpRequest, reservation_id: int):
 
 
 @login_required
+def reservation_detail(request: HttpRequest, reservation_id: int) -> HttpResponse:
+    """The hold page: seat, price, a live countdown, Cancel and Pay."""
+    reservation = _own_reservation(request, reservation_id)
+    status = reservation.effective_status(now=timezone.now())
+    if status == "expired" and reservation.status == "held":
+        messages.error(request, "Your hold expired, so the seat went back on sale.")
+    return render(
+        request, "concerts/reservation.html", {"reservation": reservation, "status": status}
+    )
+
+
+@login_required
 def payment_confirm(request: HttpRequest, reservation_id: int) -> HttpResponse:
-    """GET: the confirmation page. POST: pay now (at most once per form)."""
+    """GET: the confirmation page, for a fan whose turn is live. POST: pay, through
+    payment_submit, at most once per form (the form carries its Idempotency-Key)."""
     reservation = _own_reservation(request, reservation_id)
     concert_id = reservation.schedule.concert_id
-    now = timezone.now()
-    key = request.POST.get("idempotency_key", "")
-    print_ = fingerprint("POST", "/api/v1/payments", {"reservation_id": reservation_id})
+    queue_key = token_key_from(request, concert_id=concert_id)
     if request.method == "POST":
-        answer = stored_answer(
-            user_id=request.user.pk, scope=SCOPE, key=key, print_=print_, now=now
-        )
-        if answer is not None:  # a second click: show what the first one did
-            return _outcome(request, reservation, *answer)
+        key = request.POST.get("idempotency_key") or None
+        if key is None:
+            messages.error(request, "The form expired; please try again.")
+            return redirect("payment-confirm", reservation_id=reservation_id)
+        try:
+            answer = services.payment_submit(
+                user=request.user,
+                reservation_id=reservation_id,
+                queue_key=queue_key,
+                idempotency_key=key,
+                now=timezone.now(),
+            )
+        except QueueGateError as exc:
+            show_error(request, exc)
+            return redirect("concert-detail", concert_id=concert_id)
+        except DomainError as exc:
+            show_error(request, exc)
+            return redirect("payment-confirm", reservation_id=reservation_id)
+        return _outcome(request, reservation, answer)
     if reservation.status == "confirmed":
         messages.info(request, "This seat is already paid for.")
         return redirect("tickets")
     try:
         queue_services.queue_gate_pass(
-            key=token_key_from(request, concert_id=concert_id),
-            user=request.user,
-            concert_id=concert_id,
-            now=now,
+            key=queue_key, user=request.user, concert_id=concert_id, now=timezone.now()
         )
     except QueueGateError as exc:
-        messages.error(request, exc.message)
+        show_error(request, exc)
         return redirect("concert-detail", concert_id=concert_id)
-    if request.method == "POST" and key:
-
-        def execute():
-            payment = services.payment_create(
-                user=request.user, reservation_id=reservation_id, now=timezone.now()
-            )
-            return 201, {"payment_id": payment.pk}
-
-        status, body, _ = run_once(
-            user_id=request.user.pk,
-            scope=SCOPE,
-            key=key,
-            print_=print_,
-            now=now,
-            execute=execute,
-            render_error=lambda exc: (exc.http_status, {"code": exc.code, "message": exc.message}),
-        )
-        return _outcome(request, reservation, status, body)
-    status = reservation.effective_status(now=now)
     return render(
         request,
         "payments/confirm.html",
         {
             "reservation": reservation,
-            "status": status,
+            "status": reservation.effective_status(now=timezone.now()),
             "balance": wallet_selectors.wallet_balance(user_id=request.user.pk),
             "idempotency_key": uuid.uuid4().hex,
         },
     )
 
 
-def _outcome(request: HttpRequest, reservation, status: int, body: dict) -> HttpResponse:
-    if status == 201:
-        return redirect("payment-detail", payment_id=body["payment_id"])
-    if body.get("code") == "already_paid":
+def _outcome(request: HttpRequest, reservation, answer: Answer) -> HttpResponse:
+    """Render payment_submit's answer (the same body the API returns)."""
+    if answer.status == 201:
+        return redirect("payment-detail", payment_id=answer.body["payment_id"])
+    error = answer.body["error"]
+    if error["code"] == "already_paid":
         messages.info(request, "This seat is already paid for.")
         return redirect("tickets")
     return render(
@@ -112,10 +117,10 @@ def _outcome(request: HttpRequest, reservation, status: int, body: dict) -> Http
         "payments/failed.html",
         {
             "reservation": reservation,
-            "code": body.get("code"),
-            "text": FAILURE_TEXT.get(body.get("code"), body.get("message")),
+            "code": error["code"],
+            "text": FAILURE_TEXT.get(error["code"], error["message"]),
         },
-        status=status,
+        status=answer.status,
     )
 
 
@@ -140,19 +145,28 @@ def ticket_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def ticket_cancel(request: HttpRequest, reservation_id: int) -> HttpResponse:
-    _own_reservation(request, reservation_id)
+def reservation_cancel(request: HttpRequest, reservation_id: int) -> HttpResponse:
+    """Cancel from the hold page (the seat is released) or from My tickets (refunded)."""
     try:
         result = services.booking_cancel(
             user_id=request.user.pk, reservation_id=reservation_id, now=timezone.now()
         )
+    except ReservationNotFound as exc:
+        raise Http404(exc.message) from exc
     except DomainError as exc:
-        messages.error(request, exc.message)
+        show_error(request, exc)
         return redirect("tickets")
-    if result.refunded_amount:
+    reservation = result.reservation
+    if result.status_before == "held":
+        messages.info(request, f"Seat {reservation.seat.number} was released.")
+        return redirect(
+            "booking-date",
+            concert_id=reservation.schedule.concert_id,
+            schedule_id=reservation.schedule_id,
+        )
+    if result.status_before == "confirmed":
         messages.success(
-            request,
-            f"Booking cancelled. ₩{result.refunded_amount:,} went back to your wallet.",
+            request, f"Booking cancelled. ₩{result.refunded_amount:,} went back to your wallet."
         )
     else:
         messages.info(request, "That booking was already cancelled.")

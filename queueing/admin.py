@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
-from django.db.models import Count, Q
 from django.utils import timezone
 
-from queueing import services
+from queueing import selectors, services
 from queueing.models import QueueToken, WaitingRoom
 
 
@@ -41,35 +38,19 @@ class WaitingRoomAdmin(admin.ModelAdmin):
     actions = ["admit_next_n", "pause_admission", "resume_admission"]
 
     def get_queryset(self, request):
-        now = timezone.now()
-        tokens = "concert__queue_tokens__"
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                _waiting=Count("concert__queue_tokens", filter=Q(**{tokens + "status": "waiting"})),
-                _active=Count(
-                    "concert__queue_tokens",
-                    filter=Q(**{tokens + "status": "active", tokens + "active_until__gt": now}),
-                ),
-                _admitted=Count(
-                    "concert__queue_tokens",
-                    filter=Q(**{tokens + "admitted_at__gt": now - timedelta(minutes=1)}),
-                ),
-            )
-        )
+        return selectors.waiting_room_list_with_stats(now=timezone.now())
 
-    @admin.display(description="Waiting", ordering="_waiting")
+    @admin.display(description="Waiting", ordering="waiting")
     def waiting(self, obj: WaitingRoom) -> int:
-        return obj._waiting
+        return obj.waiting
 
-    @admin.display(description="Active", ordering="_active")
+    @admin.display(description="Active", ordering="active")
     def active(self, obj: WaitingRoom) -> int:
-        return obj._active
+        return obj.active
 
-    @admin.display(description="Admitted in the last minute")
+    @admin.display(description="Admitted in the last minute", ordering="admitted_last_minute")
     def admitted_last_minute(self, obj: WaitingRoom) -> int:
-        return obj._admitted
+        return obj.admitted_last_minute
 
     def get_readonly_fields(self, request, obj=None):
         return ("concert",) if obj else ()
@@ -146,10 +127,7 @@ class QueueTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="End the selected tokens (frees their slots)")
     def end_tokens(self, request, queryset):
-        now = timezone.now()
-        ended = 0
-        for token in queryset.filter(status__in=QueueToken.LIVE_STATUSES):
-            ended += services.queue_token_end(
-                user_id=token.user_id, concert_id=token.concert_id, now=now, reason="operator"
-            )
+        ended = services.queue_tokens_end(
+            ids=list(queryset.values_list("pk", flat=True)), now=timezone.now(), reason="operator"
+        )
         self.message_user(request, f"Ended {ended} token(s).")

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api import QUEUE_TOKEN_HEADER as HEADER
+from config.api import QUEUE_TOKEN_PARAMETER
 from queueing import selectors, services
 from queueing.exceptions import QueueTokenInvalid, QueueTokenMissing, QueueTokenUnknown
-from queueing.gate import HEADER
 
 
 class QueueTokenOutput(serializers.Serializer):
@@ -24,15 +24,6 @@ class QueueTokenOutput(serializers.Serializer):
     estimated_wait_seconds = serializers.IntegerField(allow_null=True)
     poll_after_seconds = serializers.IntegerField()
     expires_at = serializers.DateTimeField(allow_null=True)
-
-
-QUEUE_TOKEN_HEADER = OpenApiParameter(
-    HEADER,
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    required=True,
-    description="The secret token from POST /concerts/{id}/queue.",
-)
 
 
 def token_response(view: selectors.TokenView, *, now, status_code: int = 200) -> Response:
@@ -80,7 +71,7 @@ class QueueTokenApi(APIView):
                 raise QueueTokenInvalid()
         return token
 
-    @extend_schema(parameters=[QUEUE_TOKEN_HEADER], responses={200: QueueTokenOutput})
+    @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses={200: QueueTokenOutput})
     def get(self, request: Request) -> Response:
         now = timezone.now()
         key = request.headers.get(HEADER)
@@ -92,7 +83,7 @@ class QueueTokenApi(APIView):
             services.queue_token_touch(token=token, now=now)
         return token_response(view, now=now)
 
-    @extend_schema(parameters=[QUEUE_TOKEN_HEADER], responses={204: None})
+    @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses={204: None})
     def delete(self, request: Request) -> Response:
         token = self._token(request)
         services.queue_token_leave(token=token, now=timezone.now())

@@ -2,7 +2,11 @@ from config.errors import DomainError, NotFound
 
 
 class QueueGateError(DomainError):
+    """Not now: the fan's turn does not let this through. Never stored as an
+    idempotent answer, so the same request can succeed once the turn comes."""
+
     http_status = 403
+    replayable = False
 
 
 class QueueTokenMissing(QueueGateError):
@@ -33,7 +37,7 @@ class QueueTokenWrongConcert(QueueGateError):
 class QueueTokenUnknown(NotFound):
     """For the polling endpoint: no token with that key."""
 
-    code = "queue_token_invalid"
+    code = "queue_token_not_found"
     message = "No waiting-room token with that key."
 
 

@@ -15,10 +15,10 @@ from django.shortcuts import redirect
 from django.utils import timezone
 from rest_framework.permissions import BasePermission
 
+from config.api import QUEUE_TOKEN_HEADER as HEADER
 from queueing import services
 from queueing.exceptions import QueueGateError, QueueTokenWaiting
 
-HEADER = "X-Queue-Token"
 SESSION_KEY = "queue_tokens"
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
@@ -231,19 +231,16 @@ def active_count(*, concert_id: int, now: datetime) -> int:
     ).count()
 
 
-def waiting_room_stats(*, concert_ids: list[int], now: datetime) -> dict[int, dict[str, int]]:
-    """Waiting, active and admitted-in-the-last-minute counts per concert, in one query."""
+def waiting_room_list_with_stats(*, now: datetime) -> QuerySet[WaitingRoom]:
+    """Every waiting room with `waiting`, `active` and `admitted_last_minute`
+    counts (one query for the whole operator panel)."""
+    tokens = "concert__queue_tokens"
     minute_ago = now - timedelta(minutes=1)
-    rows = (
-        QueueToken.objects.filter(concert_id__in=concert_ids)
-        .values("concert_id")
-        .annotate(
-            waiting=Count("id", filter=Q(status=Status.WAITING)),
-            active=Count("id", filter=Q(status=Status.ACTIVE, active_until__gt=now)),
-            admitted_last_minute=Count("id", filter=Q(admitted_at__gt=minute_ago)),
-        )
+    return WaitingRoom.objects.select_related("concert").annotate(
+        waiting=Count(tokens, filter=Q(**{f"{tokens}__status": Status.WAITING})),
+        active=Count(
+            tokens,
+            filter=Q(**{f"{tokens}__status": Status.ACTIVE, f"{tokens}__active_until__gt": now}),
+        ),
+        admitted_last_minute=Count(tokens, filter=Q(**{f"{tokens}__admitted_at__gt": minute_ago})),
     )
-    stats = {cid: {"waiting": 0, "active": 0, "admitted_last_minute": 0} for cid in concert_ids}
-    for row in rows:
-        stats[row.pop("concert_id")] = row
-    return stats

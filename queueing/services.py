@@ -17,7 +17,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
-from django.db.models.functions import Greatest
 
 from queueing import selectors
 from queueing.exceptions import (
@@ -40,14 +39,18 @@ TOUCH_INTERVAL = timedelta(seconds=15)
 # --- waiting rooms ---------------------------------------------------------
 
 
-def waiting_room_get_or_create(*, concert_id: int) -> WaitingRoom:
-    room = WaitingRoom.objects.filter(pk=concert_id).first()
-    if room is not None:
-        return room
-    concert_model = WaitingRoom._meta.get_field("concert").related_model
-    if not concert_model.objects.filter(pk=concert_id).exists():
-        raise ConcertNotFound()
+def waiting_room_create(*, concert_id: int) -> WaitingRoom:
+    """Give a new concert its waiting room (concerts.concert_create calls this, in the
+    concert's own transaction). Queueing knows concerts only by id, through this."""
     room, _ = WaitingRoom.objects.get_or_create(pk=concert_id)
+    return room
+
+
+def waiting_room_get(*, concert_id: int) -> WaitingRoom:
+    """The concert's waiting room; every concert has one, so none means no such concert."""
+    room = WaitingRoom.objects.filter(pk=concert_id).first()
+    if room is None:
+        raise ConcertNotFound()
     return room
 
 
@@ -55,24 +58,30 @@ def waiting_room_update(
     *, concert_id: int, max_active: int | None, admission_paused: bool, now: datetime
 ) -> WaitingRoom:
     """Operators change capacity or pause; a resumed or larger room admits at once."""
-    room = waiting_room_get_or_create(concert_id=concert_id)
+    room = waiting_room_get(concert_id=concert_id)
     WaitingRoom.objects.filter(pk=room.pk).update(
         max_active=max_active, admission_paused=admission_paused
     )
     room.refresh_from_db()
-    transaction.on_commit(lambda: queue_admit_next(concert_id=concert_id, now=now))
+    _admit_after_commit(concert_id=concert_id, now=now)
     return room
+
+
+def _admit_after_commit(*, concert_id: int, now: datetime) -> None:
+    """Refill freed slots once the write that freed them commits.
+
+    Robust: a failure here is logged, never raised into the request whose write
+    already committed (its answer, maybe a stored idempotent one, stands); the
+    next admission run, by beat or by the next freed slot, picks up the work.
+    """
+    transaction.on_commit(lambda: queue_admit_next(concert_id=concert_id, now=now), robust=True)
 
 
 # --- buckets ---------------------------------------------------------------
 
 
-def _bucket_add(*, concert_id: int, token_id: int, delta: int) -> None:
-    key = {
-        "concert_id": concert_id,
-        "number": token_id // BUCKET_SIZE,
-        "stripe": token_id % BUCKET_STRIPES,
-    }
+def _bucket_add(*, concert_id: int, number: int, stripe: int, delta: int) -> None:
+    key = {"concert_id": concert_id, "number": number, "stripe": stripe}
     if QueueBucket.objects.filter(**key).update(waiting=F("waiting") + delta):
         return
     try:
@@ -94,6 +103,45 @@ def _buckets_remove(*, tokens: list[tuple[int, int]]) -> None:
         )
 
 
+def queue_buckets_rebuild(*, concert_id: int | None = None) -> int:
+    """Repair the bucket counts from the tokens themselves; returns the rows corrected.
+
+    The counts drift when tokens disappear without passing through these services
+    (a deleted fan or concert cascades to its tokens). Each concert's drift is read
+    in ONE statement, so the token count and the stored count come from one
+    snapshot; a concurrent line-up or admission commits its token change and its
+    bucket change together, so it is either in both or in neither, and the
+    correction is applied as a delta (F() + n) that commutes with theirs.
+    """
+    tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
+    concert_filter = "" if concert_id is None else "AND concert_id = %s"
+    params = [] if concert_id is None else [concert_id, concert_id]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT COALESCE(t.concert_id, b.concert_id), COALESCE(t.number, b.number),
+                   COALESCE(t.stripe, b.stripe), COALESCE(t.n, 0) - COALESCE(b.waiting, 0)
+            FROM (SELECT concert_id, id / {BUCKET_SIZE} AS number,
+                         (id %% {BUCKET_STRIPES}) AS stripe, COUNT(*) AS n
+                  FROM {tokens} WHERE status = 'waiting' {concert_filter}
+                  GROUP BY 1, 2, 3) t
+            FULL OUTER JOIN (SELECT concert_id, number, stripe, waiting FROM {buckets}
+                             WHERE TRUE {concert_filter}) b
+              ON t.concert_id = b.concert_id AND t.number = b.number AND t.stripe = b.stripe
+            WHERE COALESCE(t.n, 0) <> COALESCE(b.waiting, 0)
+            ORDER BY 1, 2, 3
+            """,
+            params,
+        )
+        drift = cursor.fetchall()
+    for row_concert_id, number, stripe, delta in drift:
+        logger.warning(
+            "queue bucket %s/%s/%s drifted by %+d; repaired", row_concert_id, number, stripe, delta
+        )
+        _bucket_add(concert_id=row_concert_id, number=number, stripe=stripe, delta=delta)
+    return len(drift)
+
+
 # --- issuing ---------------------------------------------------------------
 
 
@@ -113,7 +161,7 @@ def queue_token_issue(
         if selectors.effective_status(existing, now=now) != Status.EXPIRED:
             return existing, False
         _end_tokens(ids=[existing.pk], now=now, reason="lapsed")
-    waiting_room_get_or_create(concert_id=concert_id)
+    waiting_room_get(concert_id=concert_id)
     try:
         with transaction.atomic():
             token = QueueToken.objects.create(
@@ -123,7 +171,12 @@ def queue_token_issue(
                 created_at=now,
                 last_seen_at=now,
             )
-            _bucket_add(concert_id=concert_id, token_id=token.pk, delta=1)
+            _bucket_add(
+                concert_id=concert_id,
+                number=token.pk // BUCKET_SIZE,
+                stripe=token.pk % BUCKET_STRIPES,
+                delta=1,
+            )
     except IntegrityError:
         existing = selectors.queue_token_live_for(user_id=user.pk, concert_id=concert_id)
         if existing is None:  # pragma: no cover - the winner ended it in between
@@ -217,7 +270,7 @@ def _end_tokens(*, ids: list[int], now: datetime, reason: str, status: str = Sta
         )
         _buckets_remove(tokens=[(r[0], r[1]) for r in rows if r[2] == Status.WAITING])
         for concert_id in sorted({r[1] for r in rows}):
-            transaction.on_commit(lambda cid=concert_id: queue_admit_next(concert_id=cid, now=now))
+            _admit_after_commit(concert_id=concert_id, now=now)
     return len(rows)
 
 
@@ -226,26 +279,56 @@ def queue_token_leave(*, token: QueueToken, now: datetime) -> None:
     _end_tokens(ids=[token.pk], now=now, reason="left", status=Status.LEFT)
 
 
-def queue_token_end(*, user_id: int, concert_id: int, now: datetime, reason: str) -> int:
-    """End the fan's live token for a concert (for example after paying). Call inside
-    the caller's transaction: the freed slot is refilled right after it commits."""
-    ids = list(
-        QueueToken.objects.filter(
-            user_id=user_id, concert_id=concert_id, status__in=QueueToken.LIVE_STATUSES
-        ).values_list("id", flat=True)
+def queue_tokens_end(*, ids: list[int], now: datetime, reason: str) -> int:
+    """End these tokens if still live (an operator's action); their slots refill after commit."""
+    return _end_tokens(ids=ids, now=now, reason=reason)
+
+
+def _lock_turn(
+    *, key: str | None, user: AbstractBaseUser, concert_id: int, now: datetime
+) -> QueueToken:
+    """The fan's live turn by its secret, row-locked (FOR NO KEY UPDATE) for the
+    transaction and checked under that lock; raises the gate's errors."""
+    if not key:
+        raise QueueTokenMissing()
+    token = (
+        QueueToken.objects.select_for_update(no_key=True).filter(key=key).first()
+        if len(key) <= 64
+        else None
     )
-    return _end_tokens(ids=ids, now=now, reason=reason) if ids else 0
+    _check_pass(token, user=user, concert_id=concert_id, now=now)
+    return token
 
 
-def queue_token_keep_alive(*, user_id: int, concert_id: int, until: datetime) -> int:
-    """Keep the fan's active token from expiring before `until` (a live seat hold's end).
+def queue_turn_extend(
+    *, key: str | None, user: AbstractBaseUser, concert_id: int, until: datetime, now: datetime
+) -> QueueToken:
+    """Check the fan's turn under its row lock and keep it from lapsing before `until`
+    (a live seat hold's end). Call inside the caller's transaction.
 
     The seam for seat holds: concerts tells queueing how long a hold lives, so
-    queueing never asks concerts about holds.
+    queueing never asks concerts about holds. A turn that has lapsed, even if no
+    sweep has marked it yet, is refused here and never revived: its slot may
+    already belong to the next fan. The sweep locks the same row (SKIP LOCKED), so
+    either the sweep ends the turn first and this refuses, or this extends it
+    first and the sweep no longer finds it lapsed.
     """
-    return QueueToken.objects.filter(
-        user_id=user_id, concert_id=concert_id, status=Status.ACTIVE
-    ).update(active_until=Greatest(F("active_until"), until))
+    token = _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
+    if token.active_until < until:
+        QueueToken.objects.filter(pk=token.pk).update(active_until=until)
+        token.active_until = until
+    return token
+
+
+def queue_turn_end(
+    *, key: str | None, user: AbstractBaseUser, concert_id: int, now: datetime, reason: str
+) -> QueueToken:
+    """Check the fan's turn under its row lock and end it (a payment ends the turn).
+    Call inside the caller's transaction: if it rolls back, the turn goes on; if it
+    commits, the freed slot is refilled right after."""
+    token = _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
+    _end_tokens(ids=[token.pk], now=now, reason=reason)
+    return token
 
 
 def queue_expire_stale(*, now: datetime, batch_size: int = 5000) -> dict[str, int]:
@@ -265,7 +348,7 @@ def queue_expire_stale(*, now: datetime, batch_size: int = 5000) -> dict[str, in
                 rows = list(
                     QueueToken.objects.filter(**filters)
                     .order_by("id")
-                    .select_for_update(skip_locked=True)
+                    .select_for_update(skip_locked=True, no_key=True)
                     .values_list("id", "concert_id")[:batch_size]
                 )
                 if not rows:
@@ -276,9 +359,7 @@ def queue_expire_stale(*, now: datetime, batch_size: int = 5000) -> dict[str, in
                 if filters["status"] == Status.WAITING:
                     _buckets_remove(tokens=rows)
                 for concert_id in sorted({r[1] for r in rows}):
-                    transaction.on_commit(
-                        lambda cid=concert_id: queue_admit_next(concert_id=cid, now=now)
-                    )
+                    _admit_after_commit(concert_id=concert_id, now=now)
             result[key] += len(rows)
             if len(rows) < batch_size:
                 break
@@ -308,13 +389,11 @@ def queue_token_touch(*, token: QueueToken, now: datetime) -> None:
     token.last_seen_at = now
 
 
-def queue_gate_pass(
-    *, key: str | None, user: AbstractBaseUser, concert_id: int, now: datetime
-) -> QueueToken:
-    """Let an admitted fan through to a concert's booking, or raise the reason why not."""
-    if not key:
-        raise QueueTokenMissing()
-    token = selectors.queue_token_get(key=key)
+def _check_pass(
+    token: QueueToken | None, *, user: AbstractBaseUser, concert_id: int, now: datetime
+) -> None:
+    """The gate's rule, written once: the fan's own token, for this concert, admitted
+    and not lapsed as of `now`."""
     if token is None or not user.is_authenticated or token.user_id != user.pk:
         raise QueueTokenInvalid()
     if token.concert_id != concert_id:
@@ -324,6 +403,16 @@ def queue_gate_pass(
         raise QueueTokenWaiting(details={"position": selectors.queue_position(token=token)})
     if status != Status.ACTIVE:
         raise QueueTokenExpired()
+
+
+def queue_gate_pass(
+    *, key: str | None, user: AbstractBaseUser, concert_id: int, now: datetime
+) -> QueueToken:
+    """Let an admitted fan through to a concert's booking, or raise the reason why not."""
+    if not key:
+        raise QueueTokenMissing()
+    token = selectors.queue_token_get(key=key)
+    _check_pass(token, user=user, concert_id=concert_id, now=now)
     queue_token_touch(token=token, now=now)
     return token
 

@@ -11,6 +11,11 @@ def admit_waiting() -> int:
     return services.queue_admit_all(now=timezone.now())
 
 
+@shared_task(name="queueing.rebuild_buckets")
+def rebuild_buckets() -> int:
+    return services.queue_buckets_rebuild()
+
+
 @shared_task(name="queueing.expire_stale_tokens")
 def expire_stale_tokens() -> dict[str, int]:
     return services.queue_expire_stale(now=timezone.now())

@@ -7,15 +7,35 @@ from rest_framework.test import APIClient
 from tests.factories import UserFactory
 
 
+def clear_own_cache_keys() -> int:
+    """Delete this test run's keys (its KEY_PREFIX) and nothing else in Redis.
+
+    cache.clear() would FLUSHDB the whole database, other people's data included.
+    """
+    prefix = cache.key_prefix
+    assert prefix.startswith("cr-test-"), prefix
+    client = cache._cache.get_client(write=True)
+    deleted = 0
+    batch = []
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        batch.append(key)
+        if len(batch) == 500:
+            deleted += client.delete(*batch)
+            batch = []
+    if batch:
+        deleted += client.delete(*batch)
+    return deleted
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    """Each test starts with an empty shared cache (a Redis db of its own)."""
+    """Each test starts with none of the run's own keys in the shared cache."""
     from queueing.selectors import clear_local_estimates
 
-    cache.clear()
+    clear_own_cache_keys()
     clear_local_estimates()
     yield
-    cache.clear()
+    clear_own_cache_keys()
     clear_local_estimates()
 
 
@@ -58,7 +78,7 @@ def concert(db):
     from tests.factories import ConcertFactory
 
     concert = ConcertFactory()
-    WaitingRoom.objects.create(concert=concert, max_active=10_000)
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=10_000)
     return concert
 
 
@@ -82,3 +102,26 @@ def admitted_client(user, concert) -> APIClient:
         HTTP_AUTHORIZATION=client._credentials["HTTP_AUTHORIZATION"], HTTP_X_QUEUE_TOKEN=token.key
     )
     return client
+
+
+def admit(user, concert_id: int, now=None):
+    """The fan's active queue token for the concert (issued, and admitted at once)."""
+    from queueing import services as queue_services
+
+    token, _ = queue_services.queue_token_issue(
+        user=user, concert_id=concert_id, now=now or timezone.now()
+    )
+    token.refresh_from_db()  # a concurrent admission run may have admitted it meanwhile
+    assert token.status == "active", token.status
+    return token
+
+
+def hold_seat(user, schedule, number: int, now=None):
+    """Admit the fan to the date's concert and hold a seat through the service."""
+    from concerts import services as concert_services
+
+    now = now or timezone.now()
+    token = admit(user, schedule.concert_id, now=now)
+    return concert_services.seat_hold_create(
+        user=user, schedule_id=schedule.id, seat_number=number, queue_key=token.key, now=now
+    )

@@ -32,6 +32,13 @@ class ConcertFactory(factory.django.DjangoModelFactory):
     venue = "Test Hall"
     description = "A test concert."
 
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # Through the service, as in production: every concert comes with its waiting room.
+        from concerts.services import concert_create
+
+        return concert_create(**kwargs)
+
 
 def make_schedule(
     concert: Concert | None = None,

@@ -1,10 +1,10 @@
 import pytest
 from django.utils import timezone
 
-from concerts import services
 from concerts.models import Reservation
 from queueing.models import WaitingRoom
 from tests.browser.test_waiting_room_browser import log_in
+from tests.conftest import hold_seat
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_fan_picks_a_seat_sees_the_countdown_and_cancels(page, live_server):
     concert = ConcertFactory(title="Seat Night")
-    WaitingRoom.objects.create(concert=concert, max_active=10)
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=10)
     schedule = make_schedule(concert)
     fan = UserFactory()
     log_in(page, live_server, fan.username)
@@ -21,9 +21,7 @@ def test_fan_picks_a_seat_sees_the_countdown_and_cancels(page, live_server):
     page.wait_for_url(f"**/concerts/{concert.id}/book/")
 
     # Someone else takes seat 8 while the map is open: it disappears by itself.
-    services.seat_hold_create(
-        user=UserFactory(), schedule_id=schedule.id, seat_number=8, now=timezone.now()
-    )
+    hold_seat(UserFactory(), schedule, 8, now=timezone.now())
     page.wait_for_selector("span.seat.held[data-seat='8']", timeout=10_000)
 
     page.click("button.seat.available[data-seat='15']")

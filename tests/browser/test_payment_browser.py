@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_fan_pays_a_held_seat_gets_the_ticket_and_cancels_for_a_refund(page, live_server):
     concert = ConcertFactory(title="Pay Night")
-    WaitingRoom.objects.create(concert=concert, max_active=10)
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=10)
     schedule = make_schedule(concert, seat_price=40_000)
     fan = UserFactory()
     wallet_services.wallet_charge(user_id=fan.pk, amount=100_000, now=timezone.now())
@@ -39,7 +39,7 @@ def test_fan_pays_a_held_seat_gets_the_ticket_and_cancels_for_a_refund(page, liv
 
 def test_not_enough_balance_explains_and_releases_the_seat(page, live_server):
     concert = ConcertFactory()
-    WaitingRoom.objects.create(concert=concert, max_active=10)
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=10)
     schedule = make_schedule(concert, seat_price=40_000)
     fan = UserFactory()
     log_in(page, live_server, fan.username)

@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from concerts import services
 from concerts.models import Reservation
+from tests.conftest import hold_seat
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -23,9 +23,7 @@ def browser(fan, concert):
 
 
 def test_booking_page_shows_dates_with_counts_and_a_seat_map(browser, concert, schedule):
-    services.seat_hold_create(
-        user=UserFactory(), schedule_id=schedule.id, seat_number=3, now=timezone.now()
-    )
+    hold_seat(UserFactory(), schedule, 3, now=timezone.now())
     html = browser.get(f"/concerts/{concert.id}/book/").content.decode()
     assert "49 seats left" in html
     assert html.count('name="seat_number"') == 49
@@ -48,9 +46,7 @@ def test_picking_a_seat_holds_it_and_shows_the_countdown(browser, concert, sched
 
 
 def test_a_taken_seat_is_explained_in_plain_words(browser, concert, schedule):
-    services.seat_hold_create(
-        user=UserFactory(), schedule_id=schedule.id, seat_number=12, now=timezone.now()
-    )
+    hold_seat(UserFactory(), schedule, 12, now=timezone.now())
     response = browser.post(
         f"/concerts/{concert.id}/book/{schedule.id}/hold/", {"seat_number": 12}, follow=True
     )
@@ -86,9 +82,7 @@ def test_cancel_frees_the_seat(browser, concert, schedule, fan):
 
 
 def test_another_fans_hold_page_is_404(browser, schedule):
-    other = services.seat_hold_create(
-        user=UserFactory(), schedule_id=schedule.id, seat_number=9, now=timezone.now()
-    )
+    other = hold_seat(UserFactory(), schedule, 9, now=timezone.now())
     assert browser.get(f"/reservations/{other.id}/").status_code == 404
     assert browser.post(f"/reservations/{other.id}/cancel/").status_code == 404
 
@@ -103,9 +97,7 @@ def test_booking_pages_need_an_active_turn(concert, schedule):
 
 def test_operator_sees_each_seats_live_status_and_holder(schedule):
     holder = UserFactory(username="holder-fan")
-    services.seat_hold_create(
-        user=holder, schedule_id=schedule.id, seat_number=5, now=timezone.now()
-    )
+    hold_seat(holder, schedule, 5, now=timezone.now())
     operator = get_user_model().objects.create_superuser("op", "op@example.com", "pw-123456")
     client = Client()
     client.force_login(operator)
@@ -114,9 +106,7 @@ def test_operator_sees_each_seats_live_status_and_holder(schedule):
 
 
 def test_operator_releases_a_hold_through_the_service(schedule):
-    reservation = services.seat_hold_create(
-        user=UserFactory(), schedule_id=schedule.id, seat_number=5, now=timezone.now()
-    )
+    reservation = hold_seat(UserFactory(), schedule, 5, now=timezone.now())
     operator = get_user_model().objects.create_superuser("op", "op@example.com", "pw-123456")
     client = Client()
     client.force_login(operator)

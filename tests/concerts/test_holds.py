@@ -13,8 +13,10 @@ from concerts.exceptions import (
     SeatUnavailable,
 )
 from concerts.models import Reservation
+from payments.services import booking_cancel
 from queueing import services as queue_services
 from queueing.models import QueueToken
+from tests.conftest import admit, hold_seat
 from tests.factories import UserFactory, make_schedule
 
 pytestmark = pytest.mark.django_db
@@ -22,9 +24,7 @@ HELD, EXPIRED = Reservation.Status.HELD, Reservation.Status.EXPIRED
 
 
 def hold(user, schedule, number, now):
-    return services.seat_hold_create(
-        user=user, schedule_id=schedule.id, seat_number=number, now=now
-    )
+    return hold_seat(user, schedule, number, now=now)
 
 
 def available_numbers(schedule, now):
@@ -123,21 +123,20 @@ def test_seat_numbers_run_1_to_50(schedule, fan):
 def test_cancelling_a_hold_frees_the_seat_at_once(schedule, fan, other_fan):
     now = timezone.now()
     reservation = hold(fan, schedule, 9, now)
-    cancelled = services.reservation_cancel(user_id=fan.pk, reservation_id=reservation.pk, now=now)
-    assert cancelled.status == Reservation.Status.CANCELLED
+    cancelled = booking_cancel(user_id=fan.pk, reservation_id=reservation.pk, now=now)
+    assert cancelled.reservation.status == Reservation.Status.CANCELLED
+    assert cancelled.reservation.end_reason == "cancelled"
     assert 9 in available_numbers(schedule, now)
     assert hold(other_fan, schedule, 9, now).status == HELD
     # Cancelling again changes nothing.
-    again = services.reservation_cancel(user_id=fan.pk, reservation_id=reservation.pk, now=now)
-    assert again.status == Reservation.Status.CANCELLED
+    again = booking_cancel(user_id=fan.pk, reservation_id=reservation.pk, now=now)
+    assert again.reservation.status == Reservation.Status.CANCELLED
 
 
 def test_a_fan_cannot_cancel_someone_elses_hold(schedule, fan, other_fan):
     reservation = hold(fan, schedule, 9, timezone.now())
     with pytest.raises(ReservationNotFound):
-        services.reservation_cancel(
-            user_id=other_fan.pk, reservation_id=reservation.pk, now=timezone.now()
-        )
+        booking_cancel(user_id=other_fan.pk, reservation_id=reservation.pk, now=timezone.now())
 
 
 def test_a_live_hold_keeps_the_queue_token_alive(concert, schedule, fan):
@@ -181,3 +180,51 @@ def test_dates_list_open_dates_with_available_counts_in_time_order(concert, fan)
     hold(fan, early, 1, now)
     dates = selectors.schedule_list_bookable(concert_id=concert.id, now=now)
     assert [(d.id, d.available_seats) for d in dates] == [(early.id, 49), (late.id, 50)]
+
+
+def test_a_hold_just_after_the_turn_lapsed_is_refused_and_revives_nothing(concert, schedule, fan):
+    """Defect (issue 9): a hold placed after the turn lapsed, before any sweep,
+    revived the turn whose slot was already given away."""
+    from queueing.exceptions import QueueTokenExpired
+
+    now = timezone.now()
+    token = admit(fan, concert.id, now=now)
+    lapsed_at = token.active_until
+    with pytest.raises(QueueTokenExpired):
+        services.seat_hold_create(
+            user=fan, schedule_id=schedule.id, seat_number=4, queue_key=token.key, now=lapsed_at
+        )
+    assert not Reservation.objects.exists()
+    assert QueueToken.objects.get(pk=token.pk).active_until == lapsed_at
+
+
+def test_a_hold_needs_the_fans_own_turn_for_that_concert(concert, schedule, fan, other_fan):
+    from queueing.exceptions import QueueTokenInvalid, QueueTokenMissing
+
+    now = timezone.now()
+    with pytest.raises(QueueTokenMissing):
+        services.seat_hold_create(
+            user=fan, schedule_id=schedule.id, seat_number=4, queue_key=None, now=now
+        )
+    someone_elses = admit(other_fan, concert.id, now=now)
+    with pytest.raises(QueueTokenInvalid):
+        services.seat_hold_create(
+            user=fan, schedule_id=schedule.id, seat_number=4, queue_key=someone_elses.key, now=now
+        )
+    assert not Reservation.objects.exists()
+
+
+def test_an_integrity_error_that_is_not_a_lost_seat_race_is_not_called_seat_unavailable(
+    schedule, fan
+):
+    """Defect (issue 9): every IntegrityError in a hold was reported as
+    seat_unavailable, hiding real faults behind "that seat was just taken"."""
+    from django.db import IntegrityError, connection
+
+    with connection.cursor() as cursor:  # rolled back with the test's transaction
+        cursor.execute(
+            "ALTER TABLE concerts_reservation ADD CONSTRAINT test_no_price_over_1 "
+            "CHECK (price <= 1)"
+        )
+    with pytest.raises(IntegrityError, match="test_no_price_over_1"):
+        hold(fan, schedule, 6, timezone.now())

@@ -124,7 +124,7 @@ def test_gated_endpoints_refuse_a_waiting_fan(concert, schedule, fan):
 
 def test_a_token_for_another_concert_is_refused(concert, schedule, fan):
     other = make_schedule()
-    WaitingRoom.objects.create(concert=other.concert, max_active=10)
+    WaitingRoom.objects.filter(pk=other.concert.pk).update(max_active=10)
     client = admitted_client(fan, concert)
     response = client.get(f"/api/v1/schedules/{other.id}/seats")
     assert response.json()["error"]["code"] == "queue_token_wrong_concert"

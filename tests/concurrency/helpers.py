@@ -42,3 +42,25 @@ def run_concurrently(
 
 def errors(results: list[tuple[str, Any]]) -> list[Any]:
     return [value for kind, value in results if kind == "error"]
+
+
+def race_width(wanted: int, *, reserve: int = 12) -> int:
+    """How many concurrent connections a race may use on this server: `wanted`, or
+    fewer on a server with fewer free connections (a stock PostgreSQL allows 100).
+
+    The width is printed (pytest -s shows it), so a narrow run is visible. A race
+    is never narrower than 8: below that the server is too busy to test on.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('max_connections')::int"
+            " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+        )
+        free = cursor.fetchone()[0]
+    width = min(wanted, free - reserve)
+    print(f"\n[race width {width} of {wanted} wanted; {free} connections free]")
+    if width < 8:
+        raise RuntimeError(f"only {free} free PostgreSQL connections: too few to race on")
+    return width

@@ -20,9 +20,10 @@ from config.errors import DomainError
 from payments import services
 from payments.models import Payment
 from payments.selectors import money_reconcile
-from queueing.models import WaitingRoom
+from queueing import services as queue_services
+from queueing.models import QueueToken, WaitingRoom
 from tests.concurrency.helpers import errors, run_concurrently
-from tests.conftest import admitted_client
+from tests.conftest import admitted_client, hold_seat
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 from wallet import services as wallet_services
 from wallet.models import LedgerEntry, Wallet
@@ -33,14 +34,12 @@ LIVE = ["held", "confirmed"]
 
 def setup_paying_fan():
     concert = ConcertFactory()
-    WaitingRoom.objects.create(concert=concert, max_active=1000)
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=1000)
     schedule = make_schedule(concert)
     fan = UserFactory()
     client = admitted_client(fan, concert)
     wallet_services.wallet_charge(user_id=fan.pk, amount=500_000, now=timezone.now())
-    reservation = concert_services.seat_hold_create(
-        user=fan, schedule_id=schedule.id, seat_number=1, now=timezone.now()
-    )
+    reservation = hold_seat(fan, schedule, 1, now=timezone.now())
     return fan, client, reservation
 
 
@@ -88,19 +87,30 @@ def test_control_without_the_locks_and_the_constraint_a_seat_is_paid_twice(monke
             pk=reservation_id
         )
 
-    def confirm_anyway(*, reservation, now):
+    def confirm_anyway(*, reservation, now, reason):
         Reservation.objects.filter(pk=reservation.pk).update(status="confirmed", expires_at=None)
+        return reservation
 
     monkeypatch.setattr(services.concert_services, "reservation_lock", unlocked)
-    monkeypatch.setattr(services.concert_services, "reservation_confirm", confirm_anyway)
+    monkeypatch.setattr(services.concert_services, "reservation_end_locked", confirm_anyway)
     with connection.cursor() as cursor:
         cursor.execute("DROP INDEX payment_one_success_per_reservation")
     try:
         fan, client, reservation = setup_paying_fan()
 
+        key = QueueToken.objects.get(user=fan).key
+        # Each payment ends the turn; keep it open so the race is about the seat alone.
+        monkeypatch.setattr(services.queue_services, "queue_turn_end", lambda **kw: None)
+
         def pay_direct():
             try:
-                services.payment_create(user=fan, reservation_id=reservation.id, now=timezone.now())
+                services.payment_submit(
+                    user=fan,
+                    reservation_id=reservation.id,
+                    queue_key=key,
+                    idempotency_key=None,
+                    now=timezone.now(),
+                )
                 return "paid"
             except DomainError as exc:
                 return exc.code
@@ -125,10 +135,16 @@ def test_payment_racing_the_holds_expiry_and_the_cleanup_job():
         boundary = reservation.expires_at
         moments = [boundary - timedelta(microseconds=1), boundary]
 
-        def pay(fan=fan, reservation=reservation, moments=moments):
+        key = QueueToken.objects.get(user=fan).key
+
+        def pay(fan=fan, reservation=reservation, moments=moments, key=key):
             try:
-                services.payment_create(
-                    user=fan, reservation_id=reservation.id, now=random.choice(moments)
+                services.payment_submit(
+                    user=fan,
+                    reservation_id=reservation.id,
+                    queue_key=key,
+                    idempotency_key=None,
+                    now=random.choice(moments),
                 )
                 return "paid"
             except DomainError as exc:
@@ -155,7 +171,7 @@ def test_payment_racing_the_holds_expiry_and_the_cleanup_job():
 
 def test_bank_20_threads_for_30_seconds_money_always_adds_up():
     concert = ConcertFactory(hold_ttl_seconds=2, max_seats_per_fan=10)
-    WaitingRoom.objects.create(concert=concert, max_active=1000)
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=1000)
     schedule = make_schedule(concert, seat_price=20_000)
     fans = UserFactory.create_batch(10)
     seats = list(Seat.objects.filter(schedule=schedule).values_list("number", flat=True))
@@ -170,6 +186,12 @@ def test_bank_20_threads_for_30_seconds_money_always_adds_up():
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             report = money_reconcile()
         return report
+
+    def turn_key(fan, now):
+        """The fan's token (a new one after a payment ended the last): the services
+        refuse it while it waits, a refusal counted like any other."""
+        token, _ = queue_services.queue_token_issue(user=fan, concert_id=concert.id, now=now)
+        return token.key
 
     def worker(seed: int):
         rng = random.Random(seed)
@@ -190,6 +212,7 @@ def test_bank_20_threads_for_30_seconds_money_always_adds_up():
                             user=fan,
                             schedule_id=schedule.id,
                             seat_number=rng.choice(seats),
+                            queue_key=turn_key(fan, now),
                             now=now,
                         )
                     elif op == "pay":
@@ -199,8 +222,12 @@ def test_bank_20_threads_for_30_seconds_money_always_adds_up():
                             )
                         )
                         if mine:
-                            services.payment_create(
-                                user=fan, reservation_id=rng.choice(mine), now=now
+                            services.payment_submit(
+                                user=fan,
+                                reservation_id=rng.choice(mine),
+                                queue_key=turn_key(fan, now),
+                                idempotency_key=None,
+                                now=now,
                             )
                     elif op == "cancel":
                         mine = list(

@@ -1,8 +1,7 @@
 import pytest
 from django.utils import timezone
 
-from concerts import services as concert_services
-from tests.conftest import admitted_client
+from tests.conftest import admitted_client, hold_seat
 from wallet import services as wallet_services
 
 
@@ -11,9 +10,7 @@ def fund(user, amount):
 
 
 def hold(user, schedule, number=5):
-    return concert_services.seat_hold_create(
-        user=user, schedule_id=schedule.id, seat_number=number, now=timezone.now()
-    )
+    return hold_seat(user, schedule, number, now=timezone.now())
 
 
 @pytest.fixture

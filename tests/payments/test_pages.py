@@ -66,7 +66,7 @@ def test_my_tickets_lists_bookings_and_cancel_refunds(browser, fan, schedule):
     browser.post(f"/reservations/{reservation.id}/pay/", {"idempotency_key": key})
     html = browser.get("/tickets/").content.decode()
     assert f'data-reservation="{reservation.id}"' in html and "Cancel &amp; refund" in html
-    response = browser.post(f"/tickets/{reservation.id}/cancel/", follow=True)
+    response = browser.post(f"/reservations/{reservation.id}/cancel/", follow=True)
     assert "₩100,000 went back to your wallet" in response.content.decode()
     assert "No tickets yet" in response.content.decode()
 

@@ -276,3 +276,58 @@ def test_insufficient_balance_with_a_key_still_frees_the_seat_and_replays(fan, c
     assert again.json() == first.json()
     assert Reservation.objects.get(pk=reservation.pk).status == "cancelled"
     assert Payment.objects.get().failure_reason == "insufficient_balance"
+
+
+# --- issue 9: one owner per rule, and the defects it closed ---------------------
+
+
+def test_an_operator_cannot_refund_a_failed_payment(fan, concert, schedule):
+    """Defect (issue 9): payment_refund_by_operator did not check the payment's status."""
+    from payments import services
+    from payments.exceptions import PaymentNotRefundable
+
+    admitted_client(fan, concert)
+    reservation = hold(fan, schedule)
+    response = pay(admitted_client(fan, concert), reservation.id)  # ₩0 wallet: refused
+    assert response.status_code == 402
+    failed = Payment.objects.get(status="failed")
+    with pytest.raises(PaymentNotRefundable):
+        services.payment_refund_by_operator(payment_id=failed.pk, now=timezone.now())
+    assert not LedgerEntry.objects.filter(kind="refund").exists()
+    assert Payment.objects.get(pk=failed.pk).status == "failed"
+
+
+def test_an_operator_refund_of_a_paid_booking_goes_through_the_cancel_rules(paying_fan):
+    from payments import services
+
+    fan, client, reservation = paying_fan
+    payment_id = pay(client, reservation.id).json()["payment_id"]
+    result = services.payment_refund_by_operator(payment_id=payment_id, now=timezone.now())
+    assert result.refunded_amount == 100_000
+    assert Payment.objects.get(pk=payment_id).status == "refunded"
+    reservation.refresh_from_db()
+    assert (reservation.status, reservation.end_reason) == ("cancelled", "refunded")
+    assert wallet_selectors.wallet_balance(user_id=fan.pk) == 150_000
+
+
+def test_cancelling_a_confirmed_booking_with_no_payment_is_a_clear_409(paying_fan):
+    """Defect (issue 9): booking_cancel read payment.amount without a None check (a 500)."""
+    fan, client, reservation = paying_fan
+    Reservation.objects.filter(pk=reservation.pk).update(status="confirmed", expires_at=None)
+    response = token_client(fan).delete(f"/api/v1/reservations/{reservation.id}")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "payment_missing"
+    assert Reservation.objects.get(pk=reservation.pk).status == "confirmed"
+
+
+def test_every_way_a_hold_ends_records_why(paying_fan, schedule, other_fan, concert):
+    fan, client, reservation = paying_fan
+    assert pay(client, reservation.id).status_code == 201
+    reservation.refresh_from_db()
+    assert (reservation.status, reservation.end_reason) == ("confirmed", "")
+    cancelled = hold(other_fan, schedule, 7)
+    token_client(other_fan).delete(f"/api/v1/reservations/{cancelled.id}")
+    short = hold(other_fan, schedule, 8)
+    pay(admitted_client(other_fan, concert), short.id)  # ₩0: refused, seat given back
+    reasons = dict(Reservation.objects.values_list("id", "end_reason"))
+    assert reasons[cancelled.id] == "cancelled" and reasons[short.id] == "payment_failed"

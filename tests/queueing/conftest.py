@@ -18,7 +18,7 @@ def now():
 
 @pytest.fixture
 def room(concert):
-    return services.waiting_room_get_or_create(concert_id=concert.id)
+    return services.waiting_room_get(concert_id=concert.id)
 
 
 def set_capacity(concert, max_active, paused=False):

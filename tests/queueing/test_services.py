@@ -127,8 +127,8 @@ def test_ending_a_token_admits_the_next_fan(concert, now, django_capture_on_comm
     set_capacity(concert, 1)
     first, second = line_up(concert, 2, now)
     with django_capture_on_commit_callbacks(execute=True):
-        services.queue_token_end(
-            user_id=first.user_id, concert_id=concert.id, now=now, reason="paid"
+        services.queue_turn_end(
+            key=first.key, user=first.user, concert_id=concert.id, now=now, reason="paid"
         )
     assert refreshed(first).status == Status.EXPIRED
     assert refreshed(first).end_reason == "paid"
@@ -154,16 +154,22 @@ def test_an_expired_slot_is_refilled_lazily_by_the_next_admission(concert, now):
     assert services.queue_admit_next(concert_id=concert.id, now=later) == [second.pk]
 
 
-def test_keep_alive_extends_an_active_token_to_the_hold_end(concert, fan, now):
+def extend(token, fan, concert, *, until, now):
+    return services.queue_turn_extend(
+        key=token.key, user=fan, concert_id=concert.id, until=until, now=now
+    )
+
+
+def test_a_hold_extends_an_active_turn_to_the_hold_end(concert, fan, now):
     token, _ = services.queue_token_issue(user=fan, concert_id=concert.id, now=now)
     hold_end = token.active_until + timedelta(minutes=3)
-    services.queue_token_keep_alive(user_id=fan.pk, concert_id=concert.id, until=hold_end)
+    extend(token, fan, concert, until=hold_end, now=now)
     assert refreshed(token).active_until == hold_end
     services.queue_gate_pass(
         key=token.key, user=fan, concert_id=concert.id, now=hold_end - timedelta(seconds=1)
     )
     # An earlier hold end never shortens it.
-    services.queue_token_keep_alive(user_id=fan.pk, concert_id=concert.id, until=now)
+    extend(token, fan, concert, until=now, now=now)
     assert refreshed(token).active_until == hold_end
     assert services.queue_expire_stale(now=hold_end - timedelta(seconds=1))["active_expired"] == 0
 
@@ -271,3 +277,22 @@ class TestGate:
         passed = services.queue_gate_pass(key=token.key, user=fan, concert_id=concert.id, now=later)
         assert passed.pk == token.pk
         assert refreshed(token).last_seen_at == later
+
+
+def test_a_hold_never_revives_a_turn_that_has_lapsed(concert, fan, now):
+    """Defect (issue 9): keep-alive checked status=active but not active_until, so a
+    hold placed just after the turn lapsed (before any sweep) revived it."""
+    token, _ = services.queue_token_issue(user=fan, concert_id=concert.id, now=now)
+    lapsed_at = token.active_until
+    with pytest.raises(QueueTokenExpired):
+        extend(token, fan, concert, until=lapsed_at + timedelta(minutes=5), now=lapsed_at)
+    assert refreshed(token).active_until == lapsed_at
+    assert services.queue_expire_stale(now=lapsed_at)["active_expired"] == 1
+
+
+def test_a_hold_is_refused_for_a_turn_the_sweep_already_ended(concert, fan, now):
+    token, _ = services.queue_token_issue(user=fan, concert_id=concert.id, now=now)
+    services.queue_expire_stale(now=token.active_until)
+    with pytest.raises(QueueTokenExpired):
+        extend(token, fan, concert, until=now + timedelta(hours=1), now=now)
+    assert refreshed(token).status == Status.EXPIRED

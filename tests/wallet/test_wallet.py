@@ -10,6 +10,7 @@ from tests.conftest import token_client
 from wallet import selectors, services
 from wallet.exceptions import BalanceLimitExceeded, InsufficientBalance, InvalidAmount
 from wallet.models import LedgerEntry, Wallet
+from wallet.services import LedgerRef
 
 pytestmark = pytest.mark.django_db
 
@@ -23,8 +24,8 @@ def charge(user, amount):
 
 def test_charge_debit_refund_write_ledger_entries_with_running_balance(fan):
     charge(fan, 50_000)
-    services.wallet_debit(user_id=fan.pk, amount=30_000, now=timezone.now(), payment_id=7)
-    services.wallet_refund(user_id=fan.pk, amount=10_000, now=timezone.now(), payment_id=7)
+    services.wallet_debit(user_id=fan.pk, amount=30_000, now=timezone.now(), ref=LedgerRef(7, 7))
+    services.wallet_refund(user_id=fan.pk, amount=10_000, now=timezone.now(), ref=LedgerRef(7, 7))
     entries = list(LedgerEntry.objects.filter(wallet_id=fan.pk).order_by("id"))
     assert [(e.kind, e.amount, e.balance_after) for e in entries] == [
         ("charge", 50_000, 50_000),
@@ -38,7 +39,9 @@ def test_charge_debit_refund_write_ledger_entries_with_running_balance(fan):
 def test_an_insufficient_debit_writes_nothing(fan):
     charge(fan, 10_000)
     with pytest.raises(InsufficientBalance):
-        services.wallet_debit(user_id=fan.pk, amount=10_001, now=timezone.now())
+        services.wallet_debit(
+            user_id=fan.pk, amount=10_001, now=timezone.now(), ref=LedgerRef(1, 1)
+        )
     assert selectors.wallet_balance(user_id=fan.pk) == 10_000
     assert LedgerEntry.objects.count() == 1
 
