@@ -14,11 +14,13 @@ from rest_framework.views import APIView
 
 from concerts import selectors
 from config.api import QUEUE_TOKEN_PARAMETER
-from queueing.gate import QueueGate
+from queueing.gate import QueueGate, queue_gate_codes
+
+GATE_CODES = queue_gate_codes()
 
 
 class ConcertListOutput(serializers.Serializer):
-    id = serializers.IntegerField()
+    concert_id = serializers.IntegerField(source="id")
     title = serializers.CharField()
     artist = serializers.CharField()
     venue = serializers.CharField()
@@ -26,7 +28,7 @@ class ConcertListOutput(serializers.Serializer):
 
 
 class ScheduleSummaryOutput(serializers.Serializer):
-    id = serializers.IntegerField()
+    schedule_id = serializers.IntegerField(source="id")
     starts_at = serializers.DateTimeField()
     booking_opens_at = serializers.DateTimeField()
     booking_closes_at = serializers.DateTimeField()
@@ -41,6 +43,7 @@ class ConcertListApi(ListAPIView):
 
     permission_classes = [AllowAny]
     serializer_class = ConcertListOutput
+    paginated = True
 
     def get_queryset(self):
         return selectors.concert_list()
@@ -48,6 +51,7 @@ class ConcertListApi(ListAPIView):
 
 class ConcertDetailApi(APIView):
     permission_classes = [AllowAny]
+    error_codes = {"get": ["concert_not_found"]}
 
     @extend_schema(responses=ConcertDetailOutput)
     def get(self, request: Request, concert_id: int) -> Response:
@@ -62,6 +66,7 @@ class GatedApi(APIView):
     """Authenticated, and an active queue token for the concert concerned."""
 
     permission_classes = [IsAuthenticated, QueueGate]
+    error_codes = {"get": GATE_CODES}
 
 
 class DateOutput(serializers.Serializer):
@@ -99,6 +104,8 @@ class SeatsOutput(serializers.Serializer):
 
 class ScheduleSeatsApi(GatedApi):
     """Available seats of a date, by number. Sends an ETag; If-None-Match gets 304."""
+
+    error_codes = {"get": [*GATE_CODES, "schedule_not_found"]}
 
     def queue_concert_id(self, request: Request) -> int:
         self.schedule = selectors.schedule_get(schedule_id=self.kwargs["schedule_id"])

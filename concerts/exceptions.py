@@ -35,6 +35,12 @@ class SeatUnavailable(DomainError):
     message = "Sorry, that seat was just taken. Please pick another."
 
 
+class SeatAlreadyYours(DomainError):
+    code = "seat_already_yours"
+    http_status = 409
+    message = "You already hold this seat; see your reservation."
+
+
 class SeatLimitReached(DomainError):
     code = "seat_limit_reached"
     http_status = 409

@@ -17,6 +17,7 @@ from concerts.exceptions import (
     InvalidPrice,
     InvalidSchedule,
     ReservationNotFound,
+    SeatAlreadyYours,
     SeatLimitReached,
     SeatNotFound,
     SeatUnavailable,
@@ -153,8 +154,13 @@ def seat_hold_create(
     live = Reservation.live_q(now=now)
     # A seat visibly taken is refused without queueing for its lock; a free-looking
     # seat is re-checked under the lock below, which alone decides who gets it.
-    if Reservation.objects.filter(live, schedule=schedule, seat__number=seat_number).exists():
-        raise SeatUnavailable(details={"seat_number": seat_number})
+    taken = (
+        Reservation.objects.filter(live, schedule=schedule, seat__number=seat_number)
+        .values_list("pk", "user_id")
+        .first()
+    )
+    if taken is not None:
+        _refuse_taken(seat_number=seat_number, holder=taken, user_id=user.pk)
     try:
         with transaction.atomic():
             _lock_fan(user_id=user.pk)
@@ -169,7 +175,11 @@ def seat_hold_create(
             )
             if current is not None:
                 if current.is_live(now=now):
-                    raise SeatUnavailable(details={"seat_number": seat_number})
+                    _refuse_taken(
+                        seat_number=seat_number,
+                        holder=(current.pk, current.user_id),
+                        user_id=user.pk,
+                    )
                 reservation_end(ids=[current.pk], now=now, reason=End.EXPIRED)
             reservation = Reservation.objects.create(
                 user_id=user.pk,
@@ -194,6 +204,15 @@ def seat_hold_create(
         raise SeatUnavailable(details={"seat_number": seat_number}) from None
     reservation.schedule = schedule
     return reservation
+
+
+def _refuse_taken(*, seat_number: int, holder: tuple[int, int], user_id: int) -> None:
+    reservation_id, holder_id = holder
+    if holder_id == user_id:
+        raise SeatAlreadyYours(
+            details={"seat_number": seat_number, "reservation_id": reservation_id}
+        )
+    raise SeatUnavailable(details={"seat_number": seat_number})
 
 
 def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, JsonResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpResponse, JsonResponse
+from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -45,6 +49,14 @@ def domain_error_response(exc: DomainError) -> Response:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         return domain_error_response(exc)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body(
+                "payload_too_large",
+                f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.",
+            ),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -100,9 +112,59 @@ def paginated(request, view, queryset, serializer_class, *, context=None) -> Res
     )
 
 
+@csrf_exempt  # it changes nothing; a POST here is a wrong path, not a forged form
 def api_not_found(request, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any unknown URL under /api/ answers in the envelope, never an HTML page."""
     return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}."), status=404)
+
+
+def csrf_failure(request, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: under /api/ a refused CSRF check answers in the envelope."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            error_body("permission_denied", f"CSRF check failed: {reason}"), status=403
+        )
+    return django_csrf_failure(request, reason=reason)
+
+
+# --- strict JSON input: a number where a number is meant, text where text is --
+
+MAX_ID = 2**63 - 1  # PostgreSQL bigint
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer: not a numeric string, a float or a boolean."""
+
+    default_error_messages = {
+        "strict": "Must be a JSON integer (not text, a decimal or true/false)."
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("strict")
+        return super().to_internal_value(data)
+
+
+def id_field(**kwargs) -> StrictIntegerField:
+    """A row id in a request body: a positive JSON integer a bigint can hold."""
+    return StrictIntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+
+
+class StrictTextMixin:
+    """Text must arrive as a JSON string, not a number or a boolean turned into one."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(StrictTextMixin, serializers.CharField):
+    pass
+
+
+class StrictRegexField(StrictTextMixin, serializers.RegexField):
+    pass
 
 
 # --- shared API pieces: the headers every app's views document and read ------
@@ -129,11 +191,12 @@ def idempotency_key(request) -> str | None:
     return request.headers.get(IDEMPOTENCY_HEADER)
 
 
-def answer_response(answer: Answer, *, headers: dict[str, str] | None = None) -> Response:
-    """Render a retry-safe write's answer; a replayed one says so in a header."""
+def answer_response(answer: Answer, *, location: str | None = None) -> Response:
+    """Render a retry-safe write's answer; a replayed one says so in a header. A 201
+    names what it created in Location, a template filled from the body."""
     response = Response(answer.body, status=answer.status)
     if answer.replayed:
         response["Idempotent-Replayed"] = "true"
-    for name, value in (headers or {}).items():
-        response[name] = value
+    if location and answer.status == 201:
+        response["Location"] = location.format(**answer.body)
     return response

@@ -133,6 +133,7 @@ for _code, _status, _message in (
     ("authentication_failed", 401, "The credentials are invalid."),
     ("permission_denied", 403, "You may not do this."),
     ("method_not_allowed", 405, "That HTTP method is not allowed here."),
+    ("payload_too_large", 413, "The request body is too large."),
     ("not_acceptable", 406, "The requested response format is not available."),
     ("unsupported_media_type", 415, "The request's content type is not supported."),
     ("throttled", 429, "Too many requests; wait for Retry-After seconds."),

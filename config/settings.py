@@ -20,6 +20,9 @@ DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-change-me-" + "x" * 30)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "config.api.csrf_failure"
+# The largest request body read (bytes); larger API bodies get 413 in the envelope.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=262_144)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -189,11 +192,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "config.api.Pagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "config.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.schema.EnvelopeAutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="120/min"),
+        # Failed logins per client IP; THROTTLE_AUTH_PER_USERNAME per account name.
         "auth": env.str("THROTTLE_AUTH", default="20/min"),
+        "auth_username": env.str("THROTTLE_AUTH_PER_USERNAME", default="10/min"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

@@ -21,12 +21,16 @@ from config.api import (
     IDEMPOTENCY_KEY_PARAMETER,
     QUEUE_TOKEN_HEADER,
     QUEUE_TOKEN_PARAMETER,
+    StrictIntegerField,
     answer_response,
+    id_field,
     idempotency_key,
     paginated,
 )
+from config.schema import paginated_list
 from payments import selectors, services
 from payments.serializers import PaymentOutput
+from queueing.gate import queue_gate_codes
 
 # --- reservations -------------------------------------------------------------
 
@@ -44,15 +48,28 @@ class ReservationOutput(serializers.Serializer):
 
 
 class HoldInput(serializers.Serializer):
-    schedule_id = serializers.IntegerField(min_value=1)
-    seat_number = serializers.IntegerField(min_value=1, max_value=SEATS_PER_SCHEDULE)
+    schedule_id = id_field()
+    seat_number = StrictIntegerField(min_value=1, max_value=SEATS_PER_SCHEDULE)
 
 
 class ReservationListApi(APIView):
     """The fan's own reservations (GET), or a new seat hold (POST, needs an active
     queue token for the date's concert)."""
 
-    @extend_schema(responses=ReservationOutput(many=True))
+    paginated = True
+    error_codes = {
+        "post": [
+            *queue_gate_codes(),
+            "seat_not_found",
+            "schedule_not_found",
+            "booking_closed",
+            "seat_unavailable",
+            "seat_already_yours",
+            "seat_limit_reached",
+        ]
+    }
+
+    @extend_schema(responses=paginated_list(ReservationOutput))
     def get(self, request: Request) -> Response:
         reservations = concert_selectors.reservation_list_for(user_id=request.user.pk)
         return paginated(
@@ -74,7 +91,11 @@ class ReservationListApi(APIView):
             now=now,
         )
         body = ReservationOutput(reservation, context={"now": now}).data
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(
+            body,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/reservations/{reservation.pk}"},
+        )
 
 
 class CancelOutput(ReservationOutput):
@@ -86,6 +107,11 @@ class ReservationDetailApi(APIView):
     a paid booking is cancelled and refunded to the wallet. Others' are 404.
     Needs authentication only: a fan whose turn has ended can still cancel."""
 
+    error_codes = {
+        "get": ["reservation_not_found"],
+        "delete": ["reservation_not_found", "cancellation_closed", "payment_missing"],
+    }
+
     @extend_schema(responses=ReservationOutput)
     def get(self, request: Request, reservation_id: int) -> Response:
         reservation = concert_selectors.reservation_get_for(
@@ -93,7 +119,7 @@ class ReservationDetailApi(APIView):
         )
         return Response(ReservationOutput(reservation, context={"now": timezone.now()}).data)
 
-    @extend_schema(responses=CancelOutput)
+    @extend_schema(responses={200: CancelOutput})
     def delete(self, request: Request, reservation_id: int) -> Response:
         now = timezone.now()
         cancellation = services.booking_cancel(
@@ -107,11 +133,34 @@ class ReservationDetailApi(APIView):
 
 
 class PayInput(serializers.Serializer):
-    reservation_id = serializers.IntegerField(min_value=1)
+    reservation_id = id_field()
 
 
 class PaymentListApi(APIView):
-    """Pay a held seat from the wallet. Needs an active queue token; accepts an Idempotency-Key."""
+    """The fan's payments, newest first (GET: paid, refunded and failed attempts), or
+    pay a held seat from the wallet (POST: needs an active queue token; accepts an
+    Idempotency-Key)."""
+
+    paginated = True
+    error_codes = {
+        "post": [
+            *queue_gate_codes(),
+            "reservation_not_found",
+            "already_paid",
+            "reservation_not_payable",
+            "hold_expired",
+            "insufficient_balance",
+            "idempotency_key_invalid",
+            "idempotency_key_in_use",
+            "idempotency_key_reused",
+        ]
+    }
+    response_headers = {"post": ["Idempotent-Replayed"]}
+
+    @extend_schema(responses=paginated_list(PaymentOutput))
+    def get(self, request: Request) -> Response:
+        payments = selectors.payment_list_for(user_id=request.user.pk)
+        return paginated(request, self, payments, PaymentOutput)
 
     @extend_schema(
         request=PayInput,
@@ -128,10 +177,12 @@ class PaymentListApi(APIView):
             idempotency_key=idempotency_key(request),
             now=timezone.now(),
         )
-        return answer_response(answer)
+        return answer_response(answer, location="/api/v1/payments/{payment_id}")
 
 
 class PaymentDetailApi(APIView):
+    error_codes = {"get": ["payment_not_found"]}
+
     @extend_schema(responses=PaymentOutput)
     def get(self, request: Request, payment_id: int) -> Response:
         payment = selectors.payment_get_for(user_id=request.user.pk, payment_id=payment_id)
@@ -147,14 +198,16 @@ class TicketListOutput(serializers.Serializer):
     schedule_id = serializers.IntegerField(source="reservation.schedule_id")
     starts_at = serializers.DateTimeField(source="reservation.schedule.starts_at")
     seat_number = serializers.IntegerField(source="reservation.seat.number")
-    amount_paid = serializers.IntegerField(source="amount")
+    amount = serializers.IntegerField()
     paid_at = serializers.DateTimeField()
 
 
 class TicketListApi(APIView):
     """The fan's confirmed bookings, paginated."""
 
-    @extend_schema(responses=TicketListOutput(many=True))
+    paginated = True
+
+    @extend_schema(responses=paginated_list(TicketListOutput))
     def get(self, request: Request) -> Response:
         tickets = selectors.ticket_list_for(user_id=request.user.pk)
         return paginated(request, self, tickets, TicketListOutput)

@@ -24,6 +24,15 @@ def payment_get_for(*, user_id: int, payment_id: int) -> Payment:
     return payment
 
 
+def payment_list_for(*, user_id: int) -> QuerySet[Payment]:
+    """The fan's payments of every status, newest first."""
+    return (
+        Payment.objects.filter(user_id=user_id)
+        .select_related("reservation__seat", "reservation__schedule__concert")
+        .order_by("-id")
+    )
+
+
 def ticket_list_for(*, user_id: int) -> QuerySet[Payment]:
     """The fan's confirmed bookings, as their paid payments, soonest show first."""
     return (

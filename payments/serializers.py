@@ -3,6 +3,7 @@ payment_submit, whose answer is stored for idempotent replays."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -17,6 +18,19 @@ class PaymentOutput(serializers.Serializer):
     payment_id = serializers.IntegerField(source="id")
     reservation_id = serializers.IntegerField()
     amount = serializers.IntegerField()
-    status = serializers.CharField()
-    paid_at = serializers.DateTimeField()
-    ticket = TicketOutput(source="*")
+    status = serializers.ChoiceField(choices=["paid", "refunded", "failed"])
+    failure_reason = serializers.CharField(
+        allow_null=True, help_text="Why a failed payment failed; null otherwise."
+    )
+    paid_at = serializers.DateTimeField(allow_null=True)
+    refunded_at = serializers.DateTimeField(allow_null=True)
+    ticket = serializers.SerializerMethodField(help_text="The seat it bought; null unless paid.")
+
+    @extend_schema_field(TicketOutput(allow_null=True))
+    def get_ticket(self, payment) -> dict | None:
+        return TicketOutput(payment).data if payment.status == "paid" else None
+
+    def to_representation(self, payment):
+        data = super().to_representation(payment)
+        data["failure_reason"] = payment.failure_reason or None
+        return data

@@ -3,8 +3,6 @@ cancel. Each command is one service call; the page renders its result or error."
 
 from __future__ import annotations
 
-import uuid
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -16,7 +14,7 @@ from concerts import selectors as concert_selectors
 from concerts.exceptions import ReservationNotFound
 from config.errors import DomainError
 from config.idempotency import Answer
-from config.pages import show_error
+from config.pages import is_form_key, new_form_key, show_error
 from payments import selectors, services
 from payments.exceptions import PaymentNotFound
 from queueing import services as queue_services
@@ -63,8 +61,8 @@ def payment_confirm(request: HttpRequest, reservation_id: int) -> HttpResponse:
     concert_id = reservation.schedule.concert_id
     queue_key = token_key_from(request, concert_id=concert_id)
     if request.method == "POST":
-        key = request.POST.get("idempotency_key") or None
-        if key is None:
+        key = request.POST.get("idempotency_key")
+        if not is_form_key(key):
             messages.error(request, "The form expired; please try again.")
             return redirect("payment-confirm", reservation_id=reservation_id)
         try:
@@ -99,7 +97,7 @@ def payment_confirm(request: HttpRequest, reservation_id: int) -> HttpResponse:
             "reservation": reservation,
             "status": reservation.effective_status(now=timezone.now()),
             "balance": wallet_selectors.wallet_balance(user_id=request.user.pk),
-            "idempotency_key": uuid.uuid4().hex,
+            "idempotency_key": new_form_key(),
         },
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +19,11 @@ from queueing.exceptions import QueueTokenInvalid, QueueTokenMissing, QueueToken
 class QueueTokenOutput(serializers.Serializer):
     token = serializers.CharField(source="token.key")
     concert_id = serializers.IntegerField(source="token.concert_id")
-    status = serializers.ChoiceField(choices=["waiting", "active", "expired", "left"])
+    status = serializers.ChoiceField(choices=["waiting", "active", "expired", "left", "ended"])
+    end_reason = serializers.CharField(
+        allow_null=True,
+        help_text="Why the turn ended (paid, operator, ttl, idle, left, lapsed); null while live.",
+    )
     position = serializers.IntegerField(allow_null=True)
     estimated_wait_seconds = serializers.IntegerField(allow_null=True)
     poll_after_seconds = serializers.IntegerField()
@@ -30,11 +34,16 @@ def token_response(view: selectors.TokenView, *, now, status_code: int = 200) ->
     services.queue_poll_record(key=view.token.key, poll_after=view.poll_after_seconds, now=now)
     response = Response(QueueTokenOutput(view).data, status=status_code)
     response["Retry-After"] = str(view.poll_after_seconds)
+    if status_code == 201:
+        response["Location"] = "/api/v1/queue"  # polled with the token in X-Queue-Token
     return response
 
 
 class QueueIssueApi(APIView):
     """Line up for a concert. 201 with a new token, 200 with the fan's existing live one."""
+
+    error_codes = {"post": ["concert_not_found"]}
+    response_headers = {"post": ["Retry-After"]}
 
     @extend_schema(request=None, responses={200: QueueTokenOutput, 201: QueueTokenOutput})
     def post(self, request: Request, concert_id: int) -> Response:
@@ -49,11 +58,27 @@ class QueueIssueApi(APIView):
 class QueueTokenApi(APIView):
     """Poll a token (GET) or leave the line (DELETE), by its secret in X-Queue-Token.
 
-    Authentication is deliberately lazy here: an early poll is refused from the
-    cache alone, before any database query (not even the auth-token lookup).
+    Polling needs only the token's secret, and authentication is lazy: an early poll
+    is refused from the cache alone, before any database query (not even the
+    auth-token lookup); a signed-in poller must own the token. Leaving is a write:
+    it needs the owner, signed in.
     """
 
-    permission_classes = [AllowAny]
+    def get_permissions(self):
+        if self.request.method == "DELETE":
+            return [IsAuthenticated()]
+        return [AllowAny()]
+
+    error_codes = {
+        "get": [
+            "queue_token_missing",
+            "queue_token_invalid",
+            "queue_token_not_found",
+            "poll_too_soon",
+        ],
+        "delete": ["queue_token_missing", "queue_token_invalid", "queue_token_not_found"],
+    }
+    response_headers = {"get": ["Retry-After"]}
 
     def perform_authentication(self, request: Request) -> None:
         pass  # request.user is resolved only if a handler asks for it
@@ -86,5 +111,7 @@ class QueueTokenApi(APIView):
     @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses={204: None})
     def delete(self, request: Request) -> Response:
         token = self._token(request)
+        if token.user_id != request.user.pk:
+            raise QueueTokenInvalid()
         services.queue_token_leave(token=token, now=timezone.now())
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -42,6 +42,13 @@ def token_key_from(request: HttpRequest, *, concert_id: int | None = None) -> st
     return key or None
 
 
+def queue_gate_codes() -> list[str]:
+    """The error codes the gate answers with (for the API schema)."""
+    from queueing.exceptions import QueueGateError
+
+    return sorted(cls.code for cls in QueueGateError.__subclasses__())
+
+
 class QueueGate(BasePermission):
     """DRF permission. The view says which concert is accessed via
     `queue_concert_id(request) -> int`; the pass is stored on `request.queue_token`."""

@@ -1,3 +1,4 @@
+import re
 import secrets
 
 from django.conf import settings
@@ -15,6 +16,15 @@ BUCKET_STRIPES = 4
 
 def new_token_key() -> str:
     return secrets.token_urlsafe(32)
+
+
+def is_token_key(value: object) -> bool:
+    """Could this be a token's secret? (URL-safe base64, as new_token_key makes.) Anything
+    else is refused before it reaches the cache or the database."""
+    return isinstance(value, str) and bool(TOKEN_KEY_PATTERN.fullmatch(value))
+
+
+TOKEN_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class WaitingRoom(models.Model):
@@ -41,8 +51,9 @@ class QueueToken(models.Model):
     class Status(models.TextChoices):
         WAITING = "waiting"
         ACTIVE = "active"
-        EXPIRED = "expired"
-        LEFT = "left"
+        EXPIRED = "expired"  # time ran out: the turn lapsed, or the fan stopped polling
+        LEFT = "left"  # the fan left the line or gave up the turn
+        ENDED = "ended"  # the turn was used up (a payment) or ended by an operator
 
     LIVE_STATUSES = (Status.WAITING, Status.ACTIVE)
 

@@ -13,7 +13,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
-from queueing.models import BUCKET_SIZE, QueueBucket, QueueToken, WaitingRoom
+from queueing.models import BUCKET_SIZE, QueueBucket, QueueToken, WaitingRoom, is_token_key
 
 Status = QueueToken.Status
 
@@ -159,6 +159,16 @@ class TokenView:
     estimated_wait_seconds: int | None
     poll_after_seconds: int
     expires_at: datetime | None
+    end_reason: str | None
+
+
+def _end_reason(token: QueueToken, status: str) -> str | None:
+    """Why a turn ended; a lapse nobody has written down yet reads as it will be."""
+    if status in QueueToken.LIVE_STATUSES:
+        return None
+    if token.end_reason:
+        return token.end_reason
+    return "ttl" if token.status == Status.ACTIVE else "idle"
 
 
 def queue_token_view(*, token: QueueToken, now: datetime) -> TokenView:
@@ -183,12 +193,13 @@ def queue_token_view(*, token: QueueToken, now: datetime) -> TokenView:
         estimated_wait_seconds=eta,
         poll_after_seconds=poll_after_seconds(position=position, eta=eta),
         expires_at=expires_at,
+        end_reason=_end_reason(token, status),
     )
 
 
 def queue_token_get(*, key: str) -> QueueToken | None:
     """The token with this secret, its position read in the same query."""
-    if not key or len(key) > 64:
+    if not is_token_key(key):
         return None
     return (
         QueueToken.objects.filter(key=key)
@@ -207,8 +218,11 @@ def queue_token_live_for(*, user_id: int, concert_id: int) -> QueueToken | None:
     )
 
 
-def waiting_room_with_active(*, concert_id: int, now: datetime) -> WaitingRoom | None:
-    """The room with `active_now`, its count of admitted fans whose turn has not lapsed."""
+def waiting_room_with_active(
+    *, concert_id: int, now: datetime, token_id: int | None = None
+) -> WaitingRoom | None:
+    """The room with `active_now`, its count of admitted fans whose turn has not lapsed,
+    and, given `token_id`, that token's `token_status`, all in one query."""
     active = (
         QueueToken.objects.filter(
             concert_id=OuterRef("pk"), status=Status.ACTIVE, active_until__gt=now
@@ -218,11 +232,14 @@ def waiting_room_with_active(*, concert_id: int, now: datetime) -> WaitingRoom |
         .annotate(n=Count("id"))
         .values("n")
     )
-    return (
-        WaitingRoom.objects.filter(pk=concert_id)
-        .annotate(active_now=Coalesce(Subquery(active), 0))
-        .first()
+    rooms = WaitingRoom.objects.filter(pk=concert_id).annotate(
+        active_now=Coalesce(Subquery(active), 0)
     )
+    if token_id is not None:
+        rooms = rooms.annotate(
+            token_status=Subquery(QueueToken.objects.filter(pk=token_id).values("status")[:1])
+        )
+    return rooms.first()
 
 
 def active_count(*, concert_id: int, now: datetime) -> int:

@@ -11,6 +11,7 @@ import logging
 import math
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -27,7 +28,14 @@ from queueing.exceptions import (
     QueueTokenWaiting,
     QueueTokenWrongConcert,
 )
-from queueing.models import BUCKET_SIZE, BUCKET_STRIPES, QueueBucket, QueueToken, WaitingRoom
+from queueing.models import (
+    BUCKET_SIZE,
+    BUCKET_STRIPES,
+    QueueBucket,
+    QueueToken,
+    WaitingRoom,
+    is_token_key,
+)
 
 logger = logging.getLogger(__name__)
 Status = QueueToken.Status
@@ -182,8 +190,11 @@ def queue_token_issue(
         if existing is None:  # pragma: no cover - the winner ended it in between
             raise
         return existing, False
-    if queue_admit_next(concert_id=concert_id, now=now):
-        token.refresh_from_db()
+    # Admit at once where capacity is free. The answer must say what the database
+    # says: in a burst, another fan's admission run may admit this token first.
+    admission = _admit(concert_id=concert_id, now=now, count=None, watch=token.pk)
+    if admission.watched_status == Status.ACTIVE:
+        token.refresh_from_db(fields=["status", "admitted_at", "active_until"])
     return token, True
 
 
@@ -204,12 +215,33 @@ def queue_admit_next(*, concert_id: int, now: datetime, count: int | None = None
     serialised on the waiting-room row, and capacity is re-read under that lock.
     Returns the ids admitted.
     """
+    return _admit(concert_id=concert_id, now=now, count=count).ids
+
+
+class _Admission(NamedTuple):
+    ids: list[int]
+    # The status of the token the caller watches, as of this run (None: not read).
+    watched_status: str | None = None
+
+
+def _admit(
+    *, concert_id: int, now: datetime, count: int | None, watch: int | None = None
+) -> _Admission:
     if count is None:
         # Cheap check without a lock, in one query: a full or paused room has nothing
         # to do. A slot freed after this read triggers its own admission run on commit.
-        room = selectors.waiting_room_with_active(concert_id=concert_id, now=now)
+        room = selectors.waiting_room_with_active(concert_id=concert_id, now=now, token_id=watch)
         if room is None or room.admission_paused or room.capacity - room.active_now <= 0:
-            return []
+            return _Admission([], getattr(room, "token_status", None))
+    ids = _admit_locked(concert_id=concert_id, now=now, count=count)
+    if watch is None or watch in ids:
+        return _Admission(ids, Status.ACTIVE if watch in ids else None)
+    # Another run may have admitted the watched token before this one took the lock.
+    status = QueueToken.objects.filter(pk=watch).values_list("status", flat=True).first()
+    return _Admission(ids, status)
+
+
+def _admit_locked(*, concert_id: int, now: datetime, count: int | None) -> list[int]:
     with transaction.atomic():
         room = _lock_room(concert_id=concert_id)
         if count is None:
@@ -281,7 +313,7 @@ def queue_token_leave(*, token: QueueToken, now: datetime) -> None:
 
 def queue_tokens_end(*, ids: list[int], now: datetime, reason: str) -> int:
     """End these tokens if still live (an operator's action); their slots refill after commit."""
-    return _end_tokens(ids=ids, now=now, reason=reason)
+    return _end_tokens(ids=ids, now=now, reason=reason, status=Status.ENDED)
 
 
 def _lock_turn(
@@ -293,7 +325,7 @@ def _lock_turn(
         raise QueueTokenMissing()
     token = (
         QueueToken.objects.select_for_update(no_key=True).filter(key=key).first()
-        if len(key) <= 64
+        if is_token_key(key)
         else None
     )
     _check_pass(token, user=user, concert_id=concert_id, now=now)
@@ -327,7 +359,7 @@ def queue_turn_end(
     Call inside the caller's transaction: if it rolls back, the turn goes on; if it
     commits, the freed slot is refilled right after."""
     token = _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
-    _end_tokens(ids=[token.pk], now=now, reason=reason)
+    _end_tokens(ids=[token.pk], now=now, reason=reason, status=Status.ENDED)
     return token
 
 
@@ -431,6 +463,8 @@ def queue_poll_guard(*, key: str, now: datetime) -> None:
     """
     from queueing.exceptions import PollTooSoon
 
+    if not is_token_key(key):
+        return  # not a token at all: the poll itself answers 404
     not_before = cache.get(_poll_key(key))
     if not_before is not None and now.timestamp() < not_before:
         raise PollTooSoon(retry_after=max(1, math.ceil(not_before - now.timestamp())))

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import IDEMPOTENCY_KEY_PARAMETER, answer_response, idempotency_key, paginated
+from config.schema import paginated_list
 from wallet import selectors, services
 from wallet.exceptions import InvalidAmount
 from wallet.serializers import ChargeOutput, EntryOutput, WalletOutput
@@ -29,6 +30,17 @@ class WalletApi(APIView):
 class ChargeApi(APIView):
     """Top up the wallet. Accepts an Idempotency-Key."""
 
+    error_codes = {
+        "post": [
+            "invalid_amount",
+            "idempotency_key_invalid",
+            "balance_limit_exceeded",
+            "idempotency_key_in_use",
+            "idempotency_key_reused",
+        ]
+    }
+    response_headers = {"post": ["Idempotent-Replayed"]}
+
     @extend_schema(
         request=ChargeInput, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses={201: ChargeOutput}
     )
@@ -42,12 +54,25 @@ class ChargeApi(APIView):
             idempotency_key=idempotency_key(request),
             now=timezone.now(),
         )
-        return answer_response(answer)
+        return answer_response(answer, location="/api/v1/wallet/ledger/{entry[entry_id]}")
+
+
+class LedgerEntryApi(APIView):
+    """One entry of the fan's own ledger; another fan's is 404."""
+
+    error_codes = {"get": ["ledger_entry_not_found"]}
+
+    @extend_schema(responses=EntryOutput)
+    def get(self, request: Request, entry_id: int) -> Response:
+        entry = selectors.ledger_entry_get_for(user_id=request.user.pk, entry_id=entry_id)
+        return Response(EntryOutput(entry).data)
 
 
 class LedgerApi(APIView):
     """The fan's own ledger, newest first, paginated."""
 
-    @extend_schema(responses=EntryOutput(many=True))
+    paginated = True
+
+    @extend_schema(responses=paginated_list(EntryOutput))
     def get(self, request: Request) -> Response:
         return paginated(request, self, selectors.ledger_for(user_id=request.user.pk), EntryOutput)

@@ -1,4 +1,4 @@
-from config.errors import DomainError
+from config.errors import DomainError, NotFound
 
 
 class InvalidAmount(DomainError):
@@ -20,3 +20,8 @@ class InsufficientBalance(DomainError):
     code = "insufficient_balance"
     http_status = 402
     message = "Your wallet balance is too low for this payment."
+
+
+class LedgerEntryNotFound(NotFound):
+    code = "ledger_entry_not_found"
+    message = "No such ledger entry."

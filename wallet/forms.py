@@ -1,10 +1,12 @@
 from django import forms
 from django.conf import settings
 
+from config.pages import FORM_KEY
+
 
 class ChargeForm(forms.Form):
     amount = forms.IntegerField(label="Amount (₩)")
-    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
+    idempotency_key = forms.RegexField(FORM_KEY, widget=forms.HiddenInput)
 
     def clean_amount(self) -> int:
         amount = self.cleaned_data["amount"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Case, F, IntegerField, OuterRef, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce
 
+from wallet.exceptions import LedgerEntryNotFound
 from wallet.models import LedgerEntry, Wallet
 
 Kind = LedgerEntry.Kind
@@ -19,6 +20,13 @@ def wallet_balance(*, user_id: int) -> int:
 
 def ledger_for(*, user_id: int) -> QuerySet[LedgerEntry]:
     return LedgerEntry.objects.filter(wallet_id=user_id).order_by("-id")
+
+
+def ledger_entry_get_for(*, user_id: int, entry_id: int) -> LedgerEntry:
+    entry = ledger_for(user_id=user_id).filter(pk=entry_id).first()
+    if entry is None:
+        raise LedgerEntryNotFound()
+    return entry
 
 
 def signed_amount_expression():

@@ -12,7 +12,7 @@ class WalletOutput(serializers.Serializer):
 
 
 class EntryOutput(serializers.Serializer):
-    id = serializers.IntegerField()
+    entry_id = serializers.IntegerField(source="id")
     kind = serializers.CharField()
     amount = serializers.IntegerField()
     balance_after = serializers.IntegerField()

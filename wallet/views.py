@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -11,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
+from config.pages import new_form_key
 from wallet import selectors, services
 from wallet.forms import ChargeForm
 
@@ -19,7 +18,7 @@ QUICK_AMOUNTS = (10_000, 50_000, 100_000)
 
 @login_required
 def wallet_page(request: HttpRequest) -> HttpResponse:
-    form = ChargeForm(request.POST or None, initial={"idempotency_key": uuid.uuid4().hex})
+    form = ChargeForm(request.POST or None, initial={"idempotency_key": new_form_key()})
     if request.method == "POST" and form.is_valid():
         amount = form.cleaned_data["amount"]
         # The form carries its own key: a double-click or a resubmitted page

@@ -14,7 +14,7 @@ def test_concert_list_is_public_and_paginated(anon_client):
     assert body["count"] == 25
     assert len(body["results"]) == 20
     assert body["previous"] is None and body["next"]
-    assert set(body["results"][0]) == {"id", "title", "artist", "venue", "description"}
+    assert set(body["results"][0]) == {"concert_id", "title", "artist", "venue", "description"}
     second = anon_client.get(body["next"]).json()
     assert len(second["results"]) == 5
 
@@ -28,9 +28,9 @@ def test_concert_detail_lists_its_schedules_in_time_order(anon_client):
     response = anon_client.get(f"/api/v1/concerts/{concert.id}")
     assert response.status_code == 200
     body = response.json()
-    assert {"id", "title", "artist", "venue", "description", "schedules"} <= set(body)
-    assert [s["id"] for s in body["schedules"]] == [sooner.id, later.id]
-    assert {"id", "starts_at"} <= set(body["schedules"][0])
+    assert {"concert_id", "title", "artist", "venue", "description", "schedules"} <= set(body)
+    assert [s["schedule_id"] for s in body["schedules"]] == [sooner.id, later.id]
+    assert {"schedule_id", "starts_at"} <= set(body["schedules"][0])
 
 
 def test_concert_detail_does_not_reveal_availability(anon_client):

@@ -194,3 +194,26 @@ def test_issuing_from_two_os_processes_keeps_positions_exact():
         1 for a, b in zip(owners, owners[1:], strict=False) if (a in half) != (b in half)
     )
     assert switches > 10
+
+
+def test_a_burst_of_42_fans_for_30_free_slots_are_told_30_active_at_once():
+    """Issue 11: in a burst, fans admitted by another fan's admission run were told to
+    wait while their slot was free. Each answer must say what the database says."""
+    from collections import Counter
+
+    from tests.conftest import token_client
+
+    concert = make_concert(max_active=30)
+    clients = [token_client(UserFactory()) for _ in range(42)]
+
+    def line_up(client):
+        response = client.post(f"/api/v1/concerts/{concert.id}/queue")
+        return response.status_code, response.json()["status"], response.json()["token"]
+
+    results = run_concurrently(line_up, [(c,) for c in clients])
+    assert errors(results) == []
+    told = Counter(status for _, (_, status, _) in results)
+    assert told == {"active": 30, "waiting": 12}, told
+    actually = dict(QueueToken.objects.filter(concert=concert).values_list("key", "status"))
+    assert all(actually[key] == status for _, (_, status, key) in results)
+    assert QueueToken.objects.filter(concert=concert, status="active").count() == 30

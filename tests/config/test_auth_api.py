@@ -13,14 +13,15 @@ def test_register_returns_id_username_and_a_working_token(anon_client):
     )
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "username", "token"}
+    assert set(body) == {"user_id", "username", "token"}
+    assert response["Location"] == "/api/v1/auth/me"
     assert body["username"] == "newfan"
-    assert Token.objects.get(user_id=body["id"]).key == body["token"]
+    assert Token.objects.get(user_id=body["user_id"]).key == body["token"]
 
     anon_client.credentials(HTTP_AUTHORIZATION=f"Token {body['token']}")
     me = anon_client.get("/api/v1/auth/me")
     assert me.status_code == 200
-    assert me.json() == {"id": body["id"], "username": "newfan"}
+    assert me.json() == {"user_id": body["user_id"], "username": "newfan"}
 
 
 def test_register_rejects_a_duplicate_username(anon_client, fan):
@@ -53,8 +54,10 @@ def test_token_endpoint_rejects_bad_credentials(anon_client, fan):
     response = anon_client.post(
         "/api/v1/auth/token", {"username": fan.username, "password": "wrong"}
     )
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "validation_error"
+    # Wrong credentials are 401 invalid_credentials (a missing field stays 400).
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_credentials"
+    assert response["WWW-Authenticate"] == "Token"
 
 
 def test_protected_endpoint_needs_a_token(anon_client):

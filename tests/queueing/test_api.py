@@ -27,6 +27,7 @@ BODY_KEYS = {
     "estimated_wait_seconds",
     "poll_after_seconds",
     "expires_at",
+    "end_reason",
 }
 
 
@@ -131,6 +132,15 @@ def test_poll_with_someone_elses_token_while_logged_in_is_refused(
     assert response.json()["error"]["code"] == "queue_token_invalid"
 
 
+def test_leaving_needs_the_owner_signed_in(fan_client, other_client, concert):
+    key = issue(fan_client, concert).json()["token"]
+    assert APIClient().delete("/api/v1/queue", HTTP_X_QUEUE_TOKEN=key).status_code == 401
+    refused = other_client.delete("/api/v1/queue", HTTP_X_QUEUE_TOKEN=key)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "queue_token_invalid"
+    assert QueueToken.objects.get(key=key).status != "left"
+
+
 def test_leaving_returns_204_and_frees_the_slot(
     fan_client, other_client, concert, django_capture_on_commit_callbacks
 ):
@@ -138,7 +148,7 @@ def test_leaving_returns_204_and_frees_the_slot(
     key = issue(fan_client, concert).json()["token"]
     other_key = issue(other_client, concert).json()["token"]
     with django_capture_on_commit_callbacks(execute=True):
-        response = APIClient().delete("/api/v1/queue", HTTP_X_QUEUE_TOKEN=key)
+        response = fan_client.delete("/api/v1/queue", HTTP_X_QUEUE_TOKEN=key)
     assert response.status_code == 204
     assert QueueToken.objects.get(key=key).status == "left"
     assert QueueToken.objects.get(key=other_key).status == "active"

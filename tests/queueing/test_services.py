@@ -130,7 +130,7 @@ def test_ending_a_token_admits_the_next_fan(concert, now, django_capture_on_comm
         services.queue_turn_end(
             key=first.key, user=first.user, concert_id=concert.id, now=now, reason="paid"
         )
-    assert refreshed(first).status == Status.EXPIRED
+    assert refreshed(first).status == Status.ENDED
     assert refreshed(first).end_reason == "paid"
     assert refreshed(second).status == Status.ACTIVE
 

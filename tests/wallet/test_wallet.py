@@ -115,7 +115,7 @@ def test_charge_returns_201_with_balance_and_entry(fan_client):
     assert response.status_code == 201
     body = response.json()
     assert body["balance"] == 10_000
-    assert set(body["entry"]) == {"id", "kind", "amount", "balance_after", "created_at"}
+    assert set(body["entry"]) == {"entry_id", "kind", "amount", "balance_after", "created_at"}
     assert body["entry"]["kind"] == "charge" and body["entry"]["amount"] == 10_000
     assert fan_client.get("/api/v1/wallet").json()["balance"] == 10_000
 
@@ -185,7 +185,7 @@ def test_keys_are_scoped_per_fan(fan_client, other_client, other_fan):
     mine = post_charge(fan_client, {"amount": 10_000}, key="shared")
     theirs = post_charge(other_client, {"amount": 10_000}, key="shared")
     assert theirs.status_code == 201
-    assert theirs.json()["entry"]["id"] != mine.json()["entry"]["id"]
+    assert theirs.json()["entry"]["entry_id"] != mine.json()["entry"]["entry_id"]
     assert selectors.wallet_balance(user_id=other_fan.pk) == 10_000
 
 
@@ -240,7 +240,7 @@ def test_wallet_page_charges_and_lists_history(page_client, fan):
 def test_a_double_clicked_charge_charges_once(page_client, fan):
     for _ in range(2):
         response = page_client.post(
-            "/wallet/", {"amount": 30_000, "idempotency_key": "form-1"}, follow=True
+            "/wallet/", {"amount": 30_000, "idempotency_key": "f" * 32}, follow=True
         )
     assert b"not charged twice" in response.content
     assert selectors.wallet_balance(user_id=fan.pk) == 30_000
@@ -248,7 +248,7 @@ def test_a_double_clicked_charge_charges_once(page_client, fan):
 
 
 def test_wallet_page_shows_validation_next_to_the_field(page_client, fan):
-    response = page_client.post("/wallet/", {"amount": 10, "idempotency_key": "form-2"})
+    response = page_client.post("/wallet/", {"amount": 10, "idempotency_key": "e" * 32})
     html = response.content.decode()
     assert 'id="amount-errors"' in html and "smallest top-up" in html
     assert not LedgerEntry.objects.exists()
