@@ -1,18 +1,37 @@
-"""Django's Redis cache backend, reusing one redis client per connection pool.
+"""Django's Redis cache backend, pooled, and failing soft when Redis is down.
 
-The stock client builds a new redis.Redis object (and its table of ~170
-response callbacks) for every cache call; on the polling hot path that cost
-more than the network round trip. Redis clients are thread-safe, so one per
-pool is enough.
+Pooled: the stock client builds a new redis.Redis object (and its table of ~170
+response callbacks) for every cache call; on the polling hot path that cost more
+than the network round trip. Redis clients are thread-safe, so one per pool is enough.
+
+Failing soft: Redis only ever *answers* here (poll pacing, shared estimates,
+throttles); PostgreSQL decides. So when Redis does not answer, a read is a miss and
+a write is skipped, and the caller falls back to the database: slower, never a 500
+and never a hang (short socket timeouts in settings). After a failure this process
+stops asking Redis for REDIS_RETRY_AFTER seconds, so an outage costs one timeout
+per process per interval, not one per request; then it tries again by itself.
 """
 
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+logger = logging.getLogger(__name__)
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+REDIS_RETRY_AFTER = 2.0  # seconds
 
 
 class PooledRedisCacheClient(RedisCacheClient):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._clients: dict[int, object] = {}
+        self._down_until = 0.0
 
     def get_client(self, key=None, *, write=False):
         index = self._get_connection_pool_index(write)
@@ -21,6 +40,56 @@ class PooledRedisCacheClient(RedisCacheClient):
             pool = self._get_connection_pool(write)
             client = self._clients[index] = self._client(connection_pool=pool)
         return client
+
+    @property
+    def is_down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _soft(self, name: str, fallback: Any, *args: Any) -> Any:
+        if self.is_down:
+            return fallback
+        try:
+            return getattr(super(), name)(*args)
+        except REDIS_DOWN as exc:
+            self._down_until = time.monotonic() + REDIS_RETRY_AFTER
+            logger.warning(
+                "Redis did not answer (%s); using the database for %ss", exc, REDIS_RETRY_AFTER
+            )
+            return fallback
+
+    def add(self, key, value, timeout):
+        return self._soft("add", False, key, value, timeout)
+
+    def get(self, key, default):
+        return self._soft("get", default, key, default)
+
+    def set(self, key, value, timeout):
+        return self._soft("set", None, key, value, timeout)
+
+    def touch(self, key, timeout):
+        return self._soft("touch", False, key, timeout)
+
+    def delete(self, key):
+        return self._soft("delete", False, key)
+
+    def get_many(self, keys):
+        return self._soft("get_many", {}, keys)
+
+    def has_key(self, key):
+        return self._soft("has_key", False, key)
+
+    def incr(self, key, delta):
+        missing = object()
+        result = self._soft("incr", missing, key, delta)
+        if result is missing:
+            raise ValueError(f"Key '{key}' not found (the cache is unavailable).")
+        return result
+
+    def set_many(self, data, timeout):
+        return self._soft("set_many", [], data, timeout)
+
+    def delete_many(self, keys):
+        return self._soft("delete_many", None, keys)
 
 
 class PooledRedisCache(RedisCache):

@@ -106,6 +106,12 @@ if REDIS_URL:
             "BACKEND": "config.cache.PooledRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="cr"),
+            # Short timeouts: Redis only answers reads, so a slow Redis must not hold
+            # up a request; config.cache falls back to the database instead.
+            "OPTIONS": {
+                "socket_connect_timeout": env.float("REDIS_CONNECT_TIMEOUT", default=0.25),
+                "socket_timeout": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
+            },
         }
     }
     CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)

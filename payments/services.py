@@ -104,9 +104,14 @@ def _pay(
             wallet_services.wallet_debit(
                 user_id=user.pk, amount=payment.amount, now=now, ref=_ledger_ref(payment)
             )
-            concert_services.reservation_end_locked(
-                reservation=reservation, now=now, reason=End.PAID
-            )
+            # Beneath the lock, the write itself re-checks: only a live hold becomes
+            # confirmed, so a payment can never confirm a seat twice or after its time.
+            if concert_services.reservation_end(ids=[reservation.pk], now=now, reason=End.PAID):
+                reservation.status = RStatus.CONFIRMED
+            elif Reservation.objects.filter(pk=reservation.pk, status=RStatus.CONFIRMED).exists():
+                raise AlreadyPaid()
+            else:
+                raise HoldExpired()
     except HoldExpired:
         _record_failure(user=user, reservation_id=reservation_id, reason="hold_expired", now=now)
         raise

@@ -2,10 +2,12 @@ import pytest
 from django.utils import timezone
 
 from payments.models import Payment
+from payments.selectors import money_reconcile
 from queueing.models import WaitingRoom
 from tests.browser.test_waiting_room_browser import log_in
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 from wallet import services as wallet_services
+from wallet.models import LedgerEntry, Wallet
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -27,7 +29,12 @@ def test_fan_pays_a_held_seat_gets_the_ticket_and_cancels_for_a_refund(page, liv
     page.dblclick("#pay-now")
     page.wait_for_selector("#ticket")
     assert "Seat 21" in page.inner_text("#ticket")
-    assert Payment.objects.filter(status="paid").count() == 1
+    payment = Payment.objects.get()  # one, for a double click
+    assert (payment.status, payment.amount) == ("paid", 40_000)
+    debit = LedgerEntry.objects.get(kind="payment")
+    assert (debit.amount, debit.payment_id, debit.balance_after) == (40_000, payment.pk, 60_000)
+    assert Wallet.objects.get(pk=fan.pk).balance == 60_000
+    assert payment.reservation.status == "confirmed" and payment.reservation.seat.number == 21
 
     page.goto(live_server.url + "/tickets/")
     page.once("dialog", lambda dialog: dialog.accept())
@@ -35,6 +42,10 @@ def test_fan_pays_a_held_seat_gets_the_ticket_and_cancels_for_a_refund(page, liv
     page.wait_for_selector("text=went back to your wallet")
     assert Payment.objects.get().status == "refunded"
     assert not schedule.reservations.filter(status__in=["held", "confirmed"]).exists()
+    refund = LedgerEntry.objects.get(kind="refund")
+    assert (refund.amount, refund.payment_id) == (40_000, payment.pk)
+    assert Wallet.objects.get(pk=fan.pk).balance == 100_000
+    assert money_reconcile().ok
 
 
 def test_not_enough_balance_explains_and_releases_the_seat(page, live_server):
@@ -55,3 +66,7 @@ def test_not_enough_balance_explains_and_releases_the_seat(page, live_server):
     page.click("#back-to-seats")
     page.wait_for_selector("button.seat.available[data-seat='3']")
     assert not schedule.reservations.filter(status="held").exists()
+    failed = Payment.objects.get()
+    assert (failed.status, failed.failure_reason) == ("failed", "insufficient_balance")
+    assert not LedgerEntry.objects.filter(kind="payment").exists()
+    assert failed.reservation.end_reason == "payment_failed"

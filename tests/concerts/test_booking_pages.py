@@ -1,5 +1,6 @@
 """Booking pages without a browser: dates, seat map, hold, cancel, plain-word errors."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -102,7 +103,12 @@ def test_operator_sees_each_seats_live_status_and_holder(schedule):
     client = Client()
     client.force_login(operator)
     html = client.get(f"/admin/concerts/schedule/{schedule.id}/change/").content.decode()
-    assert "holder-fan" in html and "held" in html
+    html = html[: html.find('id="seats-empty"')]  # the inline's blank template row follows
+    statuses = re.findall(r'field-live_status">\s*<p>(\w+)</p>', html)
+    holders = re.findall(r'field-holder">\s*<p>([^<]+)</p>', html)
+    assert len(statuses) == len(holders) == 50
+    assert (statuses[4], holders[4]) == ("held", "holder-fan")  # seat 5, and only seat 5
+    assert statuses.count("held") == 1 and statuses.count("available") == 49
 
 
 def test_operator_releases_a_hold_through_the_service(schedule):

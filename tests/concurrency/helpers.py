@@ -64,3 +64,70 @@ def race_width(wanted: int, *, reserve: int = 12) -> int:
     if width < 8:
         raise RuntimeError(f"only {free} free PostgreSQL connections: too few to race on")
     return width
+
+
+def process_barrier(name: str, parties: int, *, timeout: int = 120) -> None:
+    """Block until `parties` processes (or threads) have called this with `name`.
+
+    Cross-process, through Redis: each arrival INCRs a counter; the last one pushes
+    one "go" per party, and everyone waits on BLPOP (an event, not a clock) for it.
+    Keys live under this run's cache prefix, so the suite's cleanup removes them.
+    """
+    import os
+
+    import redis
+
+    prefix = os.environ["CACHE_KEY_PREFIX"]
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    arrived, go = f"{prefix}:barrier:{name}:arrived", f"{prefix}:barrier:{name}:go"
+    if client.incr(arrived) == parties:
+        client.rpush(go, *["go"] * parties)
+    client.expire(arrived, timeout)
+    if client.blpop([go], timeout=timeout) is None:
+        raise TimeoutError(f"barrier {name!r}: not all {parties} parties arrived")
+
+
+def shared_sequence(name: str) -> int:
+    """The next number of a counter shared by every process: the order of events."""
+    import os
+
+    import redis
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    return client.incr(f"{os.environ['CACHE_KEY_PREFIX']}:sequence:{name}")
+
+
+def interleavings(sequence_owners: list[str]) -> int:
+    """How often consecutive events (in the shared order) came from different owners."""
+    return sum(1 for a, b in zip(sequence_owners, sequence_owners[1:], strict=False) if a != b)
+
+
+class without_constraint:  # noqa: N801 - used as a context manager, reads as prose
+    """Drop a unique constraint for the duration (a control), then empty the table and
+    put it back. `drop` and `create` are the SQL that remove and recreate it."""
+
+    def __init__(self, *, table: str, drop: str, create: str) -> None:
+        self.table, self.drop, self.create = table, drop, create
+
+    def __enter__(self):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(self.drop)
+
+    def __exit__(self, *exc) -> None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {self.table}")
+            cursor.execute(self.create)
+
+
+def without_idempotency_constraint() -> without_constraint:
+    return without_constraint(
+        table="config_idempotencyrecord",
+        drop="ALTER TABLE config_idempotencyrecord DROP CONSTRAINT "
+        "idempotency_one_per_fan_scope_key",
+        create="ALTER TABLE config_idempotencyrecord ADD CONSTRAINT "
+        "idempotency_one_per_fan_scope_key UNIQUE (user_id, scope, key)",
+    )

@@ -1,8 +1,10 @@
 """A separate OS process firing seat-hold requests through the full HTTP stack.
 
-    python -m tests.concurrency.hold_worker SCHEDULE_ID START_AT ATTEMPTS_PER_FAN AUTH:QUEUE ...
+    python -m tests.concurrency.hold_worker SCHEDULE_ID BARRIER ATTEMPTS_PER_FAN AUTH:QUEUE ...
 
-Prints one JSON line: status-code counts and error codes. DATABASE_URL must
+Meets the other process at the cross-process barrier BARRIER, then fires. Prints
+one JSON line: status-code counts and error codes, and `sequence`, this process's
+places in the order shared by both (to show they interleaved). DATABASE_URL must
 name the test database.
 """
 
@@ -11,7 +13,6 @@ import os
 import random
 import sys
 import threading
-import time
 from collections import Counter
 
 
@@ -23,8 +24,11 @@ def main() -> None:
     from django.db import connections
     from rest_framework.test import APIClient
 
-    schedule_id, start_at, attempts, *fans = sys.argv[1:]
+    from tests.concurrency.helpers import process_barrier, shared_sequence
+
+    schedule_id, barrier, attempts, *fans = sys.argv[1:]
     counts: Counter = Counter()
+    sequence: list[int] = []
     lock = threading.Lock()
 
     def fire(fan: str) -> None:
@@ -39,11 +43,13 @@ def main() -> None:
                     {"schedule_id": int(schedule_id), "seat_number": rng.randint(1, 50)},
                     format="json",
                 )
+                place = shared_sequence(barrier)
                 key = str(response.status_code)
                 if response.status_code >= 400 and response.status_code < 500:
                     key += ":" + response.json()["error"]["code"]
                 with lock:
                     counts[key] += 1
+                    sequence.append(place)
         except Exception as exc:  # counted, so the test sees it
             with lock:
                 counts[f"exception:{exc!r}"] += 1
@@ -51,12 +57,12 @@ def main() -> None:
             connections.close_all()
 
     threads = [threading.Thread(target=fire, args=(fan,)) for fan in fans]
-    time.sleep(max(0.0, float(start_at) - time.time()))
+    process_barrier(barrier, 2)
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    print(json.dumps(counts))
+    print(json.dumps({"counts": counts, "sequence": sequence}))
 
 
 if __name__ == "__main__":

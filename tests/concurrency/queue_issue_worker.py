@@ -1,15 +1,14 @@
 """A separate OS process that lines fans up for a concert (for the cross-process test).
 
-    python -m tests.concurrency.queue_issue_worker CONCERT_ID START_AT USER_ID...
+    python -m tests.concurrency.queue_issue_worker CONCERT_ID BARRIER USER_ID...
 
-Waits until START_AT (a Unix time), then issues one token per user from a few
-threads at once. DATABASE_URL must name the test database.
+Meets the other process at the cross-process barrier BARRIER, then issues one
+token per user from a few threads at once. DATABASE_URL must name the test database.
 """
 
 import os
 import sys
 import threading
-import time
 
 
 def main() -> None:
@@ -22,8 +21,9 @@ def main() -> None:
     from django.utils import timezone
 
     from queueing import services
+    from tests.concurrency.helpers import process_barrier
 
-    concert_id, start_at, *user_ids = sys.argv[1:]
+    concert_id, barrier, *user_ids = sys.argv[1:]
     users = list(get_user_model().objects.filter(pk__in=[int(u) for u in user_ids]))
     connections.close_all()
     failures: list[str] = []
@@ -41,7 +41,7 @@ def main() -> None:
 
     chunks = [users[i::8] for i in range(8)]
     threads = [threading.Thread(target=issue, args=(chunk,)) for chunk in chunks]
-    time.sleep(max(0.0, float(start_at) - time.time()))
+    process_barrier(barrier, 2)
     for thread in threads:
         thread.start()
     for thread in threads:

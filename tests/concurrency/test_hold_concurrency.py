@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from concerts import services
 from concerts.exceptions import SeatUnavailable
 from concerts.models import Reservation, Seat
 from queueing.models import QueueToken, WaitingRoom
-from tests.concurrency.helpers import errors, race_width, run_concurrently
+from tests.concurrency.helpers import errors, interleavings, race_width, run_concurrently
 from tests.conftest import admit, admitted_client
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 
@@ -159,7 +158,7 @@ def test_1000_attempts_from_two_processes_fill_each_seat_exactly_once():
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "ALLOWED_HOSTS": "testserver",
     }
-    start_at = str(time.time() + 4)
+    barrier = f"holds-{schedule.id}"  # both processes start together, whenever they boot
     procs = [
         subprocess.Popen(
             [
@@ -167,7 +166,7 @@ def test_1000_attempts_from_two_processes_fill_each_seat_exactly_once():
                 "-m",
                 "tests.concurrency.hold_worker",
                 str(schedule.id),
-                start_at,
+                barrier,
                 str(attempts),
                 *fans[i::2],
             ],
@@ -180,10 +179,16 @@ def test_1000_attempts_from_two_processes_fill_each_seat_exactly_once():
         for i in range(2)
     ]
     totals: Counter = Counter()
-    for proc in procs:
+    owner_of: dict[int, str] = {}
+    for index, proc in enumerate(procs):
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
-        totals.update(json.loads(out.strip().splitlines()[-1]))
+        report = json.loads(out.strip().splitlines()[-1])
+        totals.update(report["counts"])
+        owner_of.update({place: f"process {index}" for place in report["sequence"]})
+    # The two processes really ran at the same time: in the order both shared, their
+    # requests alternate many times (run one after the other, they would switch once).
+    assert interleavings([owner_of[place] for place in sorted(owner_of)]) > 20
     assert sum(totals.values()) == attempts * n
     assert not [k for k in totals if k.startswith("5")], totals  # no server errors
     allowed = {"201", "409:seat_unavailable", "409:seat_already_yours", "409:seat_limit_reached"}
@@ -253,6 +258,27 @@ def _expired_holds(n: int):
 
 def state():
     return sorted(Reservation.objects.values_list("id", "status", "ended_at"))
+
+
+def test_control_a_sweep_without_row_locks_or_status_check_releases_holds_twice(monkeypatch):
+    """Without SKIP LOCKED row locks and the WHERE status='held' re-check, two sweeps
+    at once both release the same holds (each counts them, each writes them)."""
+    _expired_holds(500)
+    now = timezone.now()
+    both_read = threading.Barrier(2)
+
+    def blind_sweep():
+        ids = list(
+            Reservation.objects.filter(status="held", expires_at__lte=now).values_list(
+                "id", flat=True
+            )
+        )
+        both_read.wait(timeout=30)
+        return Reservation.objects.filter(id__in=ids).update(status="expired", ended_at=now)
+
+    results = run_concurrently(blind_sweep, [()] * 2)
+    assert errors(results) == []
+    assert sum(v for _, v in results) == 1000  # 500 holds, each released twice
 
 
 def test_cleanup_job_twice_at_once_then_three_times_leaves_identical_state():

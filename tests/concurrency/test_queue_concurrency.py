@@ -162,7 +162,7 @@ def test_issuing_from_two_os_processes_keeps_positions_exact():
         "DJANGO_SETTINGS_MODULE": "config.test_settings",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
     }
-    start_at = str(time.time() + 3)
+    barrier = f"queue-issue-{concert.id}"  # both processes start together, whenever they boot
     procs = [
         subprocess.Popen(
             [
@@ -170,7 +170,7 @@ def test_issuing_from_two_os_processes_keeps_positions_exact():
                 "-m",
                 "tests.concurrency.queue_issue_worker",
                 str(concert.id),
-                start_at,
+                barrier,
                 *ids[i::2],
             ],
             cwd=ROOT,
@@ -217,3 +217,26 @@ def test_a_burst_of_42_fans_for_30_free_slots_are_told_30_active_at_once():
     actually = dict(QueueToken.objects.filter(concert=concert).values_list("key", "status"))
     assert all(actually[key] == status for _, (_, status, key) in results)
     assert QueueToken.objects.filter(concert=concert, status="active").count() == 30
+
+
+def test_control_without_reading_the_watched_token_fans_are_told_to_wait_while_active(
+    monkeypatch,
+):
+    """Switch off the re-read of the fan's own token in the admission run: in the same
+    burst, fans admitted by someone else's run are told 'waiting'."""
+    from collections import Counter
+
+    from tests.conftest import token_client
+
+    real_admit = services._admit
+    monkeypatch.setattr(services, "_admit", lambda **kw: real_admit(**{**kw, "watch": None}))
+    concert = make_concert(max_active=30)
+    clients = [token_client(UserFactory()) for _ in range(42)]
+    results = run_concurrently(
+        lambda c: c.post(f"/api/v1/concerts/{concert.id}/queue").json(), [(c,) for c in clients]
+    )
+    actually = dict(QueueToken.objects.filter(concert=concert).values_list("key", "status"))
+    told_wrong = Counter(
+        body["status"] for _, body in results if actually[body["token"]] != body["status"]
+    )
+    assert told_wrong["waiting"] > 0, "the race did not happen; the burst test could not fail"

@@ -8,7 +8,12 @@ from collections import Counter
 import pytest
 from django.utils import timezone
 
-from tests.concurrency.helpers import errors, race_width, run_concurrently
+from tests.concurrency.helpers import (
+    errors,
+    race_width,
+    run_concurrently,
+    without_idempotency_constraint,
+)
 from tests.conftest import token_client
 from tests.factories import UserFactory
 from wallet import selectors, services
@@ -79,12 +84,49 @@ def test_control_without_the_wallet_lock_updates_are_lost(monkeypatch):
         "_lock_wallet",
         lambda *, user_id: Wallet.objects.get_or_create(user_id=user_id)[0],
     )
+    n = race_width(100)
     fan = UserFactory()
     seed_wallet(fan, 500_000)
-    results = run_concurrently(move, [("charge", fan.pk)] * 100)
+    results = run_concurrently(move, [("charge", fan.pk)] * n)
     assert errors(results) == []
-    # 100 charges "succeeded", but the balance no longer matches the ledger.
-    assert selectors.wallet_balance(user_id=fan.pk) < 500_000 + 100 * 10_000 == ledger_sum(fan)
+    # Every charge "succeeded", but the balance no longer matches the ledger.
+    assert selectors.wallet_balance(user_id=fan.pk) < 500_000 + n * 10_000 == ledger_sum(fan)
+
+
+def test_control_without_the_wallet_lock_the_3_debit_limit_is_overdrawn(monkeypatch):
+    monkeypatch.setattr(
+        services,
+        "_lock_wallet",
+        lambda *, user_id: Wallet.objects.get_or_create(user_id=user_id)[0],
+    )
+    fan = UserFactory()
+    seed_wallet(fan, 100_000)
+
+    def debit():
+        try:
+            services.wallet_debit(
+                user_id=fan.pk, amount=30_000, now=timezone.now(), ref=LedgerRef(1, 1)
+            )
+            return "ok"
+        except InsufficientBalance:
+            return "refused"
+
+    run_concurrently(debit, [()] * 50)
+    # More than ₩100,000 was paid out of a ₩100,000 wallet.
+    assert LedgerEntry.objects.filter(wallet_id=fan.pk, kind="payment").count() > 3
+
+
+def test_control_without_the_key_constraint_one_key_charges_twice():
+    with without_idempotency_constraint():
+        fan = UserFactory()
+        clients = [token_client(fan) for _ in range(20)]
+        run_concurrently(
+            lambda client: client.post(
+                "/api/v1/wallet/charges", {"amount": 10_000}, HTTP_IDEMPOTENCY_KEY="same-key"
+            ),
+            [(c,) for c in clients],
+        )
+        assert LedgerEntry.objects.filter(wallet_id=fan.pk, kind="charge").count() > 1
 
 
 def test_50_concurrent_charges_with_one_key_make_one_entry():

@@ -33,3 +33,42 @@ def test_operator_pauses_resumes_and_admits_next_n(
     statuses = [QueueToken.objects.get(pk=t.pk).status for t in tokens]
     assert statuses == ["active", "active", "waiting"]
     assert operator_client.get(url).status_code == 200
+
+
+def test_operator_ends_tokens_and_the_freed_slots_refill_at_once(
+    operator_client, concert, now, django_capture_on_commit_callbacks
+):
+    set_capacity(concert, 2)
+    first, second, third = line_up(concert, 3, now)
+    assert QueueToken.objects.get(pk=third.pk).status == "waiting"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator_client.post(
+            "/admin/queueing/queuetoken/",
+            {"action": "end_tokens", "_selected_action": [first.pk, second.pk]},
+            follow=True,
+        )
+    assert [str(m) for m in response.context["messages"]] == ["Ended 2 token(s)."]
+    ended = QueueToken.objects.get(pk=first.pk)
+    assert (ended.status, ended.end_reason) == ("ended", "operator")
+    assert QueueToken.objects.get(pk=third.pk).status == "active"
+
+
+def test_raising_capacity_in_the_queue_panel_admits_at_once(
+    operator_client, concert, now, django_capture_on_commit_callbacks
+):
+    set_capacity(concert, 1)
+    tokens = line_up(concert, 4, now)
+    with django_capture_on_commit_callbacks(execute=True):
+        operator_client.post(
+            "/admin/queueing/waitingroom/",
+            {
+                "form-TOTAL_FORMS": "1",
+                "form-INITIAL_FORMS": "1",
+                "form-0-concert": str(concert.id),
+                "form-0-max_active": "3",
+                "_save": "Save",
+            },
+        )
+    assert WaitingRoom.objects.get(pk=concert.id).max_active == 3
+    statuses = [QueueToken.objects.get(pk=t.pk).status for t in tokens]
+    assert statuses == ["active", "active", "active", "waiting"]  # no beat tick needed

@@ -269,7 +269,25 @@ def test_operator_admin_cannot_change_money(fan):
     client.post(f"/admin/wallet/wallet/{fan.pk}/change/", {"balance": 999_999})
     assert selectors.wallet_balance(user_id=fan.pk) == 5_000
     assert client.get("/admin/wallet/ledgerentry/add/").status_code == 403
-    response = client.post(
-        "/admin/wallet/wallet/", {"action": "reconcile", "_selected_action": [fan.pk]}, follow=True
-    )
-    assert b"reconcile" in response.content
+
+
+def test_the_admin_reconcile_action_reports_a_match_and_names_a_mismatch(fan, other_fan):
+    from django.contrib.auth import get_user_model
+
+    charge(fan, 5_000)
+    charge(other_fan, 7_000)
+    operator = get_user_model().objects.create_superuser("op", "op@example.com", "pw-123456")
+    client = Client()
+    client.force_login(operator)
+
+    def reconcile():
+        response = client.post(
+            "/admin/wallet/wallet/",
+            {"action": "reconcile", "_selected_action": [fan.pk, other_fan.pk]},
+            follow=True,
+        )
+        return [str(m) for m in response.context["messages"]]
+
+    assert reconcile() == ["All 2 wallet(s) reconcile."]
+    Wallet.objects.filter(pk=other_fan.pk).update(balance=9_999)  # a raw, unledgered change
+    assert reconcile() == [f"MISMATCH {other_fan.username}: balance ₩9,999, ledger ₩7,000"]

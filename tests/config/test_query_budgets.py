@@ -1,0 +1,139 @@
+"""Query budgets on the hot paths (issue 10): an N+1 or an extra round trip fails here.
+
+The budgets are today's counts. The sale-day speed work lowers them; nothing may
+raise them without saying why. Lists are also checked for N+1: their count does
+not grow with the number of rows.
+"""
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from queueing import services as queue_services
+from queueing.models import WaitingRoom
+from tests.conftest import admit, admitted_client, hold_seat, token_client
+from tests.factories import ConcertFactory, UserFactory
+from wallet import services as wallet_services
+
+pytestmark = pytest.mark.django_db
+
+BUDGETS = {
+    # GET /api/v1/queue, full 200, no auth needed. The token and its position are one
+    # query; the pacing estimates (total waiting, admission rate, capacity) are shared
+    # through the cache for 5 s, so only the first poll after they lapse reads them.
+    "poll_cold": 4,
+    "poll_warm": 1,
+    # The waiting room's htmx fragment (session, user, token, then as the poll).
+    "room_fragment_cold": 9,
+    "room_fragment_warm": 6,
+    "seat_fragment": 5,  # the seat map's htmx fragment, every 4 s
+    "hold": 12,  # POST /api/v1/reservations
+    "pay": 26,  # POST /api/v1/payments with an Idempotency-Key
+    "list": 3,  # any paginated list: auth, count, page
+}
+
+
+@pytest.fixture
+def rich_fan(fan, concert, schedule):
+    """A fan with several paid seats, holds and ledger entries (for N+1 checks)."""
+    client = token_client(fan)  # each payment ends the turn: a fresh queue token each time
+    wallet_services.wallet_charge(user_id=fan.pk, amount=900_000, now=timezone.now())
+    for number in (10, 11, 12):
+        reservation = hold_seat(fan, schedule, number)
+        key = admit(fan, concert.id).key
+        paid = client.post(
+            "/api/v1/payments", {"reservation_id": reservation.id}, HTTP_X_QUEUE_TOKEN=key
+        )
+        assert paid.status_code == 201
+    return fan
+
+
+def waiting_tokens(n):
+    concert = ConcertFactory()
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=0)
+    now = timezone.now()
+    return concert, [
+        queue_services.queue_token_issue(user=UserFactory(), concert_id=concert.id, now=now)[0]
+        for _ in range(n)
+    ]
+
+
+def test_a_full_poll(django_assert_max_num_queries):
+    _, tokens = waiting_tokens(5)
+    with django_assert_max_num_queries(BUDGETS["poll_cold"]):
+        response = Client().get("/api/v1/queue", HTTP_X_QUEUE_TOKEN=tokens[-1].key)
+    assert response.status_code == 200 and response.json()["position"] == 5
+    with django_assert_max_num_queries(BUDGETS["poll_warm"]):  # another fan, a moment later
+        response = Client().get("/api/v1/queue", HTTP_X_QUEUE_TOKEN=tokens[1].key)
+    assert response.status_code == 200 and response.json()["position"] == 2
+
+
+def test_the_waiting_room_fragment(django_assert_max_num_queries):
+    concert, tokens = waiting_tokens(3)
+    page = Client()
+    page.force_login(tokens[-1].user)
+    session = page.session
+    session["queue_tokens"] = {str(concert.id): tokens[-1].key}
+    session.save()
+    with django_assert_max_num_queries(BUDGETS["room_fragment_cold"]):
+        response = page.get(f"/concerts/{concert.id}/queue/status/")
+    assert response.status_code == 200 and "3" in response.content.decode()
+    with django_assert_max_num_queries(BUDGETS["room_fragment_warm"]):
+        response = page.get(f"/concerts/{concert.id}/queue/status/")
+    assert response.status_code == 200
+
+
+def test_the_seat_map_fragment(fan, concert, schedule, django_assert_max_num_queries):
+    for number in range(1, 8):
+        hold_seat(UserFactory(), schedule, number)
+    page = Client()
+    page.force_login(fan)
+    session = page.session
+    session["queue_tokens"] = {str(concert.id): admit(fan, concert.id).key}
+    session.save()
+    with django_assert_max_num_queries(BUDGETS["seat_fragment"]):
+        response = page.get(f"/concerts/{concert.id}/book/{schedule.id}/seats/")
+    assert response.status_code == 200 and response.content.decode().count("seat held") == 7
+
+
+def test_a_hold(fan, concert, schedule, django_assert_max_num_queries):
+    client = admitted_client(fan, concert)
+    with django_assert_max_num_queries(BUDGETS["hold"]):
+        response = client.post(
+            "/api/v1/reservations", {"schedule_id": schedule.id, "seat_number": 3}
+        )
+    assert response.status_code == 201
+
+
+def test_a_payment(fan, concert, schedule, django_assert_max_num_queries):
+    client = admitted_client(fan, concert)
+    wallet_services.wallet_charge(user_id=fan.pk, amount=200_000, now=timezone.now())
+    reservation = hold_seat(fan, schedule, 4)
+    with django_assert_max_num_queries(BUDGETS["pay"]):
+        response = client.post(
+            "/api/v1/payments", {"reservation_id": reservation.id}, HTTP_IDEMPOTENCY_KEY="k-1"
+        )
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/tickets", "/api/v1/wallet/ledger", "/api/v1/reservations", "/api/v1/payments"],
+)
+def test_lists_stay_in_budget_whatever_their_length(rich_fan, concert, schedule, path):
+    client = token_client(rich_fan)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(path)
+        assert response.status_code == 200 and response.json()["count"] >= 3
+        return len(captured.captured_queries)
+
+    few = queries()
+    reservation = hold_seat(rich_fan, schedule, 20)  # one more row of every kind
+    key = admit(rich_fan, concert.id).key
+    client.post("/api/v1/payments", {"reservation_id": reservation.id}, HTTP_X_QUEUE_TOKEN=key)
+    more = queries()
+    assert few == more <= BUDGETS["list"], (few, more)
