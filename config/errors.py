@@ -70,14 +70,27 @@ def registry_markdown() -> str:
         "",
         "Pages show the same `message`. A code always carries the same HTTP status.",
         "",
-        "| code | HTTP | meaning | defined in |",
-        "|---|---|---|---|",
+        registry_table(),
     ]
+    return "\n".join(lines)
+
+
+def registry_table() -> str:
+    """The code | HTTP | meaning | defined in table, one row per registered code."""
+    lines = ["| code | HTTP | meaning | defined in |", "|---|---|---|---|"]
     for entry in registry().values():
         lines.append(
             f"| `{entry.code}` | {entry.http_status} | {entry.message} | `{entry.source}` |"
         )
     return "\n".join(lines) + "\n"
+
+
+def api_doc_with_table(text: str) -> str:
+    """docs/api.md with its generated error table between the markers refreshed."""
+    start, end = "<!-- error-table:start -->\n", "<!-- error-table:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return head + start + registry_table() + end + tail
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
