@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from concerts import services
 from concerts.models import Concert, Reservation, Schedule, Seat
+from config.pages import won
 
 
 class ScheduleInline(admin.TabularInline):
@@ -155,7 +156,7 @@ class ReservationAdmin(admin.ModelAdmin):
         "seat_number",
         "status",
         "end_reason",
-        "price",
+        "price_won",
         "created_at",
         "expires_at",
     )
@@ -174,6 +175,10 @@ class ReservationAdmin(admin.ModelAdmin):
     @admin.display(description="Concert", ordering="schedule__concert__title")
     def concert(self, obj: Reservation) -> str:
         return obj.schedule.concert.title
+
+    @admin.display(description="Price", ordering="price")
+    def price_won(self, obj: Reservation) -> str:
+        return won(obj.price)
 
     @admin.display(description="Seat", ordering="seat__number")
     def seat_number(self, obj: Reservation) -> int:

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 SEATS_PER_SCHEDULE = 50
 
@@ -58,7 +59,8 @@ class Schedule(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.concert.title} @ {self.starts_at:%Y-%m-%d %H:%M}"
+        local = timezone.localtime(self.starts_at)  # operators read local time, not UTC
+        return f"{self.concert.title} @ {local:%Y-%m-%d %H:%M}"
 
     def is_open_for_booking(self, *, now) -> bool:
         return self.booking_opens_at <= now < self.booking_closes_at and now < self.starts_at

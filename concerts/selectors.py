@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    DateTimeField,
+    Exists,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.functions import Coalesce
 
 from concerts.exceptions import ConcertNotFound, ReservationNotFound, ScheduleNotFound
@@ -13,6 +26,38 @@ from concerts.models import Concert, Reservation, Schedule, Seat
 
 def concert_list() -> QuerySet[Concert]:
     return Concert.objects.order_by("title", "id")
+
+
+def concert_list_for_shop(*, now: datetime) -> QuerySet[Concert]:
+    """Concerts for the shop window, each with its open dates' price range, next date
+    and seats left (None where nothing is open). One query, whatever the size."""
+    open_seats = Seat.objects.filter(
+        schedule__concert=OuterRef("pk"),
+        schedule__booking_opens_at__lte=now,
+        schedule__booking_closes_at__gt=now,
+        schedule__starts_at__gt=now,
+    ).order_by()
+    live = Reservation.objects.filter(Reservation.live_q(now=now), seat=OuterRef("pk"))
+
+    def aggregate(expression, output):
+        return Subquery(
+            open_seats.values("schedule__concert").annotate(v=expression).values("v")[:1],
+            output_field=output,
+        )
+
+    free = open_seats.exclude(Exists(live))
+    return Concert.objects.order_by("title", "id").annotate(
+        min_price=aggregate(Min("price"), IntegerField()),
+        max_price=aggregate(Max("price"), IntegerField()),
+        next_date=aggregate(Min("schedule__starts_at"), DateTimeField()),
+        seats_left=Coalesce(
+            Subquery(
+                free.values("schedule__concert").annotate(n=Count("id")).values("n")[:1],
+                output_field=IntegerField(),
+            ),
+            0,
+        ),
+    )
 
 
 def concert_get_with_schedules(*, concert_id: int) -> Concert:
@@ -117,6 +162,36 @@ def reservation_list_for(*, user_id: int) -> QuerySet[Reservation]:
         .select_related("seat", "schedule__concert")
         .order_by("-id")
     )
+
+
+@dataclass(frozen=True)
+class Cart:
+    """The fan's live holds, by concert; each concert's seats are paid in one checkout."""
+
+    holds: list[Reservation]
+    expires_at: datetime | None  # the first hold to run out: the cart's one countdown
+
+    @property
+    def total(self) -> int:
+        return sum(hold.price for hold in self.holds)
+
+    def by_concert(self) -> list[tuple[Concert, list[Reservation]]]:
+        groups: dict[int, list[Reservation]] = {}
+        for hold in self.holds:
+            groups.setdefault(hold.schedule.concert_id, []).append(hold)
+        return [(seats[0].schedule.concert, seats) for seats in groups.values()]
+
+
+def cart_for(*, user_id: int, now: datetime) -> Cart:
+    """The fan's held seats that are still live, soonest to expire first. One query."""
+    holds = list(
+        Reservation.objects.filter(
+            Reservation.live_q(now=now), user_id=user_id, status=Reservation.Status.HELD
+        )
+        .select_related("seat", "schedule__concert")
+        .order_by("expires_at", "id")
+    )
+    return Cart(holds=holds, expires_at=holds[0].expires_at if holds else None)
 
 
 def reservation_get_for(*, user_id: int, reservation_id: int) -> Reservation:

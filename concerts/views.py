@@ -16,7 +16,8 @@ from queueing.gate import queue_gate_required, token_key_from
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "concerts/home.html", {"concerts": selectors.concert_list()})
+    concerts = selectors.concert_list_for_shop(now=timezone.now())
+    return render(request, "concerts/home.html", {"concerts": concerts})
 
 
 def concert_detail(request: HttpRequest, concert_id: int) -> HttpResponse:
@@ -82,7 +83,7 @@ def seat_hold(request: HttpRequest, concert_id: int, schedule_id: int) -> HttpRe
         messages.error(request, "Please pick a seat from the map.")
         return back
     try:
-        reservation = services.seat_hold_create(
+        services.seat_hold_create(
             user=request.user,
             schedule_id=schedule_id,
             seat_number=seat_number,
@@ -97,5 +98,7 @@ def seat_hold(request: HttpRequest, concert_id: int, schedule_id: int) -> HttpRe
     except DomainError as exc:
         show_error(request, exc)
         return back
-    messages.success(request, f"Seat {seat_number} is yours for the next few minutes.")
-    return redirect("reservation-detail", reservation_id=reservation.pk)
+    messages.success(
+        request, f"Seat {seat_number} is in your cart. Pick more, or go to checkout to pay."
+    )
+    return back

@@ -102,6 +102,8 @@ class DomainError(Exception):
     code: ClassVar[str] = "domain_error"
     http_status: ClassVar[int] = 400
     message: str = "The request could not be completed."
+    # The same refusal in a fan's words, where the API's message names API details.
+    page_message: ClassVar[str | None] = None
     # An answer worth replaying for the same Idempotency-Key. Refusals that say
     # "not now" (the gate, a busy lock) are not stored, so a retry can succeed.
     replayable: ClassVar[bool] = True

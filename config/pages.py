@@ -28,4 +28,9 @@ def is_form_key(value: object) -> bool:
 
 
 def show_error(request: HttpRequest, exc: DomainError) -> None:
-    messages.error(request, exc.message)
+    messages.error(request, exc.page_message or exc.message)
+
+
+def won(amount: int | None) -> str:
+    """Money as operators and fans read it: ₩154,000."""
+    return "—" if amount is None else f"₩{amount:,}"

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from config.errors import DomainError
+from config.pages import won
 from payments import services
 from payments.models import Payment
 from payments.selectors import money_reconcile
@@ -11,7 +12,7 @@ from payments.selectors import money_reconcile
 
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "concert", "show_date", "seat", "amount", "status", "paid_at")
+    list_display = ("id", "user", "concert", "show_date", "seat", "amount_won", "status", "paid_at")
     list_filter = ("status", "reservation__schedule__concert", "paid_at")
     search_fields = ("user__username",)
     list_select_related = ("user", "reservation__schedule__concert", "reservation__seat")
@@ -34,6 +35,10 @@ class PaymentAdmin(admin.ModelAdmin):
     @admin.display(description="Date", ordering="reservation__schedule__starts_at")
     def show_date(self, obj: Payment):
         return obj.reservation.schedule.starts_at
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_won(self, obj: Payment) -> str:
+        return won(obj.amount)
 
     @admin.display(description="Seat")
     def seat(self, obj: Payment) -> int:

@@ -29,7 +29,7 @@ from config.api import (
 )
 from config.schema import paginated_list
 from payments import selectors, services
-from payments.serializers import PaymentOutput
+from payments.serializers import CheckoutOutput, PaymentOutput
 from queueing.gate import queue_gate_codes
 
 # --- reservations -------------------------------------------------------------
@@ -132,6 +132,19 @@ class ReservationDetailApi(APIView):
 # --- payments and tickets -----------------------------------------------------
 
 
+PAY_ERRORS = [
+    *queue_gate_codes(),
+    "reservation_not_found",
+    "already_paid",
+    "reservation_not_payable",
+    "hold_expired",
+    "insufficient_balance",
+    "idempotency_key_invalid",
+    "idempotency_key_in_use",
+    "idempotency_key_reused",
+]
+
+
 class PayInput(serializers.Serializer):
     reservation_id = id_field()
 
@@ -142,19 +155,7 @@ class PaymentListApi(APIView):
     Idempotency-Key)."""
 
     paginated = True
-    error_codes = {
-        "post": [
-            *queue_gate_codes(),
-            "reservation_not_found",
-            "already_paid",
-            "reservation_not_payable",
-            "hold_expired",
-            "insufficient_balance",
-            "idempotency_key_invalid",
-            "idempotency_key_in_use",
-            "idempotency_key_reused",
-        ]
-    }
+    error_codes = {"post": PAY_ERRORS}
     response_headers = {"post": ["Idempotent-Replayed"]}
 
     @extend_schema(responses=paginated_list(PaymentOutput))
@@ -178,6 +179,47 @@ class PaymentListApi(APIView):
             now=timezone.now(),
         )
         return answer_response(answer, location="/api/v1/payments/{payment_id}")
+
+
+class CheckoutInput(serializers.Serializer):
+    reservation_ids = serializers.ListField(
+        child=id_field(), min_length=1, max_length=10, help_text="The held seats to pay for."
+    )
+
+
+class CheckoutListApi(APIView):
+    """Pay several held seats of one concert in one payment: all or nothing, one
+    wallet debit, one Idempotency-Key. Needs an active queue token; the turn ends
+    at checkout once no live hold is left."""
+
+    error_codes = {"post": [*PAY_ERRORS, "checkout_invalid"]}
+    response_headers = {"post": ["Idempotent-Replayed"]}
+
+    @extend_schema(
+        request=CheckoutInput,
+        parameters=[QUEUE_TOKEN_PARAMETER, IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: CheckoutOutput},
+    )
+    def post(self, request: Request) -> Response:
+        data = CheckoutInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        answer = services.checkout_submit(
+            user=request.user,
+            reservation_ids=data.validated_data["reservation_ids"],
+            queue_key=request.headers.get(QUEUE_TOKEN_HEADER),
+            idempotency_key=idempotency_key(request),
+            now=timezone.now(),
+        )
+        return answer_response(answer, location="/api/v1/checkouts/{checkout_id}")
+
+
+class CheckoutDetailApi(APIView):
+    error_codes = {"get": ["checkout_not_found"]}
+
+    @extend_schema(responses=CheckoutOutput)
+    def get(self, request: Request, checkout_id: int) -> Response:
+        payments = selectors.checkout_payments_for(user_id=request.user.pk, checkout_id=checkout_id)
+        return Response(services.checkout_body(payments))
 
 
 class PaymentDetailApi(APIView):

@@ -40,3 +40,14 @@ class PaymentMissing(DomainError):
     code = "payment_missing"
     http_status = 409
     message = "This booking has no payment to refund; please contact support."
+
+
+class CheckoutInvalid(DomainError):
+    code = "checkout_invalid"
+    http_status = 400
+    message = "A payment covers 1 to 10 held seats of one concert."
+
+
+class CheckoutNotFound(NotFound):
+    code = "checkout_not_found"
+    message = "No such checkout."

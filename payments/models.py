@@ -24,6 +24,10 @@ class Payment(models.Model):
     amount = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices)
     failure_reason = models.CharField(max_length=50, blank=True)
+    # The checkout this seat was paid in: the id of its first payment (null when the
+    # seat was paid alone). Seats paid together share one checkout, one wallet debit
+    # (under that id) and one Idempotency-Key.
+    checkout_id = models.BigIntegerField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField()
     paid_at = models.DateTimeField(null=True, blank=True)
     refunded_at = models.DateTimeField(null=True, blank=True)

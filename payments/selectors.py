@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Q, QuerySet, Sum
 
 from concerts.models import Reservation
-from payments.exceptions import PaymentNotFound
+from payments.exceptions import CheckoutNotFound, PaymentNotFound
 from payments.models import Payment
 from wallet.models import LedgerEntry, Wallet
 from wallet.selectors import wallet_mismatches
@@ -22,6 +23,20 @@ def payment_get_for(*, user_id: int, payment_id: int) -> Payment:
     if payment is None:
         raise PaymentNotFound()
     return payment
+
+
+def checkout_payments_for(*, user_id: int, checkout_id: int) -> list[Payment]:
+    """The seats of one of the fan's checkouts; anyone else's is CheckoutNotFound."""
+    payments = list(
+        Payment.objects.filter(Q(checkout_id=checkout_id) | Q(pk=checkout_id, checkout_id=None))
+        .filter(user_id=user_id)
+        .exclude(status=Payment.Status.FAILED)
+        .select_related("reservation__seat", "reservation__schedule__concert")
+        .order_by("id")
+    )
+    if not payments:
+        raise CheckoutNotFound()
+    return payments
 
 
 def payment_list_for(*, user_id: int) -> QuerySet[Payment]:
@@ -94,9 +109,9 @@ def money_reconcile() -> MoneyReport:
             f"reservation {reservation.pk} is confirmed with {reservation.paid} paid payment(s)"
         )
     debits = {
-        (row["reservation_id"], row["payment_id"]): (row["n"], row["total"])
+        row["payment_id"]: (row["n"], row["total"])
         for row in LedgerEntry.objects.filter(kind="payment")
-        .values("reservation_id", "payment_id")
+        .values("payment_id")
         .annotate(n=Count("id"), total=Sum("amount"))
     }
     refunds = {
@@ -108,13 +123,19 @@ def money_reconcile() -> MoneyReport:
     successful = Payment.objects.filter(
         status__in=[Payment.Status.PAID, Payment.Status.REFUNDED]
     ).select_related("reservation")
+    checkouts: dict[int, list[Payment]] = defaultdict(list)
     for payment in successful:
-        n, total = debits.get((payment.reservation_id, payment.pk), (0, 0))
-        if (n, total) != (1, payment.amount):
+        checkouts[payment.checkout_id or payment.pk].append(payment)
+    for checkout_id, members in checkouts.items():  # one debit per checkout, for its sum
+        expected = sum(p.amount for p in members)
+        n, total = debits.get(checkout_id, (0, 0))
+        if (n, total) != (1, expected):
+            seats = ", ".join(f"{p.pk} (reservation {p.reservation_id})" for p in members)
             report.problems.append(
-                f"payment {payment.pk} (reservation {payment.reservation_id}) has {n} ledger "
-                f"debit(s) totalling ₩{total or 0:,}, expected one of ₩{payment.amount:,}"
+                f"payment {seats} has {n} ledger debit(s) totalling ₩{total or 0:,}, "
+                f"expected one of ₩{expected:,}"
             )
+    for payment in successful:
         if payment.status == Payment.Status.PAID:
             if payment.reservation.status != Reservation.Status.CONFIRMED:
                 report.problems.append(

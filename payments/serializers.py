@@ -34,3 +34,11 @@ class PaymentOutput(serializers.Serializer):
         data = super().to_representation(payment)
         data["failure_reason"] = payment.failure_reason or None
         return data
+
+
+class CheckoutOutput(serializers.Serializer):
+    checkout_id = serializers.IntegerField()
+    amount = serializers.IntegerField(help_text="The total debited, in won.")
+    status = serializers.ChoiceField(choices=["paid", "partly_refunded", "refunded"])
+    paid_at = serializers.DateTimeField()
+    payments = PaymentOutput(many=True, help_text="One per seat, each with its ticket.")

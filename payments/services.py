@@ -26,6 +26,7 @@ from config.idempotency import Answer, fingerprint, run_once
 from payments.exceptions import (
     AlreadyPaid,
     CancellationClosed,
+    CheckoutInvalid,
     HoldExpired,
     PaymentMissing,
     PaymentNotFound,
@@ -33,7 +34,7 @@ from payments.exceptions import (
     ReservationNotPayable,
 )
 from payments.models import Payment
-from payments.serializers import PaymentOutput
+from payments.serializers import CheckoutOutput, PaymentOutput
 from queueing import services as queue_services
 from wallet import services as wallet_services
 from wallet.exceptions import InsufficientBalance
@@ -42,6 +43,8 @@ from wallet.services import LedgerRef
 RStatus = Reservation.Status
 End = Reservation.EndReason
 PAY_SCOPE = "payments.pay"
+CHECKOUT_SCOPE = "payments.checkout"
+MAX_CHECKOUT_SEATS = 10
 
 
 def payment_submit(
@@ -57,16 +60,17 @@ def payment_submit(
     The same Idempotency-Key replays the first answer, even after the payment ended
     the fan's turn. Otherwise, in one transaction under the locks: a paid
     reservation is AlreadyPaid (this outranks "your turn ended"); the fan's turn is
-    checked and ended (gate errors are not stored, so a retry can succeed); the
-    hold must be live; the payment is recorded, the wallet debited (a ledger entry)
-    and the seat confirmed. The freed queue slot is refilled right after commit.
-    If the wallet falls short or the hold has lapsed, nothing is debited, the seat
-    goes back on sale at once, the failed attempt is recorded, and the refusal
-    (402 insufficient_balance, 409 hold_expired) is the answer.
+    checked (gate errors are not stored, so a retry can succeed); the hold must be
+    live; the payment is recorded, the wallet debited (a ledger entry) and the seat
+    confirmed. The turn ends once the fan has no live hold left for the concert,
+    and the freed queue slot is refilled right after commit. If the wallet falls
+    short or the hold has lapsed, nothing is debited, the seat goes back on sale at
+    once, the failed attempt is recorded, and the refusal (402 insufficient_balance,
+    409 hold_expired) is the answer.
     """
 
     def execute() -> tuple[int, dict]:
-        payment = _pay(user=user, reservation_id=reservation_id, queue_key=queue_key, now=now)
+        (payment,) = _pay(user=user, reservation_ids=[reservation_id], queue_key=queue_key, now=now)
         return 201, PaymentOutput(payment).data
 
     return run_once(
@@ -79,66 +83,169 @@ def payment_submit(
     )
 
 
+def checkout_submit(
+    *,
+    user: AbstractBaseUser,
+    reservation_ids: list[int],
+    queue_key: str | None,
+    idempotency_key: str | None,
+    now: datetime,
+    top_up: int = 0,
+) -> Answer:
+    """Pay several held seats of one concert in one payment: all or nothing, one
+    wallet debit, one Idempotency-Key. The same rules as payment_submit, for every
+    seat at once; the turn ends at checkout when no live hold is left.
+
+    `top_up` (won, 0 for none) first charges the wallet in the same transaction, so
+    a fan short of money tops up and pays in one step and never loses the seats to
+    a surprise refusal: if the payment cannot go through, the top-up is undone too.
+    """
+
+    def execute() -> tuple[int, dict]:
+        payments = _pay(
+            user=user, reservation_ids=reservation_ids, queue_key=queue_key, now=now,
+            top_up=top_up,
+        )  # fmt: skip
+        return 201, checkout_body(payments)
+
+    return run_once(
+        user_id=user.pk,
+        scope=CHECKOUT_SCOPE,
+        key=idempotency_key,
+        print_=fingerprint(
+            CHECKOUT_SCOPE, {"reservation_ids": sorted(reservation_ids), "top_up": top_up}
+        ),
+        now=now,
+        execute=execute,
+    )
+
+
+def _checkout_status(statuses: set[str]) -> str:
+    if statuses == {Payment.Status.PAID}:
+        return "paid"
+    return "refunded" if statuses == {Payment.Status.REFUNDED} else "partly_refunded"
+
+
+def checkout_body(payments: list[Payment]) -> dict:
+    return CheckoutOutput(
+        {
+            "checkout_id": payments[0].checkout_id or payments[0].pk,
+            "amount": sum(p.amount for p in payments),
+            "status": _checkout_status({p.status for p in payments}),
+            "paid_at": payments[0].paid_at,
+            "payments": payments,
+        }
+    ).data
+
+
 def _pay(
-    *, user: AbstractBaseUser, reservation_id: int, queue_key: str | None, now: datetime
-) -> Payment:
+    *,
+    user: AbstractBaseUser,
+    reservation_ids: list[int],
+    queue_key: str | None,
+    now: datetime,
+    top_up: int = 0,
+) -> list[Payment]:
+    ids = sorted(set(reservation_ids))
+    if not 1 <= len(ids) <= MAX_CHECKOUT_SEATS:
+        raise CheckoutInvalid(f"A payment covers 1 to {MAX_CHECKOUT_SEATS} held seats.")
     try:
         with transaction.atomic():
-            reservation = concert_services.reservation_lock(
-                user_id=user.pk, reservation_id=reservation_id
-            )
-            if reservation.status == RStatus.CONFIRMED:
+            reservations = [
+                concert_services.reservation_lock(user_id=user.pk, reservation_id=rid)
+                for rid in ids
+            ]
+            if any(r.status == RStatus.CONFIRMED for r in reservations):
                 raise AlreadyPaid()
-            queue_services.queue_turn_end(
-                key=queue_key,
-                user=user,
-                concert_id=reservation.schedule.concert_id,
-                now=now,
-                reason="paid",
+            concert_ids = {r.schedule.concert_id for r in reservations}
+            if len(concert_ids) != 1:
+                raise CheckoutInvalid("All the seats in one payment must be for one concert.")
+            (concert_id,) = concert_ids
+            still_held = (
+                Reservation.objects.filter(
+                    Reservation.live_q(now=now), user_id=user.pk, status=RStatus.HELD
+                )
+                .filter(schedule__concert_id=concert_id)
+                .exclude(pk__in=ids)
+                .exists()
             )
-            if reservation.status == RStatus.CANCELLED:
+            # The turn ends at checkout, once the fan has no live hold left for the
+            # concert; paying for some seats keeps it for the others.
+            if still_held:
+                queue_services.queue_turn_lock(
+                    key=queue_key, user=user, concert_id=concert_id, now=now
+                )
+            else:
+                queue_services.queue_turn_end(
+                    key=queue_key, user=user, concert_id=concert_id, now=now, reason="paid"
+                )
+            if any(r.status == RStatus.CANCELLED for r in reservations):
                 raise ReservationNotPayable()
-            if not reservation.is_live(now=now):
+            if not all(r.is_live(now=now) for r in reservations):
                 raise HoldExpired()
-            payment = _payment_record(reservation, status=Payment.Status.PAID, now=now)
+            payments = [
+                _payment_record(r, status=Payment.Status.PAID, now=now) for r in reservations
+            ]
+            if len(payments) > 1:  # a checkout of one seat keeps checkout_id null
+                checkout_id = payments[0].pk
+                Payment.objects.filter(pk__in=[p.pk for p in payments]).update(
+                    checkout_id=checkout_id
+                )
+                for payment in payments:
+                    payment.checkout_id = checkout_id
+            if top_up:
+                wallet_services.wallet_charge(user_id=user.pk, amount=top_up, now=now)
             wallet_services.wallet_debit(
-                user_id=user.pk, amount=payment.amount, now=now, ref=_ledger_ref(payment)
+                user_id=user.pk,
+                amount=sum(p.amount for p in payments),
+                now=now,
+                ref=_ledger_ref(payments[0], seats=len(payments)),
             )
             # Beneath the lock, the write itself re-checks: only a live hold becomes
             # confirmed, so a payment can never confirm a seat twice or after its time.
-            if concert_services.reservation_end(ids=[reservation.pk], now=now, reason=End.PAID):
+            confirmed = concert_services.reservation_end(ids=ids, now=now, reason=End.PAID)
+            if confirmed != len(ids):
+                paid = Reservation.objects.filter(pk__in=ids, status=RStatus.CONFIRMED)
+                raise AlreadyPaid() if paid.exists() else HoldExpired()
+            for reservation in reservations:
                 reservation.status = RStatus.CONFIRMED
-            elif Reservation.objects.filter(pk=reservation.pk, status=RStatus.CONFIRMED).exists():
-                raise AlreadyPaid()
-            else:
-                raise HoldExpired()
     except HoldExpired:
-        _record_failure(user=user, reservation_id=reservation_id, reason="hold_expired", now=now)
+        _record_failure(user=user, reservation_ids=ids, reason="hold_expired", now=now)
         raise
-    except InsufficientBalance:
-        _record_failure(
-            user=user, reservation_id=reservation_id, reason="insufficient_balance", now=now
-        )
-        raise
-    payment.reservation = reservation
-    return payment
+    except InsufficientBalance as exc:
+        _record_failure(user=user, reservation_ids=ids, reason="insufficient_balance", now=now)
+        raise InsufficientBalance(
+            f"{exc.message} Nothing was charged, and the seat{'s were' if len(ids) > 1 else ' was'}"
+            " released for other fans.",
+            details={**exc.details, "released_reservation_ids": ids},
+        ) from None
+    for payment, reservation in zip(payments, reservations, strict=True):
+        payment.reservation = reservation
+    return payments
 
 
 def _record_failure(
-    *, user: AbstractBaseUser, reservation_id: int, reason: str, now: datetime
+    *, user: AbstractBaseUser, reservation_ids: list[int], reason: str, now: datetime
 ) -> None:
-    """After a refused payment (its transaction rolled back): give the seat back at
-    once and keep the failed attempt, with its reason, for audit."""
+    """After a refused payment (its transaction rolled back): give the seats back at
+    once and keep each failed attempt, with its reason, for audit."""
     with transaction.atomic():
-        reservation = concert_services.reservation_lock(
-            user_id=user.pk, reservation_id=reservation_id
-        )
-        concert_services.reservation_end(ids=[reservation.pk], now=now, reason=End.PAYMENT_FAILED)
-        _payment_record(reservation, status=Payment.Status.FAILED, now=now, failure_reason=reason)
+        reservations = [
+            concert_services.reservation_lock(user_id=user.pk, reservation_id=rid)
+            for rid in reservation_ids
+        ]
+        concert_services.reservation_end(ids=reservation_ids, now=now, reason=End.PAYMENT_FAILED)
+        for reservation in reservations:
+            _payment_record(
+                reservation, status=Payment.Status.FAILED, now=now, failure_reason=reason
+            )
 
 
-def _ledger_ref(payment: Payment) -> LedgerRef:
-    return LedgerRef(payment_id=payment.pk, reservation_id=payment.reservation_id)
+def _ledger_ref(payment: Payment, *, seats: int = 1) -> LedgerRef:
+    """A seat's ledger reference; a checkout of several seats is debited once, under
+    its first payment's id (its checkout_id) and no single reservation."""
+    reservation_id = payment.reservation_id if seats == 1 else None
+    return LedgerRef(payment_id=payment.pk, reservation_id=reservation_id)
 
 
 def _payment_record(

@@ -3,6 +3,7 @@ cancel. Each command is one service call; the page renders its result or error."
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -53,6 +54,77 @@ def reservation_detail(request: HttpRequest, reservation_id: int) -> HttpRespons
     )
 
 
+def _top_up_for(shortfall: int) -> int:
+    """The top-up that covers a shortfall, within the wallet's charge limits."""
+    return max(shortfall, settings.WALLET_MIN_CHARGE) if shortfall > 0 else 0
+
+
+@login_required
+def cart_page(request: HttpRequest) -> HttpResponse:
+    """The fan's held seats with one countdown, and one button per concert: pay, or
+    top up the shortfall and pay, in one step (a short balance never costs a seat)."""
+    cart = concert_selectors.cart_for(user_id=request.user.pk, now=timezone.now())
+    balance = wallet_selectors.wallet_balance(user_id=request.user.pk)
+    groups = []
+    for concert, seats in cart.by_concert():
+        total = sum(seat.price for seat in seats)
+        groups.append(
+            {
+                "concert": concert,
+                "seats": seats,
+                "total": total,
+                "shortfall": max(0, total - balance),
+                "top_up": _top_up_for(total - balance),
+                "expires_at": min(seat.expires_at for seat in seats),
+            }
+        )
+    return render(
+        request,
+        "payments/cart.html",
+        {"groups": groups, "balance": balance, "idempotency_key": new_form_key()},
+    )
+
+
+@require_POST
+@login_required
+def cart_checkout(request: HttpRequest, concert_id: int) -> HttpResponse:
+    """Pay every held seat of one concert in one checkout (topping up first if asked)."""
+    key = request.POST.get("idempotency_key")
+    if not is_form_key(key):
+        messages.error(request, "The form expired; please try again.")
+        return redirect("cart")
+    cart = concert_selectors.cart_for(user_id=request.user.pk, now=timezone.now())
+    seat_ids = [hold.pk for hold in cart.holds if hold.schedule.concert_id == concert_id]
+    if not seat_ids:
+        messages.error(request, "Your hold on these seats has ended; pick them again.")
+        return redirect("concert-detail", concert_id=concert_id)
+    try:
+        top_up = int(request.POST.get("top_up") or 0)
+    except ValueError:
+        top_up = 0
+    try:
+        answer = services.checkout_submit(
+            user=request.user,
+            reservation_ids=seat_ids,
+            queue_key=token_key_from(request, concert_id=concert_id),
+            idempotency_key=key,
+            now=timezone.now(),
+            top_up=max(0, top_up),
+        )
+    except QueueGateError as exc:
+        show_error(request, exc)
+        return redirect("concert-detail", concert_id=concert_id)
+    except DomainError as exc:
+        show_error(request, exc)
+        return redirect("cart")
+    if answer.status != 201:
+        messages.error(request, answer.body["error"]["message"])
+        return redirect("cart")
+    count = len(answer.body["payments"])
+    messages.success(request, f"You're going! {count} ticket{'s' if count > 1 else ''} booked.")
+    return redirect("tickets")
+
+
 @login_required
 def payment_confirm(request: HttpRequest, reservation_id: int) -> HttpResponse:
     """GET: the confirmation page, for a fan whose turn is live. POST: pay, through
@@ -90,13 +162,15 @@ def payment_confirm(request: HttpRequest, reservation_id: int) -> HttpResponse:
     except QueueGateError as exc:
         show_error(request, exc)
         return redirect("concert-detail", concert_id=concert_id)
+    balance = wallet_selectors.wallet_balance(user_id=request.user.pk)
     return render(
         request,
         "payments/confirm.html",
         {
             "reservation": reservation,
             "status": reservation.effective_status(now=timezone.now()),
-            "balance": wallet_selectors.wallet_balance(user_id=request.user.pk),
+            "balance": balance,
+            "shortfall": max(0, reservation.price - balance),
             "idempotency_key": new_form_key(),
         },
     )

@@ -26,6 +26,7 @@ class WaitingRoomAdmin(admin.ModelAdmin):
         "waiting",
         "active",
         "admitted_last_minute",
+        "capacity",
         "max_active",
         "admission_paused",
     )
@@ -47,6 +48,10 @@ class WaitingRoomAdmin(admin.ModelAdmin):
     @admin.display(description="Active", ordering="active")
     def active(self, obj: WaitingRoom) -> int:
         return obj.active
+
+    @admin.display(description="Capacity now")
+    def capacity(self, obj: WaitingRoom) -> str:
+        return f"{obj.capacity}" if obj.max_active is not None else f"{obj.capacity} (default)"
 
     @admin.display(description="Admitted in the last minute", ordering="admitted_last_minute")
     def admitted_last_minute(self, obj: WaitingRoom) -> int:

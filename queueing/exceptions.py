@@ -12,11 +12,13 @@ class QueueGateError(DomainError):
 class QueueTokenMissing(QueueGateError):
     code = "queue_token_missing"
     message = "This needs your waiting-room token (X-Queue-Token). Get in line first."
+    page_message = "Booking opens when it is your turn: press “Get in line” first."
 
 
 class QueueTokenInvalid(QueueGateError):
     code = "queue_token_invalid"
     message = "That waiting-room token is not valid for you."
+    page_message = "Your place in line was not found. Please get in line again."
 
 
 class QueueTokenWaiting(QueueGateError):
@@ -32,6 +34,7 @@ class QueueTokenExpired(QueueGateError):
 class QueueTokenWrongConcert(QueueGateError):
     code = "queue_token_wrong_concert"
     message = "That waiting-room token is for another concert."
+    page_message = "You are in line for a different concert. Get in line for this one first."
 
 
 class QueueTokenUnknown(NotFound):

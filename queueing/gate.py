@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
-from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
 from rest_framework.permissions import BasePermission
 
 from config.api import QUEUE_TOKEN_HEADER as HEADER
+from config.pages import show_error
 from queueing import services
 from queueing.exceptions import QueueGateError, QueueTokenWaiting
 
@@ -87,7 +87,7 @@ def queue_gate_required(
             except QueueTokenWaiting:
                 return redirect("queue-room", concert_id=concert_id)
             except QueueGateError as exc:
-                messages.error(request, exc.message)
+                show_error(request, exc)
                 return redirect("concert-detail", concert_id=concert_id)
             return view(request, *args, **kwargs)
 

@@ -121,6 +121,10 @@ def room_capacity(*, concert_id: int) -> int:
     return room.capacity if room else settings.QUEUE_MAX_ACTIVE
 
 
+def room_is_paused(*, concert_id: int) -> bool:
+    return WaitingRoom.objects.filter(pk=concert_id, admission_paused=True).exists()
+
+
 def admission_rate(*, concert_id: int, now: datetime) -> float:
     """Admissions per second for a concert over the last RATE_WINDOW seconds.
 
@@ -160,6 +164,7 @@ class TokenView:
     poll_after_seconds: int
     expires_at: datetime | None
     end_reason: str | None
+    paused: bool = False  # the room's admission is paused: places hold, nobody moves
 
 
 def _end_reason(token: QueueToken, status: str) -> str | None:

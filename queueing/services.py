@@ -352,6 +352,14 @@ def queue_turn_extend(
     return token
 
 
+def queue_turn_lock(
+    *, key: str | None, user: AbstractBaseUser, concert_id: int, now: datetime
+) -> QueueToken:
+    """Check the fan's turn under its row lock, and keep it (a payment for some of
+    the fan's seats, while others are still held). Call inside the caller's transaction."""
+    return _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
+
+
 def queue_turn_end(
     *, key: str | None, user: AbstractBaseUser, concert_id: int, now: datetime, reason: str
 ) -> QueueToken:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -38,6 +40,8 @@ def _current_view(request: HttpRequest, concert_id: int):
     view = selectors.queue_token_view(token=token, now=now)
     if view.status == token.Status.WAITING:
         services.queue_token_touch(token=token, now=now)
+        if selectors.room_is_paused(concert_id=concert_id):
+            view = dataclasses.replace(view, paused=True)
     return view
 
 

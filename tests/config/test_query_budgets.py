@@ -25,12 +25,15 @@ BUDGETS = {
     # through the cache for 5 s, so only the first poll after they lapse reads them.
     "poll_cold": 4,
     "poll_warm": 1,
-    # The waiting room's htmx fragment (session, user, token, then as the poll).
-    "room_fragment_cold": 9,
-    "room_fragment_warm": 6,
+    # The waiting room's htmx fragment (session, user, token, then as the poll). One
+    # more since issue 12: whether the room is paused, so a fan is told.
+    "room_fragment_cold": 10,
+    "room_fragment_warm": 7,
     "seat_fragment": 5,  # the seat map's htmx fragment, every 4 s
     "hold": 12,  # POST /api/v1/reservations
-    "pay": 26,  # POST /api/v1/payments with an Idempotency-Key
+    # POST /api/v1/payments with an Idempotency-Key. 27, one more than before issue 12:
+    # the turn now ends only when the fan has no other live hold (one EXISTS query).
+    "pay": 27,
     "list": 3,  # any paginated list: auth, count, page
 }
 
@@ -78,10 +81,10 @@ def test_the_waiting_room_fragment(django_assert_max_num_queries):
     session["queue_tokens"] = {str(concert.id): tokens[-1].key}
     session.save()
     with django_assert_max_num_queries(BUDGETS["room_fragment_cold"]):
-        response = page.get(f"/concerts/{concert.id}/queue/status/")
+        response = page.get(f"/concerts/{concert.id}/queue/status/", HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and "3" in response.content.decode()
     with django_assert_max_num_queries(BUDGETS["room_fragment_warm"]):
-        response = page.get(f"/concerts/{concert.id}/queue/status/")
+        response = page.get(f"/concerts/{concert.id}/queue/status/", HTTP_HX_REQUEST="true")
     assert response.status_code == 200
 
 
@@ -94,7 +97,9 @@ def test_the_seat_map_fragment(fan, concert, schedule, django_assert_max_num_que
     session["queue_tokens"] = {str(concert.id): admit(fan, concert.id).key}
     session.save()
     with django_assert_max_num_queries(BUDGETS["seat_fragment"]):
-        response = page.get(f"/concerts/{concert.id}/book/{schedule.id}/seats/")
+        response = page.get(
+            f"/concerts/{concert.id}/book/{schedule.id}/seats/", HTTP_HX_REQUEST="true"
+        )
     assert response.status_code == 200 and response.content.decode().count("seat held") == 7
 
 

@@ -46,17 +46,36 @@ def test_pay_now_twice_pays_once_and_shows_the_ticket(browser, fan, schedule):
     assert LedgerEntry.objects.filter(kind="payment").count() == 1
 
 
-def test_not_enough_balance_explains_and_links_to_top_up_and_seats(browser, fan, schedule):
+def test_a_short_balance_offers_top_up_and_pay_and_never_a_seat_losing_pay_now(
+    browser, fan, schedule
+):
+    """Defect (issue 12): a ₩0 fan was offered an active "Pay now" that released the
+    hold. Now the pay page shows the shortfall and sends the fan to top up and pay."""
     fund(fan, 1_000)
     reservation = hold(fan, schedule, 8)
+    html = browser.get(f"/reservations/{reservation.id}/pay/").content.decode()
+    assert 'id="pay-now"' not in html
+    assert "₩99,000 short" in html and 'id="top-up-and-pay"' in html
+    cart = browser.get("/cart/").content.decode()
+    assert 'id="top-up-and-pay"' in cart and "Top up ₩99,000 and pay ₩100,000" in cart
+    reservation.refresh_from_db()
+    assert reservation.status == "held"
+
+
+def test_a_payment_refused_anyway_explains_and_links_to_top_up_and_seats(browser, fan, schedule):
+    """If a payment is refused after all (the balance changed meanwhile), the page
+    says so in plain words, with the way back."""
+    fund(fan, 100_000)
+    reservation = hold(fan, schedule, 8)
     key = key_of(browser.get(f"/reservations/{reservation.id}/pay/").content.decode())
+    from wallet.models import Wallet
+
+    Wallet.objects.filter(pk=fan.pk).update(balance=0)  # spent elsewhere (test only)
     response = browser.post(f"/reservations/{reservation.id}/pay/", {"idempotency_key": key})
     assert response.status_code == 402
     html = response.content.decode()
     assert "did not have enough" in html and "seat was released" in html
     assert 'id="top-up"' in html and 'id="back-to-seats"' in html
-    reservation.refresh_from_db()
-    assert reservation.status == "cancelled"
 
 
 def test_my_tickets_lists_bookings_and_cancel_refunds(browser, fan, schedule):

@@ -75,7 +75,10 @@ def test_an_admitted_fan_goes_straight_to_the_booking_page(browser, concert):
 def test_booking_page_sends_a_fan_without_a_token_back_to_the_concert(browser, concert):
     response = browser.get(f"/concerts/{concert.id}/book/", follow=True)
     assert response.redirect_chain[-1][0] == f"/concerts/{concert.id}/"
-    assert b"Get in line first" in response.content or b"waiting-room token" in response.content
+    html = response.content.decode()
+    assert "press “Get in line” first" in html
+    # Defect (issue 12): API wording leaked into pages.
+    assert "X-Queue-Token" not in html and "waiting-room token" not in html
 
 
 def test_booking_page_sends_a_waiting_fan_to_the_waiting_room(browser, concert):

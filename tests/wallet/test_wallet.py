@@ -1,4 +1,5 @@
 import io
+import re
 
 import pytest
 from django.core.management import call_command
@@ -228,8 +229,11 @@ def page_client(fan):
 
 
 def test_wallet_page_charges_and_lists_history(page_client, fan):
-    html = page_client.get("/wallet/").content.decode()
-    assert "₩0" in html and "₩10,000" in html  # quick amounts
+    html = page_client.get("/wallet/?amount=154000&next=/cart/").content.decode()
+    assert "₩0" in html
+    quick = re.findall(r">₩([\d,]+)</button>", html)
+    assert quick[0] == "154,000"  # what the cart said the fan is short of, first
+    assert "100,000" in quick and 'id="back-to-cart"' in html
     key = html.split('name="idempotency_key" value="')[1].split('"')[0]
     response = page_client.post("/wallet/", {"amount": 30_000, "idempotency_key": key}, follow=True)
     html = response.content.decode()
