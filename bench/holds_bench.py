@@ -67,9 +67,9 @@ def main() -> None:
         cursor.execute(
             """
             INSERT INTO concerts_reservation (user_id, schedule_id, seat_id, status, price,
-                                              created_at, expires_at)
+                                              created_at, expires_at, end_reason)
             SELECT (s.number %% 100) + 1, s.schedule_id, s.id, 'held', s.price, now(),
-                   now() + interval '1 day'
+                   now() + interval '1 day', ''
             FROM concerts_seat s WHERE s.schedule_id = %s AND s.number <= 30
             """,
             [read_date.id],
@@ -150,9 +150,9 @@ def main() -> None:
         cursor.execute(
             """
             INSERT INTO concerts_reservation (user_id, schedule_id, seat_id, status, price,
-                                              created_at, expires_at)
+                                              created_at, expires_at, end_reason)
             SELECT (seat.id %% %s) + 1, seat.schedule_id, seat.id, 'held', 50000,
-                   now() - interval '10 minutes', now() - interval '5 minutes'
+                   now() - interval '10 minutes', now() - interval '5 minutes', ''
             FROM concerts_seat seat WHERE seat.schedule_id NOT IN (%s, %s)
             """,
             [FANS, read_date.id, contended.id],

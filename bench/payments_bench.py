@@ -63,9 +63,9 @@ def main() -> None:
         cursor.execute(
             """
             INSERT INTO concerts_reservation (user_id, schedule_id, seat_id, status, price,
-                                              created_at, expires_at)
+                                              created_at, expires_at, end_reason)
             SELECT row_number() OVER (ORDER BY s.id), s.schedule_id, s.id, 'held', s.price,
-                   now(), now() + interval '1 day'
+                   now(), now() + interval '1 day', ''
             FROM concerts_seat s
             """
         )

@@ -11,8 +11,8 @@ from concerts import selectors, services
 from concerts.exceptions import ConcertNotFound
 from config.errors import DomainError
 from config.pages import show_error
-from queueing.exceptions import QueueGateError, QueueTokenWaiting
-from queueing.gate import queue_gate_required, token_key_from
+from queueing.exceptions import QueueGateError
+from queueing.gate import gate_refusal_page, queue_gate_required, token_key_from
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -90,11 +90,8 @@ def seat_hold(request: HttpRequest, concert_id: int, schedule_id: int) -> HttpRe
             queue_key=token_key_from(request, concert_id=concert_id),
             now=timezone.now(),
         )
-    except QueueTokenWaiting:
-        return redirect("queue-room", concert_id=concert_id)
     except QueueGateError as exc:
-        show_error(request, exc)
-        return redirect("concert-detail", concert_id=concert_id)
+        return gate_refusal_page(request, exc, concert_id=concert_id)
     except DomainError as exc:
         show_error(request, exc)
         return back

@@ -20,7 +20,7 @@ from payments import selectors, services
 from payments.exceptions import PaymentNotFound
 from queueing import services as queue_services
 from queueing.exceptions import QueueGateError
-from queueing.gate import token_key_from
+from queueing.gate import gate_refusal_page, token_key_from
 from wallet import selectors as wallet_selectors
 
 FAILURE_TEXT = {
@@ -112,8 +112,7 @@ def cart_checkout(request: HttpRequest, concert_id: int) -> HttpResponse:
             top_up=max(0, top_up),
         )
     except QueueGateError as exc:
-        show_error(request, exc)
-        return redirect("concert-detail", concert_id=concert_id)
+        return gate_refusal_page(request, exc, concert_id=concert_id)
     except DomainError as exc:
         show_error(request, exc)
         return redirect("cart")
@@ -146,8 +145,7 @@ def payment_confirm(request: HttpRequest, reservation_id: int) -> HttpResponse:
                 now=timezone.now(),
             )
         except QueueGateError as exc:
-            show_error(request, exc)
-            return redirect("concert-detail", concert_id=concert_id)
+            return gate_refusal_page(request, exc, concert_id=concert_id)
         except DomainError as exc:
             show_error(request, exc)
             return redirect("payment-confirm", reservation_id=reservation_id)
@@ -160,8 +158,7 @@ def payment_confirm(request: HttpRequest, reservation_id: int) -> HttpResponse:
             key=queue_key, user=request.user, concert_id=concert_id, now=timezone.now()
         )
     except QueueGateError as exc:
-        show_error(request, exc)
-        return redirect("concert-detail", concert_id=concert_id)
+        return gate_refusal_page(request, exc, concert_id=concert_id)
     balance = wallet_selectors.wallet_balance(user_id=request.user.pk)
     return render(
         request,

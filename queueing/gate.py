@@ -66,6 +66,15 @@ class QueueGate(BasePermission):
         return True
 
 
+def gate_refusal_page(request: HttpRequest, exc: QueueGateError, *, concert_id: int):
+    """Where a page sends a fan the gate refused: a waiting fan back to the waiting
+    room; anyone else to the concert, with the reason in plain words."""
+    if isinstance(exc, QueueTokenWaiting):
+        return redirect("queue-room", concert_id=concert_id)
+    show_error(request, exc)
+    return redirect("concert-detail", concert_id=concert_id)
+
+
 def queue_gate_required(
     concert_id_from: Callable[..., int],
 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
@@ -84,11 +93,8 @@ def queue_gate_required(
                     concert_id=concert_id,
                     now=timezone.now(),
                 )
-            except QueueTokenWaiting:
-                return redirect("queue-room", concert_id=concert_id)
             except QueueGateError as exc:
-                show_error(request, exc)
-                return redirect("concert-detail", concert_id=concert_id)
+                return gate_refusal_page(request, exc, concert_id=concert_id)
             return view(request, *args, **kwargs)
 
         return wrapped

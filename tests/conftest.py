@@ -40,6 +40,18 @@ def _clear_cache():
 
 
 @pytest.fixture
+def operator_client(db):
+    """A signed-in superuser's browser client, for the admin."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    operator = get_user_model().objects.create_superuser("op", "op@example.com", "pw-123456")
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
 def anon_client() -> APIClient:
     return APIClient()
 

@@ -19,6 +19,7 @@ from payments.models import Payment
 from payments.selectors import money_reconcile
 from queueing.models import WaitingRoom
 from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.test_waiting_room_browser import log_in
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 from wallet import services as wallet_services
 from wallet.models import LedgerEntry, Wallet
@@ -27,12 +28,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SHOTS = Path(os.environ["SCREENSHOTS"]) if os.environ.get("SCREENSHOTS") else None
 
 
-def log_in(page, live_server, username):
-    page.goto(live_server.url + "/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("button:has-text('Log in')")
-    page.wait_for_selector("text=Signed in as")
+def admitted_in_browser(page, live_server, fan, concert):
+    """Log in, get in line, and land on the booking page (capacity is free)."""
+    log_in(page, live_server, fan.username)
+    page.goto(f"{live_server.url}/concerts/{concert.id}/")
+    page.click("#get-in-line")
+    page.wait_for_url(f"**/concerts/{concert.id}/book/")
 
 
 def sale(seat_price=40_000):
@@ -89,10 +90,7 @@ def test_a_short_balance_tops_up_and_pays_in_one_step_and_keeps_the_seats(watche
     fan = UserFactory()  # ₩0, as every new fan
     w = watched()
     page = w.page
-    log_in(page, live_server, fan.username)
-    page.goto(f"{live_server.url}/concerts/{concert.id}/")
-    page.click("#get-in-line")
-    page.wait_for_url(f"**/concerts/{concert.id}/book/")
+    admitted_in_browser(page, live_server, fan, concert)
     for number in (4, 5):
         page.click(f"button.seat.available[data-seat='{number}']")
         page.wait_for_selector(f"text=Seat {number} is in your cart")
@@ -116,10 +114,7 @@ def test_two_fans_pick_the_same_seat_one_gets_it_the_other_is_told_in_plain_word
     pages = []
     for fan in (first, second):
         w = watched()
-        log_in(w.page, live_server, fan.username)
-        w.page.goto(f"{live_server.url}/concerts/{concert.id}/")
-        w.page.click("#get-in-line")
-        w.page.wait_for_url(f"**/concerts/{concert.id}/book/")
+        admitted_in_browser(w.page, live_server, fan, concert)
         pages.append(w.page)
     # Both maps show seat 7 free; the first fan takes it, then the second tries.
     pages[0].click("button.seat.available[data-seat='7']")
@@ -185,10 +180,7 @@ def test_the_seat_map_works_from_the_keyboard_with_a_visible_focus(watched, live
     fan = UserFactory()
     w = watched()
     page = w.page
-    log_in(page, live_server, fan.username)
-    page.goto(f"{live_server.url}/concerts/{concert.id}/")
-    page.click("#get-in-line")
-    page.wait_for_url(f"**/concerts/{concert.id}/book/")
+    admitted_in_browser(page, live_server, fan, concert)
     seat = "button.seat.available[data-seat='1']"
     # Tab from the last control before the map until seat 1 has the focus.
     for _ in range(60):

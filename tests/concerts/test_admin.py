@@ -1,19 +1,9 @@
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 
 from concerts.models import Schedule
 from tests.factories import ConcertFactory, make_schedule
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator_client():
-    operator = get_user_model().objects.create_superuser("op", "op@example.com", "op-pass-123")
-    client = Client()
-    client.force_login(operator)
-    return client
 
 
 def test_operator_adds_a_schedule_and_gets_its_50_seats(operator_client):

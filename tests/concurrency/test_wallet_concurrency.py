@@ -58,20 +58,21 @@ def test_100_charges_and_100_debits_at_once_lose_no_won():
     assert charges == half  # nothing refuses a charge here
 
 
+def debit_30000(user_id):
+    try:
+        services.wallet_debit(
+            user_id=user_id, amount=30_000, now=timezone.now(), ref=LedgerRef(1, 1)
+        )
+        return "ok"
+    except InsufficientBalance:
+        return "refused"
+
+
 def test_50_debits_of_30000_on_100000_exactly_3_succeed():
     fan = UserFactory()
     seed_wallet(fan, 100_000)
 
-    def debit():
-        try:
-            services.wallet_debit(
-                user_id=fan.pk, amount=30_000, now=timezone.now(), ref=LedgerRef(1, 1)
-            )
-            return "ok"
-        except InsufficientBalance:
-            return "refused"
-
-    results = run_concurrently(debit, [()] * 50)
+    results = run_concurrently(debit_30000, [(fan.pk,)] * 50)
     assert errors(results) == []
     assert Counter(v for _, v in results) == {"ok": 3, "refused": 47}
     assert selectors.wallet_balance(user_id=fan.pk) == 10_000
@@ -102,16 +103,7 @@ def test_control_without_the_wallet_lock_the_3_debit_limit_is_overdrawn(monkeypa
     fan = UserFactory()
     seed_wallet(fan, 100_000)
 
-    def debit():
-        try:
-            services.wallet_debit(
-                user_id=fan.pk, amount=30_000, now=timezone.now(), ref=LedgerRef(1, 1)
-            )
-            return "ok"
-        except InsufficientBalance:
-            return "refused"
-
-    run_concurrently(debit, [()] * 50)
+    run_concurrently(debit_30000, [(fan.pk,)] * 50)
     # More than ₩100,000 was paid out of a ₩100,000 wallet.
     assert LedgerEntry.objects.filter(wallet_id=fan.pk, kind="payment").count() > 3
 

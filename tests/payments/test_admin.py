@@ -1,8 +1,6 @@
 """Operators' payment screens (issue 10): refund and money reconciliation really work."""
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.utils import timezone
 
 from payments.models import Payment
@@ -13,14 +11,6 @@ from wallet import services as wallet_services
 from wallet.models import LedgerEntry, Wallet
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator_client():
-    operator = get_user_model().objects.create_superuser("op", "op@example.com", "pw-123456")
-    client = Client()
-    client.force_login(operator)
-    return client
 
 
 def messages_of(response):

@@ -1,19 +1,9 @@
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 
 from queueing.models import QueueToken, WaitingRoom
 from tests.queueing.conftest import line_up, set_capacity
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator_client():
-    operator = get_user_model().objects.create_superuser("op", "op@example.com", "pw-123456")
-    client = Client()
-    client.force_login(operator)
-    return client
 
 
 def test_operator_pauses_resumes_and_admits_next_n(
