@@ -39,7 +39,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import ENV, ROOT, WORKERS, Server, recreate_database, save, setup_django
+from bench.common import (
+    ENV,
+    ROOT,
+    WORKERS,
+    Server,
+    recreate_database,
+    save,
+    seed_fans,
+    setup_django,
+)
 
 SEATS = 100
 RUSH_SECONDS = 10.0
@@ -158,24 +167,7 @@ def seed(fans: int, bots: int) -> tuple[int, list[Fan]]:
             else "buyer"
         )
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name,
-                                   email, is_staff, is_active, date_joined)
-            SELECT g, '!', false, 'fan' || g, '', '', '', false, true, now()
-            FROM generate_series(1, %s) g
-            """,
-            [len(kinds)],
-        )
-        cursor.execute("SELECT setval('auth_user_id_seq', %s)", [len(kinds)])
-        cursor.execute(
-            """
-            INSERT INTO authtoken_token (key, user_id, created)
-            SELECT substr(md5(g::text) || md5(random()::text), 1, 40), g, now()
-            FROM generate_series(1, %s) g
-            """,
-            [len(kinds)],
-        )
+        seed_fans(cursor, len(kinds))
         rich = [i + 1 for i, kind in enumerate(kinds) if kind != "broke"]
         cursor.execute(
             "INSERT INTO wallet_wallet (user_id, balance, updated_at) "
