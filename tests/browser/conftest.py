@@ -56,6 +56,7 @@ AXE = (
     / "axe.min.js"
 )
 PHONE = {"width": 390, "height": 844}
+NARROW = {"width": 360, "height": 740}  # the narrowest phone the pages are built for
 DESKTOP = {"width": 1280, "height": 800}
 
 

@@ -18,13 +18,14 @@ from concerts.models import Reservation
 from payments.models import Payment
 from payments.selectors import money_reconcile
 from queueing.models import WaitingRoom
-from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.conftest import DESKTOP, NARROW, PHONE
 from tests.browser.test_waiting_room_browser import log_in
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 from wallet import services as wallet_services
 from wallet.models import LedgerEntry, Wallet
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+VIEWPORTS = {"desktop": DESKTOP, "phone": PHONE, "narrow": NARROW}
 SHOTS = Path(os.environ["SCREENSHOTS"]) if os.environ.get("SCREENSHOTS") else None
 
 
@@ -46,12 +47,12 @@ def shots_for(width):
     return SHOTS / width if SHOTS else None
 
 
-@pytest.mark.parametrize("width", ["desktop", "phone"])
+@pytest.mark.parametrize("width", ["desktop", "phone", "narrow"])
 def test_three_seats_in_one_checkout(watched, live_server, width):
     concert, schedule = sale()
     fan = UserFactory()
     wallet_services.wallet_charge(user_id=fan.pk, amount=200_000, now=timezone.now())
-    w = watched(PHONE if width == "phone" else DESKTOP)
+    w = watched(VIEWPORTS[width])
     page, shots = w.page, shots_for(width)
     page.goto(live_server.url + "/")
     w.check("1-concerts", shots)
@@ -137,7 +138,7 @@ def test_a_waiting_room_paused_by_the_organiser_says_so(watched, live_server):
     w.check("waiting-room-paused", shots_for("phone"))
 
 
-@pytest.mark.parametrize("width", ["desktop", "phone"])
+@pytest.mark.parametrize("width", ["desktop", "phone", "narrow"])
 def test_every_other_fan_page_fits_and_passes_axe(watched, live_server, width):
     from queueing import services as queue_services
     from tests.conftest import hold_seat
@@ -146,7 +147,7 @@ def test_every_other_fan_page_fits_and_passes_axe(watched, live_server, width):
     WaitingRoom.objects.filter(pk=concert.pk).update(max_active=1)
     fan, ahead = UserFactory(), UserFactory()
     queue_services.queue_token_issue(user=ahead, concert_id=concert.id, now=timezone.now())
-    w = watched(PHONE if width == "phone" else DESKTOP)
+    w = watched(VIEWPORTS[width])
     page, shots = w.page, shots_for(width)
     page.goto(live_server.url + "/accounts/signup/")
     w.check("signup", shots)
