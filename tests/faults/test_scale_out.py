@@ -1,0 +1,126 @@
+"""Two web processes, started separately with their own connection pools, serve one
+sale (issue 14): positions stay exact FIFO, capacity is never exceeded, and no seat
+is sold twice, whichever process a request reaches."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+from django.db.models import Count
+
+from concerts.models import Reservation
+from queueing import selectors
+from queueing.models import QueueToken, WaitingRoom
+from tests.concurrency.helpers import errors, run_concurrently
+from tests.conftest import token_client
+from tests.factories import ConcertFactory, UserFactory, make_schedule
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def two_web_processes():
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "ALLOWED_HOSTS": "127.0.0.1",
+    }
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    servers = []
+    for _ in range(2):
+        port = free_port()
+        proc = subprocess.Popen(
+            [gunicorn, "config.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "2",
+             "--threads", "4", "--log-level", "warning"],
+            cwd=ROOT, env=env, start_new_session=True,
+        )  # fmt: skip
+        servers.append((proc, f"http://127.0.0.1:{port}"))
+    for proc, url in servers:  # wait until each answers (an event with a deadline)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, "a web process died at start"
+                time.sleep(0.1)
+    yield [url for _, url in servers]
+    for proc, _ in servers:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def test_two_web_processes_keep_fifo_capacity_and_single_sales(two_web_processes):
+    concert = ConcertFactory()
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=10)
+    schedule = make_schedule(concert)
+    fans = UserFactory.create_batch(60)
+    auth = {f.pk: token_client(f)._credentials["HTTP_AUTHORIZATION"] for f in fans}
+    lock = threading.Lock()
+    answers: dict[int, dict] = {}
+
+    def line_up(index, fan):
+        url = two_web_processes[index % 2]  # alternate fans between the two processes
+        response = httpx.post(
+            f"{url}/api/v1/concerts/{concert.id}/queue",
+            headers={"Authorization": auth[fan.pk]},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        with lock:
+            answers[fan.pk] = response.json()
+
+    results = run_concurrently(line_up, list(enumerate(fans)))
+    assert errors(results) == []
+    tokens = list(QueueToken.objects.filter(concert=concert).order_by("id"))
+    assert len(tokens) == 60
+    active = [t for t in tokens if t.status == "active"]
+    assert len(active) == 10  # capacity, never more, whichever process admitted them
+    assert active == tokens[:10]  # the first ten in line, exactly
+    # Once every line-up has committed, the line is exactly 1..50 in arrival (id) order,
+    # whichever process served each fan.
+    final = [selectors.queue_position(token=t) for t in tokens[10:]]
+    assert final == list(range(1, 51))
+    # An answer is exact for what had committed when it was given: a fan who lined up
+    # a moment earlier on the other process may still appear ahead, never behind.
+    for token, place in zip(tokens[10:], final, strict=True):
+        assert answers[token.user_id]["position"] <= place
+
+    # The ten admitted fans all go for seats 1 to 5, through both processes at once.
+    def hold(index, token):
+        url = two_web_processes[index % 2]
+        response = httpx.post(
+            f"{url}/api/v1/reservations",
+            headers={"Authorization": auth[token.user_id], "X-Queue-Token": token.key},
+            json={"schedule_id": schedule.id, "seat_number": index % 5 + 1},
+            timeout=30,
+        )
+        return response.status_code
+
+    outcome = run_concurrently(hold, list(enumerate(active)))
+    assert errors(outcome) == []
+    assert Counter(v for _, v in outcome) == {201: 5, 409: 5}
+    per_seat = (
+        Reservation.objects.filter(schedule=schedule, status__in=["held", "confirmed"])
+        .values("seat").annotate(n=Count("id"))
+    )  # fmt: skip
+    assert sorted(row["n"] for row in per_seat) == [1] * 5
