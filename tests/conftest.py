@@ -27,14 +27,25 @@ def clear_own_cache_keys() -> int:
     return deleted
 
 
+def reset_cache_breaker() -> None:
+    """Close the fail-soft cache's circuit breaker (config.cache), which a test that
+    makes Redis "down" may have opened: it lives on the shared client."""
+    client = cache._cache
+    if hasattr(client, "_down_until"):
+        client._down_until = 0.0
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    """Each test starts with none of the run's own keys in the shared cache."""
+    """Each test starts with none of the run's own keys in the shared cache, and a
+    cache that asks Redis."""
     from queueing.selectors import clear_local_estimates
 
+    reset_cache_breaker()
     clear_own_cache_keys()
     clear_local_estimates()
     yield
+    reset_cache_breaker()
     clear_own_cache_keys()
     clear_local_estimates()
 
