@@ -45,6 +45,17 @@ def pay(fan, reservation, key, now):
     )
 
 
+def rival_takes_seat_1(rival, schedule, key, now, *, after, done):
+    """The rival, once `after` is set, holds seat 1 at `now`; sets `done` either way."""
+    assert after.wait(30)
+    try:
+        return concert_services.seat_hold_create(
+            user=rival, schedule_id=schedule.id, seat_number=1, queue_key=key, now=now
+        ).user_id
+    finally:
+        done.set()
+
+
 def test_an_operator_ending_the_turn_after_the_gate_stops_the_payment():
     concert, _, fan, reservation, token = setup()
     now = timezone.now()
@@ -97,17 +108,9 @@ def test_a_hold_that_expires_while_the_payment_waits_for_its_locks_is_not_sold_t
             return exc.code
 
     def the_rival():
-        assert fan_lock_taken.wait(30)
-        try:
-            return concert_services.seat_hold_create(
-                user=rival,
-                schedule_id=schedule.id,
-                seat_number=1,
-                queue_key=rival_key,
-                now=after_expiry,
-            ).user_id
-        finally:
-            rival_done.set()
+        return rival_takes_seat_1(
+            rival, schedule, rival_key, after_expiry, after=fan_lock_taken, done=rival_done
+        )
 
     results = run_concurrently(
         lambda job: job(), [(another_request_of_the_fan,), (the_payment,), (the_rival,)]
@@ -178,17 +181,9 @@ def test_control_a_payment_trusting_what_it_read_before_the_wait_sells_the_seat_
             return pay(fan, reservation, token.key, arrived_at).status
 
         def the_rival():
-            assert read.wait(30)
-            try:
-                return concert_services.seat_hold_create(
-                    user=rival,
-                    schedule_id=schedule.id,
-                    seat_number=1,
-                    queue_key=rival_key,
-                    now=after_expiry,
-                ).user_id
-            finally:
-                rival_done.set()
+            return rival_takes_seat_1(
+                rival, schedule, rival_key, after_expiry, after=read, done=rival_done
+            )
 
         run_concurrently(lambda job: job(), [(the_payment,), (the_rival,)])
         live = Reservation.objects.filter(seat__number=1, status__in=["held", "confirmed"])
