@@ -45,16 +45,20 @@ class PooledRedisCacheClient(RedisCacheClient):
     def is_down(self) -> bool:
         return time.monotonic() < self._down_until
 
+    def mark_down(self, exc: Exception) -> None:
+        """Stop asking Redis for REDIS_RETRY_AFTER seconds (also used by queueing.mirror)."""
+        self._down_until = time.monotonic() + REDIS_RETRY_AFTER
+        logger.warning(
+            "Redis did not answer (%s); using the database for %ss", exc, REDIS_RETRY_AFTER
+        )
+
     def _soft(self, name: str, fallback: Any, *args: Any) -> Any:
         if self.is_down:
             return fallback
         try:
             return getattr(super(), name)(*args)
         except REDIS_DOWN as exc:
-            self._down_until = time.monotonic() + REDIS_RETRY_AFTER
-            logger.warning(
-                "Redis did not answer (%s); using the database for %ss", exc, REDIS_RETRY_AFTER
-            )
+            self.mark_down(exc)
             return fallback
 
     def add(self, key, value, timeout):

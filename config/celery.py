@@ -34,6 +34,11 @@ app.conf.beat_schedule = {
         "schedule": 3600.0,
         "options": {"expires": 600},
     },
+    "queue-repair-mirror": {
+        "task": "queueing.repair_mirror",
+        "schedule": float(_every("QUEUE_MIRROR_REPAIR_INTERVAL", 10)),
+        "options": {"expires": 20},
+    },
     "queue-rebuild-buckets": {
         "task": "queueing.rebuild_buckets",
         "schedule": 300.0,

@@ -192,7 +192,7 @@ SILENCED_SYSTEM_CHECKS = ["security.W021"] if not SECURE_HSTS_PRELOAD else []
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an unauthenticated API call gets 401 with WWW-Authenticate.
-        "rest_framework.authentication.TokenAuthentication",
+        "config.auth.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -231,6 +231,8 @@ QUEUE_ACTIVE_TTL = env.int("QUEUE_ACTIVE_TTL", default=600)
 QUEUE_WAITING_IDLE_TIMEOUT = env.int("QUEUE_WAITING_IDLE_TIMEOUT", default=300)
 QUEUE_POLL_BUDGET_PER_SECOND = env.int("QUEUE_POLL_BUDGET_PER_SECOND", default=2000)
 QUEUE_ADMISSION_INTERVAL = env.int("QUEUE_ADMISSION_INTERVAL", default=5)
+# How often beat checks the Redis mirror of the waiting room and repairs it.
+QUEUE_MIRROR_REPAIR_INTERVAL = env.int("QUEUE_MIRROR_REPAIR_INTERVAL", default=10)
 SEAT_HOLD_TTL = env.int("SEAT_HOLD_TTL", default=300)
 MAX_SEATS_PER_FAN = env.int("MAX_SEATS_PER_FAN", default=4)
 WALLET_MIN_CHARGE = env.int("WALLET_MIN_CHARGE", default=1_000)

@@ -83,11 +83,7 @@ class QueueTokenApi(APIView):
     def perform_authentication(self, request: Request) -> None:
         pass  # request.user is resolved only if a handler asks for it
 
-    def _token(self, request: Request):
-        key = request.headers.get(HEADER)
-        if not key:
-            raise QueueTokenMissing()
-        token = selectors.queue_token_get(key=key)
+    def _owned(self, request: Request, token):
         if token is None:
             raise QueueTokenUnknown()
         if request.headers.get("Authorization") or request.COOKIES.get("sessionid"):
@@ -100,17 +96,18 @@ class QueueTokenApi(APIView):
     def get(self, request: Request) -> Response:
         now = timezone.now()
         key = request.headers.get(HEADER)
-        if key:
-            services.queue_poll_guard(key=key, now=now)
-        token = self._token(request)
+        if not key:
+            raise QueueTokenMissing()
+        token = self._owned(request, services.queue_token_poll(key=key, now=now))
         view = selectors.queue_token_view(token=token, now=now)
-        if view.status == token.Status.WAITING:
-            services.queue_token_touch(token=token, now=now)
         return token_response(view, now=now)
 
     @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses={204: None})
     def delete(self, request: Request) -> Response:
-        token = self._token(request)
+        key = request.headers.get(HEADER)
+        if not key:
+            raise QueueTokenMissing()
+        token = self._owned(request, selectors.queue_token_get(key=key))
         if token.user_id != request.user.pk:
             raise QueueTokenInvalid()
         services.queue_token_leave(token=token, now=timezone.now())

@@ -19,9 +19,10 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
-from queueing import selectors
+from queueing import mirror, selectors
 from queueing.exceptions import (
     ConcertNotFound,
+    PollTooSoon,
     QueueTokenExpired,
     QueueTokenInvalid,
     QueueTokenMissing,
@@ -150,6 +151,13 @@ def queue_buckets_rebuild(*, concert_id: int | None = None) -> int:
     return len(drift)
 
 
+def queue_mirror_repair() -> int | None:
+    """The beat job for the Redis mirror: rebuild it from PostgreSQL when it is not
+    marked ready (a restarted Redis) or its counts disagree with PostgreSQL's.
+    Returns the entries repaired, 0 when none were needed, None without Redis."""
+    return mirror.ensure_ready()
+
+
 # --- issuing ---------------------------------------------------------------
 
 
@@ -190,6 +198,7 @@ def queue_token_issue(
         if existing is None:  # pragma: no cover - the winner ended it in between
             raise
         return existing, False
+    mirror.put_after_commit([mirror.Row.of(token)])
     # Admit at once where capacity is free. The answer must say what the database
     # says: in a burst, another fan's admission run may admit this token first.
     admission = _admit(concert_id=concert_id, now=now, count=None, watch=token.pk)
@@ -253,22 +262,26 @@ def _admit_locked(*, concert_id: int, now: datetime, count: int | None) -> list[
         if free <= 0:
             return []
         cutoff = selectors.idle_cutoff(now=now)
-        ids = list(
+        rows = list(
             QueueToken.objects.filter(
                 concert_id=concert_id, status=Status.WAITING, last_seen_at__gt=cutoff
             )
             .order_by("id")
             .select_for_update(no_key=True)
-            .values_list("id", flat=True)[:free]
+            .values_list("id", "key", "user_id")[:free]
         )
-        if not ids:
+        if not rows:
             return []
+        ids = [r[0] for r in rows]
+        until = now + timedelta(seconds=settings.QUEUE_ACTIVE_TTL)
         QueueToken.objects.filter(id__in=ids).update(
-            status=Status.ACTIVE,
-            admitted_at=now,
-            active_until=now + timedelta(seconds=settings.QUEUE_ACTIVE_TTL),
+            status=Status.ACTIVE, admitted_at=now, active_until=until
         )
         _buckets_remove(tokens=[(token_id, concert_id) for token_id in ids])
+        mirror.put_after_commit(
+            mirror.Row(id, key, concert_id, user_id, Status.ACTIVE, active_until=until)
+            for id, key, user_id in rows
+        )
     return ids
 
 
@@ -293,7 +306,7 @@ def _end_tokens(*, ids: list[int], now: datetime, reason: str, status: str = Sta
             QueueToken.objects.filter(id__in=ids, status__in=QueueToken.LIVE_STATUSES)
             .order_by("id")
             .select_for_update(no_key=True)
-            .values_list("id", "concert_id", "status")
+            .values_list("id", "concert_id", "status", "key", "user_id")
         )
         if not rows:
             return 0
@@ -301,6 +314,10 @@ def _end_tokens(*, ids: list[int], now: datetime, reason: str, status: str = Sta
             status=status, ended_at=now, end_reason=reason
         )
         _buckets_remove(tokens=[(r[0], r[1]) for r in rows if r[2] == Status.WAITING])
+        mirror.put_after_commit(
+            mirror.Row(r[0], r[3], r[1], r[4], status, ended_at=now, end_reason=reason)
+            for r in rows
+        )
         for concert_id in sorted({r[1] for r in rows}):
             _admit_after_commit(concert_id=concert_id, now=now)
     return len(rows)
@@ -349,6 +366,7 @@ def queue_turn_extend(
     if token.active_until < until:
         QueueToken.objects.filter(pk=token.pk).update(active_until=until)
         token.active_until = until
+        mirror.put_after_commit([mirror.Row.of(token)])
     return token
 
 
@@ -378,6 +396,8 @@ def queue_expire_stale(*, now: datetime, batch_size: int = 5000) -> dict[str, in
     running it again changes nothing. Freed slots are refilled after each commit.
     """
     result = {"active_expired": 0, "idle_expired": 0}
+    # Presence recorded in Redis reaches PostgreSQL first: only PostgreSQL expires a fan.
+    mirror.presence_flush()
     cutoff = selectors.idle_cutoff(now=now)
     for key, reason, filters in (
         ("active_expired", "ttl", {"status": Status.ACTIVE, "active_until__lte": now}),
@@ -385,19 +405,24 @@ def queue_expire_stale(*, now: datetime, batch_size: int = 5000) -> dict[str, in
     ):
         while True:
             with transaction.atomic():
-                rows = list(
+                found = list(
                     QueueToken.objects.filter(**filters)
                     .order_by("id")
                     .select_for_update(skip_locked=True, no_key=True)
-                    .values_list("id", "concert_id")[:batch_size]
+                    .values_list("id", "concert_id", "key", "user_id")[:batch_size]
                 )
-                if not rows:
+                if not found:
                     break
+                rows = [(r[0], r[1]) for r in found]
                 QueueToken.objects.filter(id__in=[r[0] for r in rows]).update(
                     status=Status.EXPIRED, ended_at=now, end_reason=reason
                 )
                 if filters["status"] == Status.WAITING:
                     _buckets_remove(tokens=rows)
+                mirror.put_after_commit(
+                    mirror.Row(i, k, c, u, Status.EXPIRED, ended_at=now, end_reason=reason)
+                    for i, c, k, u in found
+                )
                 for concert_id in sorted({r[1] for r in rows}):
                     _admit_after_commit(concert_id=concert_id, now=now)
             result[key] += len(rows)
@@ -451,9 +476,12 @@ def queue_gate_pass(
     """Let an admitted fan through to a concert's booking, or raise the reason why not."""
     if not key:
         raise QueueTokenMissing()
-    token = selectors.queue_token_get(key=key)
+    token = mirror.read(key=key, now=now)  # one Redis round trip, presence included
+    if token is None:
+        token = selectors.queue_token_get(key=key)
     _check_pass(token, user=user, concert_id=concert_id, now=now)
-    queue_token_touch(token=token, now=now)
+    if not getattr(token, "from_mirror", False):
+        queue_token_touch(token=token, now=now)
     return token
 
 
@@ -464,21 +492,44 @@ def _poll_key(key: str) -> str:
     return f"queue:poll:{key}"
 
 
+def _too_soon(*, not_before_ms: int, now: datetime) -> PollTooSoon:
+    return PollTooSoon(
+        retry_after=max(1, math.ceil((not_before_ms - now.timestamp() * 1000) / 1000))
+    )
+
+
 def queue_poll_guard(*, key: str, now: datetime) -> None:
     """Refuse a poll that comes before the client was told to come back.
 
     Reads only the shared cache: an early poll never reaches the database.
     """
-    from queueing.exceptions import PollTooSoon
-
     if not is_token_key(key):
         return  # not a token at all: the poll itself answers 404
     not_before = cache.get(_poll_key(key))
-    if not_before is not None and now.timestamp() < not_before:
-        raise PollTooSoon(retry_after=max(1, math.ceil(not_before - now.timestamp())))
+    if isinstance(not_before, int) and now.timestamp() * 1000 < not_before:
+        raise _too_soon(not_before_ms=not_before, now=now)
+
+
+def queue_token_poll(*, key: str, now: datetime) -> QueueToken | None:
+    """One poll's read: the early-poll guard, the token with its position, and the
+    fan's presence. From the mirror in one Redis round trip and no SQL; from
+    PostgreSQL when the mirror cannot answer. None: no such token."""
+    try:
+        token = mirror.read(key=key, now=now, poll_key=_poll_key(key))
+    except mirror.Early as early:
+        raise _too_soon(not_before_ms=early.not_before_ms, now=now) from None
+    if token is not None:
+        return token
+    queue_poll_guard(key=key, now=now)
+    token = selectors.queue_token_get(key=key)
+    if token is not None and selectors.effective_status(token, now=now) == Status.WAITING:
+        queue_token_touch(token=token, now=now)
+    return token
 
 
 def queue_poll_record(*, key: str, poll_after: int, now: datetime) -> None:
-    """Remember when this token may poll next (allowing a little early, for clock jitter)."""
+    """Remember when this token may poll next (allowing a little early, for clock jitter).
+    Stored as integer milliseconds, so the mirror's read script can compare it."""
     tolerance = min(1.0, poll_after * 0.2)
-    cache.set(_poll_key(key), now.timestamp() + poll_after - tolerance, poll_after + 5)
+    not_before = int((now.timestamp() + poll_after - tolerance) * 1000)
+    cache.set(_poll_key(key), not_before, poll_after + 5)

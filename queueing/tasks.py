@@ -19,3 +19,8 @@ def rebuild_buckets() -> int:
 @shared_task(name="queueing.expire_stale_tokens")
 def expire_stale_tokens() -> dict[str, int]:
     return services.queue_expire_stale(now=timezone.now())
+
+
+@shared_task(name="queueing.repair_mirror")
+def repair_mirror() -> int | None:
+    return services.queue_mirror_repair()

@@ -215,6 +215,7 @@ def test_seats_query_count_does_not_grow_with_holds(concert, fan):
     busy = make_schedule(concert)
     for number in range(1, 31):
         hold(admitted_client(UserFactory(), concert), busy, number)
+    client.get(f"/api/v1/schedules/{small.id}/seats")  # the API token is now cached
     counts, lengths = [], []
     for schedule in (small, busy):
         with CaptureQueriesContext(connection) as ctx:
@@ -223,7 +224,7 @@ def test_seats_query_count_does_not_grow_with_holds(concert, fan):
         counts.append(len(ctx))
         lengths.append(len(response.json()["seats"]))
     assert lengths == [50, 20]
-    assert counts[0] == counts[1] <= 4
+    assert counts[0] == counts[1] <= 3
 
 
 def test_dates_query_count_does_not_grow_with_dates_or_holds(concert, fan):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -92,14 +93,21 @@ def hold_via_service(user, schedule_id, number, queue_key):
 
 
 def test_control_without_the_lock_and_the_constraint_a_seat_is_sold_twice(monkeypatch):
-    """Switch the seat lock off and drop the constraint: the same race double-books."""
-    monkeypatch.setattr(
-        services,
-        "_lock_seat",
-        lambda *, schedule_id, seat_number: Seat.objects.get(
-            schedule_id=schedule_id, number=seat_number
-        ),
-    )
+    """Switch the seat lock off and drop the constraint: the same race double-books.
+
+    Without the lock, the seat read stands in for it, and the fans who passed the
+    unlocked "already taken?" check go on together (a barrier), as they would on a
+    busy server: the race happens on every run, not only on lucky ones."""
+    together = threading.Barrier(50)
+
+    def unlocked_seat(*, schedule_id, seat_number):
+        seat = Seat.objects.get(schedule_id=schedule_id, number=seat_number)
+        # Some fans may have been refused before this point: go on without them.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            together.wait(timeout=3)
+        return seat
+
+    monkeypatch.setattr(services, "_lock_seat", unlocked_seat)
     with connection.cursor() as cursor:
         cursor.execute("DROP INDEX reservation_one_live_per_seat")
     try:

@@ -24,8 +24,9 @@ def documented():
 
 
 def seconds(every: str) -> float:
-    if every.startswith("`QUEUE_ADMISSION_INTERVAL`"):
-        return float(settings.QUEUE_ADMISSION_INTERVAL)
+    named = re.fullmatch(r"`(QUEUE_\w+_INTERVAL)` \(\d+ s\)", every.strip())
+    if named:
+        return float(getattr(settings, named[1]))
     return float(re.fullmatch(r"(\d+) s", every.strip())[1])
 
 

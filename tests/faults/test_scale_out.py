@@ -2,19 +2,11 @@
 sale (issue 14): positions stay exact FIFO, capacity is never exceeded, and no seat
 is sold twice, whichever process a request reaches."""
 
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
-from django.db import connection
 from django.db.models import Count
 
 from concerts.models import Reservation
@@ -25,48 +17,6 @@ from tests.conftest import token_client
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def two_web_processes():
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.test_settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "ALLOWED_HOSTS": "127.0.0.1",
-    }
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    servers = []
-    for _ in range(2):
-        port = free_port()
-        proc = subprocess.Popen(
-            [gunicorn, "config.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "2",
-             "--threads", "4", "--log-level", "warning"],
-            cwd=ROOT, env=env, start_new_session=True,
-        )  # fmt: skip
-        servers.append((proc, f"http://127.0.0.1:{port}"))
-    for proc, url in servers:  # wait until each answers (an event with a deadline)
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, "a web process died at start"
-                time.sleep(0.1)
-    yield [url for _, url in servers]
-    for proc, _ in servers:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
 
 
 def test_two_web_processes_keep_fifo_capacity_and_single_sales(two_web_processes):

@@ -1,0 +1,61 @@
+"""API-token authentication with the user cached per token in the shared cache.
+
+DRF's TokenAuthentication reads the token and its user from PostgreSQL on every
+request. Here the (user, token) pair is kept in the shared cache (Redis) under a
+hash of the key, so a request authenticates with one cache read and no SQL.
+
+Invalidation takes effect at once in every process, because the entry lives in
+the one shared cache and is deleted after the commit that changes it: a token
+deleted or rotated (logout, a new token), and any save of its user (deactivated,
+password changed, renamed). With the cache down, every request reads PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.authtoken.models import Token
+
+TTL = 300  # seconds; invalidation is explicit, the TTL only bounds memory
+
+
+def _cache_key(key: str) -> str:
+    return "auth:token:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+class CachedTokenAuthentication(TokenAuthentication):
+    def authenticate_credentials(self, key: str):
+        cache_key = _cache_key(key)
+        hit = cache.get(cache_key)
+        if hit is not None:
+            return hit
+        user, token = super().authenticate_credentials(key)  # raises for a bad key
+        cache.set(cache_key, (user, token), TTL)
+        return user, token
+
+
+def forget_token_key(key: str) -> None:
+    transaction.on_commit(lambda: cache.delete(_cache_key(key)))
+
+
+def _token_gone(sender, instance: Token, created: bool = False, **kwargs) -> None:
+    if not created:
+        forget_token_key(instance.key)
+
+
+def _user_saved(sender, instance, created: bool, update_fields=None, **kwargs) -> None:
+    if created or (update_fields is not None and set(update_fields) == {"last_login"}):
+        return
+    for key in Token.objects.filter(user_id=instance.pk).values_list("key", flat=True):
+        forget_token_key(key)
+
+
+def connect_signals() -> None:
+    post_delete.connect(_token_gone, sender=Token, dispatch_uid="auth-cache-token-deleted")
+    post_save.connect(_token_gone, sender=Token, dispatch_uid="auth-cache-token-saved")
+    post_save.connect(_user_saved, sender=get_user_model(), dispatch_uid="auth-cache-user-saved")

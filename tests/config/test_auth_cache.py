@@ -1,0 +1,60 @@
+"""The API token's user is cached in Redis (issue 13); any change is seen at once."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def me(key):
+    return APIClient().get("/api/v1/auth/me", HTTP_AUTHORIZATION=f"Token {key}")
+
+
+@pytest.fixture
+def key():
+    return Token.objects.create(user=UserFactory()).key
+
+
+def test_a_known_token_authenticates_with_no_sql(key):
+    assert me(key).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert me(key).status_code == 200
+    assert len(queries) == 0
+
+
+def test_a_deleted_token_is_refused_on_the_next_request(key):
+    assert me(key).status_code == 200  # cached
+    Token.objects.filter(key=key).delete()  # a queryset delete sends post_delete too
+    assert me(key).status_code == 401
+
+
+def test_a_rotated_token_is_refused_and_the_new_one_works(key):
+    token = Token.objects.get(key=key)
+    assert me(key).status_code == 200
+    user = token.user
+    token.delete()
+    new = Token.objects.create(user=user)
+    assert me(key).status_code == 401
+    assert me(new.key).status_code == 200
+
+
+def test_a_deactivated_user_is_refused_on_the_next_request(key):
+    assert me(key).status_code == 200
+    user = Token.objects.get(key=key).user
+    user.is_active = False
+    user.save()
+    assert me(key).status_code == 401
+
+
+def test_control_without_invalidation_the_cache_would_still_let_it_in(key, monkeypatch):
+    from config import auth
+
+    monkeypatch.setattr(auth, "forget_token_key", lambda key: None)
+    assert me(key).status_code == 200
+    Token.objects.filter(key=key).delete()
+    assert me(key).status_code == 200  # stale: the invalidation is what refuses it

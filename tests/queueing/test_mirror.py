@@ -1,0 +1,190 @@
+"""The waiting room's Redis mirror (issue 13): polls and gate passes answered from
+Redis with no SQL, kept true by after-commit writes that only move forward, and
+repaired from PostgreSQL when it is corrupted or lost."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from queueing import mirror, selectors, services
+from queueing.models import QueueToken, WaitingRoom
+from tests.conftest import clear_own_cache_keys
+from tests.factories import ConcertFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def line():
+    """Five fans waiting (capacity 0), issued through the service, so mirrored."""
+    concert = ConcertFactory()
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=0)
+    now = timezone.now()
+    tokens = [
+        services.queue_token_issue(user=UserFactory(), concert_id=concert.id, now=now)[0]
+        for _ in range(5)
+    ]
+    return concert, tokens
+
+
+def poll(token):
+    return APIClient().get("/api/v1/queue", HTTP_X_QUEUE_TOKEN=token.key)
+
+
+def mirrored(token):
+    return mirror.read(key=token.key, now=timezone.now(), presence=False)
+
+
+def assert_mirror_matches_postgres(concert):
+    for token in QueueToken.objects.filter(concert=concert):
+        seen = mirrored(token)
+        assert seen is not None, token.pk
+        assert seen.status == token.status, token.pk
+        if token.status == "waiting":
+            assert seen.position_at_read == selectors.queue_position(token=token), token.pk
+
+
+def test_a_poll_is_answered_from_redis_with_no_sql(line):
+    _, tokens = line
+    poll(tokens[0])  # the shared pacing estimates (admission rate, total waiting) are warm
+    with CaptureQueriesContext(connection) as queries:
+        response = poll(tokens[2])
+    assert response.status_code == 200
+    assert response.json()["position"] == 3
+    assert response.json()["status"] == "waiting"
+    assert len(queries) == 0
+    with CaptureQueriesContext(connection) as queries:
+        early = poll(tokens[2])
+    assert early.status_code == 429
+    assert len(queries) == 0
+
+
+def test_positions_follow_admission_and_leaving(line):
+    concert, tokens = line
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=2)
+    services.queue_admit_next(concert_id=concert.id, now=timezone.now())
+    services.queue_token_leave(token=tokens[3], now=timezone.now())
+    assert mirrored(tokens[0]).status == "active"
+    assert mirrored(tokens[3]).status == "left"
+    assert mirrored(tokens[4]).position_at_read == 2  # tokens 3 and 5 wait: 5 is second
+    assert_mirror_matches_postgres(concert)
+
+
+def test_the_gate_reads_the_mirror_and_an_ending_is_refused_at_once(line):
+    concert, tokens = line
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=1)
+    services.queue_admit_next(concert_id=concert.id, now=timezone.now())
+    first = QueueToken.objects.get(pk=tokens[0].pk)
+    user = first.user
+    with CaptureQueriesContext(connection) as queries:
+        passed = services.queue_gate_pass(
+            key=first.key, user=user, concert_id=concert.id, now=timezone.now()
+        )
+    assert passed.pk == first.pk and len(queries) == 0
+    services.queue_tokens_end(ids=[first.pk], now=timezone.now(), reason="operator")
+    from queueing.exceptions import QueueTokenExpired
+
+    with pytest.raises(QueueTokenExpired):
+        services.queue_gate_pass(
+            key=first.key, user=user, concert_id=concert.id, now=timezone.now()
+        )
+
+
+def test_writes_landing_out_of_order_never_move_a_token_back(line):
+    """Two processes' after-commit writes can reach Redis in either order."""
+    _, tokens = line
+    token = tokens[0]
+    row = mirror.Row.of(token)
+    until = timezone.now() + timedelta(minutes=10)
+    mirror.put([mirror.Row(row.id, row.key, row.concert_id, row.user_id, "active", until)])
+    mirror.put([row])  # the older "waiting" write arrives late
+    assert mirrored(token).status == "active"
+    earlier = until - timedelta(minutes=5)
+    mirror.put([mirror.Row(row.id, row.key, row.concert_id, row.user_id, "active", earlier)])
+    assert mirrored(token).active_until == until.replace(
+        microsecond=until.microsecond // 1000 * 1000
+    )
+    mirror.put([mirror.Row(row.id, row.key, row.concert_id, row.user_id, "ended", until)])
+    mirror.put([mirror.Row(row.id, row.key, row.concert_id, row.user_id, "active", until)])
+    assert mirrored(token).status == "ended"
+
+
+def test_control_a_plain_overwrite_would_move_a_token_back(line, monkeypatch):
+    """Without the forward-only rule, the late write wins: the guard is what holds."""
+    _, tokens = line
+    token = tokens[0]
+    row = mirror.Row.of(token)
+    plain = mirror._PUT.replace("if r > rank then return 0 end", "")
+    monkeypatch.setattr(mirror, "_PUT", plain)
+    until = timezone.now() + timedelta(minutes=10)
+    mirror.put([mirror.Row(row.id, row.key, row.concert_id, row.user_id, "active", until)])
+    mirror.put([row])
+    assert mirrored(token).status == "waiting"  # moved back: wrong
+
+
+def test_a_corrupted_mirror_misleads_until_the_rebuild_repairs_it(line):
+    concert, tokens = line
+    client = mirror._client()
+    base = mirror._base()
+    # Corrupt it four ways: a status that is false, a missing place in line, a
+    # place for a token that does not exist, and a token the mirror has lost.
+    client.hset(f"{base}:t:{tokens[1].key}", mapping={"r": "2", "s": "active"})
+    client.zrem(f"{base}:w:{concert.id}", tokens[1].pk)
+    client.zrem(f"{base}:w:{concert.id}", tokens[3].pk)
+    client.zadd(f"{base}:w:{concert.id}", {"999999999": 999999999})
+    client.delete(f"{base}:t:{tokens[4].key}")
+    # The control: the corruption is visible to readers.
+    assert mirrored(tokens[1]).status == "active"  # PostgreSQL says waiting
+    assert mirrored(tokens[3]) is None  # no place in line: read from PostgreSQL instead
+    assert mirrored(tokens[4]) is None
+    assert services.queue_mirror_repair() > 0  # the counts drifted: the beat job rebuilds
+    assert_mirror_matches_postgres(concert)
+    assert client.zscore(f"{base}:w:{concert.id}", "999999999") is None
+    assert mirrored(tokens[4]).position_at_read == 5
+
+
+def test_a_status_corruption_that_keeps_the_counts_is_repaired_by_a_full_rebuild(line):
+    concert, tokens = line
+    client = mirror._client()
+    client.hset(f"{mirror._base()}:t:{tokens[1].key}", mapping={"r": "3", "s": "ended"})
+    assert mirrored(tokens[1]).status == "ended"
+    assert mirror.rebuild() == 1
+    assert_mirror_matches_postgres(concert)
+
+
+def test_a_restarted_redis_is_read_around_then_rebuilt_without_a_manual_step(line):
+    concert, tokens = line
+    clear_own_cache_keys()  # Redis restarted: it keeps nothing on disk
+    assert not mirror.is_ready()
+    with CaptureQueriesContext(connection) as queries:
+        response = poll(tokens[3])
+    assert response.status_code == 200 and response.json()["position"] == 4
+    assert len(queries) > 0  # answered by PostgreSQL
+    services.queue_mirror_repair()  # the next beat tick
+    assert mirror.is_ready()
+    assert_mirror_matches_postgres(concert)
+    with CaptureQueriesContext(connection) as queries:
+        assert poll(tokens[2]).json()["position"] == 3
+    assert len(queries) == 0
+
+
+def test_presence_seen_by_redis_reaches_postgres_before_the_idle_sweep(line, settings):
+    concert, tokens = line
+    settings.QUEUE_WAITING_IDLE_TIMEOUT = 60
+    token = QueueToken.objects.get(pk=tokens[0].pk)
+    polled_at = token.last_seen_at + timedelta(seconds=50)
+    assert services.queue_token_poll(key=token.key, now=polled_at).from_mirror
+    assert QueueToken.objects.get(pk=token.pk).last_seen_at == token.last_seen_at  # Redis only
+    # 61 s after line-up, but only 11 s after the poll: still here.
+    later = token.last_seen_at + timedelta(seconds=61)
+    result = services.queue_expire_stale(now=later)
+    fresh = QueueToken.objects.get(pk=token.pk)
+    assert fresh.status == "waiting"
+    assert fresh.last_seen_at == polled_at.replace(microsecond=polled_at.microsecond // 1000 * 1000)
+    # The four who never polled are gone.
+    assert result["idle_expired"] == 4
+    assert_mirror_matches_postgres(concert)
