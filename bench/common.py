@@ -67,24 +67,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Server:
-    """gunicorn serving the app with the bench settings."""
+SERVER = os.environ.get("BENCH_SERVER", "granian")  # granian | sync | gthread
+THREADS = int(os.environ.get("BENCH_THREADS", "4"))
 
-    def __init__(self, workers: int = WORKERS) -> None:
+
+def server_command(port: int, workers: int, kind: str = SERVER) -> list[str]:
+    """The command line of each web server the benchmarks compare (see docs/performance.md)."""
+    bin_dir = Path(sys.executable).parent
+    if kind == "granian":
+        # WSGI on Rust worker threads; Django runs on the blocking threads, each with
+        # its own database connection: workers x threads stays below max_connections.
+        return [
+            str(bin_dir / "granian"), "--interface", "wsgi", "config.wsgi:application",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+            "--blocking-threads", str(THREADS), "--log-level", "warning", "--no-ws",
+        ]  # fmt: skip
+    command = [
+        str(bin_dir / "gunicorn"), "config.wsgi:application", "-b", f"127.0.0.1:{port}",
+        "-w", str(workers), "--log-level", "warning",
+    ]  # fmt: skip
+    if kind == "gthread":
+        command += ["--threads", str(THREADS)]
+    return command
+
+
+class Server:
+    """The app served by one of the compared web servers, with the bench settings."""
+
+    def __init__(self, workers: int = WORKERS, kind: str = SERVER) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        self.kind = kind
         self.proc = subprocess.Popen(
-            [
-                gunicorn,
-                "config.wsgi:application",
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "-w",
-                str(workers),
-                "--log-level",
-                "warning",
-            ],
+            server_command(self.port, workers, kind),
             cwd=ROOT,
             env=ENV,
             start_new_session=True,
@@ -97,7 +112,7 @@ class Server:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("gunicorn did not start") from None
+                    raise RuntimeError(f"{kind} did not start") from None
                 time.sleep(0.3)
 
     def stop(self) -> None:

@@ -92,11 +92,26 @@ def main() -> None:
         issuer_auth = ["Token " + row[0] for row in cursor.fetchall()]
     connection.close()
 
+    from queueing import mirror
+
     results: dict = {"duration_s": DURATION, "line_big": BIG, "line_small": SMALL}
     with Server() as server:
         wrk(server.url, "/bench/bare", duration=3)  # warm up every worker
         results["bare"] = wrk(server.url, "/bench/bare")
-        results["poll"] = wrk(server.url, "/api/v1/queue", lines=poll_keys, header="X-Queue-Token")
+        # Before: the mirror is not ready (as after a Redis restart), so polls read PostgreSQL.
+        mirror.forget()
+        results["poll_postgres"] = wrk(
+            server.url, "/api/v1/queue", lines=poll_keys[100_000:], header="X-Queue-Token"
+        )
+        # After: the beat job's rebuild fills the mirror from PostgreSQL (timed), and
+        # polls are answered from Redis.
+        start = time.perf_counter()
+        results["mirror_rebuilt_entries"] = mirror.rebuild()
+        results["mirror_rebuild_s"] = round(time.perf_counter() - start, 1)
+        connection.close()
+        results["poll"] = wrk(
+            server.url, "/api/v1/queue", lines=poll_keys[:100_000], header="X-Queue-Token"
+        )
         results["issue"] = wrk(
             server.url,
             f"/api/v1/concerts/{issue.id}/queue",
@@ -126,6 +141,7 @@ def main() -> None:
 
     bare = results["bare"]["rps"]
     results["poll_vs_bare"] = round(results["poll"]["rps"] / bare, 3)
+    results["poll_postgres_vs_bare"] = round(results["poll_postgres"]["rps"] / bare, 3)
     results["issue_vs_bare"] = round(results["issue"]["rps"] / bare, 3)
     p = results["poll_p50_ms"]
     results["p50_ratio_1M_vs_1k"] = round(p["1M_waiting"] / p["1k_waiting"], 3)
@@ -152,13 +168,22 @@ def report(r: dict) -> None:
     print("\n| measure | result | target |")
     print("|---|---|---|")
     print(f"| bare DRF endpoint | {r['bare']['rps']} req/s | reference |")
+    q = r["poll_postgres"]
     print(
-        f"| GET /api/v1/queue (200s: {r['poll']['ok']}, 429s: {r['poll']['r429']}) | "
-        f"{r['poll']['rps']} req/s = {r['poll_vs_bare']:.0%} of bare | >= 50% |"
+        f"| GET /api/v1/queue from PostgreSQL, mirror not ready (200s: {q['ok']}) | "
+        f"{q['rps']} req/s = {r['poll_postgres_vs_bare']:.0%} of bare | before |"
+    )
+    print(
+        f"| mirror rebuild, {r['line_big'] + r['line_small']:,} waiting | "
+        f"{r['mirror_rebuild_s']} s ({r['mirror_rebuilt_entries']:,} entries) | beat job |"
+    )
+    print(
+        f"| GET /api/v1/queue from the mirror (200s: {r['poll']['ok']}, 429s: {r['poll']['r429']}) "
+        f"| {r['poll']['rps']} req/s = {r['poll_vs_bare']:.0%} of bare | >= 70% |"
     )
     print(
         f"| POST /concerts/{{id}}/queue (2xx: {r['issue']['ok']}, other: {r['issue']['other']}) | "
-        f"{r['issue']['rps']} req/s = {r['issue_vs_bare']:.0%} of bare | >= 25% |"
+        f"{r['issue']['rps']} req/s = {r['issue_vs_bare']:.0%} of bare | >= 30% |"
     )
     p = r["poll_p50_ms"]
     print(

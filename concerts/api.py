@@ -108,12 +108,14 @@ class ScheduleSeatsApi(GatedApi):
     error_codes = {"get": [*GATE_CODES, "schedule_not_found"]}
 
     def queue_concert_id(self, request: Request) -> int:
-        self.schedule = selectors.schedule_get(schedule_id=self.kwargs["schedule_id"])
-        return self.schedule.concert_id
+        self.availability = selectors.schedule_availability(
+            schedule_id=self.kwargs["schedule_id"], now=timezone.now()
+        )
+        return self.availability.schedule.concert_id
 
     @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses={200: SeatsOutput, 304: None})
     def get(self, request: Request, schedule_id: int) -> Response:
-        seats = selectors.seat_list_available(schedule=self.schedule, now=timezone.now())
+        seats = self.availability.seats
         etag = (
             '"'
             + hashlib.blake2s(

@@ -20,6 +20,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
+from concerts import seatcache
 from concerts.exceptions import ConcertNotFound, ReservationNotFound, ScheduleNotFound
 from concerts.models import Concert, Reservation, Schedule, Seat
 
@@ -118,17 +119,68 @@ def schedule_list_bookable(*, concert_id: int, now: datetime) -> list[Schedule]:
     )
 
 
-def seat_list_available(*, schedule: Schedule, now: datetime) -> list[Seat]:
-    """Available seats of a date, by number; none outside its booking window. One query."""
-    if not schedule.is_open_for_booking(now=now):
-        return []
-    live = Reservation.objects.filter(Reservation.live_q(now=now), seat=OuterRef("pk"))
-    return list(
-        Seat.objects.filter(schedule=schedule)
-        .exclude(Exists(live))
-        .order_by("number")
-        .only("id", "number", "price")
+@dataclass(frozen=True)
+class Availability:
+    """A date (read-only: it may come from the cache) and its available seats by number."""
+
+    schedule: Schedule
+    seats: list[Seat]
+
+
+def schedule_availability(*, schedule_id: int, now: datetime) -> Availability:
+    """The date and its available seats, none outside its booking window.
+
+    Answered from Redis while nothing has changed (concerts.seatcache: no SQL),
+    else from one PostgreSQL query, whose answer is then kept until the next write
+    on the date or the moment its earliest live hold lapses, whichever is first.
+    """
+    answer, seen_version = seatcache.read(schedule_id, now=now)
+    if answer is None:
+        schedule = schedule_get(schedule_id=schedule_id)
+        answer = _availability_answer(schedule=schedule, now=now)
+        if seen_version is not None:
+            seatcache.store(schedule_id, seen_version=seen_version, answer=answer)
+    schedule = Schedule(
+        id=schedule_id,
+        concert_id=answer["concert_id"],
+        starts_at=seatcache.from_timestamp(answer["starts_at"]),
+        booking_opens_at=seatcache.from_timestamp(answer["booking_opens_at"]),
+        booking_closes_at=seatcache.from_timestamp(answer["booking_closes_at"]),
     )
+    if not schedule.is_open_for_booking(now=now):
+        return Availability(schedule, [])
+    return Availability(schedule, [Seat(number=n, price=p) for n, p in answer["seats"]])
+
+
+def seat_list_available(*, schedule: Schedule, now: datetime) -> list[Seat]:
+    """Available seats of a date, by number; none outside its booking window."""
+    return schedule_availability(schedule_id=schedule.pk, now=now).seats
+
+
+def _availability_answer(*, schedule: Schedule, now: datetime) -> dict:
+    """One query: each seat, whether a live reservation blocks it, and until when."""
+    live = Reservation.objects.filter(Reservation.live_q(now=now), seat=OuterRef("pk"))
+    held = live.filter(status=Reservation.Status.HELD).order_by("expires_at")
+    rows = (
+        Seat.objects.filter(schedule=schedule)
+        .annotate(blocked=Exists(live), held_until=Subquery(held.values("expires_at")[:1]))
+        .order_by("number")
+        .values_list("number", "price", "blocked", "held_until")
+    )
+    seats, lapses = [], []
+    for number, price, blocked, held_until in rows:
+        if not blocked:
+            seats.append([number, price])
+        elif held_until is not None:
+            lapses.append(held_until)
+    return {
+        "concert_id": schedule.concert_id,
+        "starts_at": seatcache.timestamp(schedule.starts_at),
+        "booking_opens_at": seatcache.timestamp(schedule.booking_opens_at),
+        "booking_closes_at": seatcache.timestamp(schedule.booking_closes_at),
+        "seats": seats,
+        "until": seatcache.timestamp(min(lapses)) if lapses else None,
+    }
 
 
 def seat_map(*, schedule: Schedule, now: datetime, user_id: int | None) -> list[dict]:

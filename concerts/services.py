@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils.text import slugify
 
-from concerts import selectors
+from concerts import seatcache, selectors
 from concerts.exceptions import (
     BookingClosed,
     InvalidPrice,
@@ -197,6 +197,7 @@ def seat_hold_create(
                 until=reservation.expires_at,
                 now=now,
             )
+            seatcache.bump_after_commit([schedule.pk])
     except IntegrityError as exc:
         if LIVE_SEAT_CONSTRAINT not in _violated_constraint(exc):
             raise  # not a lost race for the seat: a real fault, not the fan's problem
@@ -231,6 +232,8 @@ def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:
     """
     rows = Reservation.objects.filter(id__in=ids)
     held, lapsed = Reservation.Status.HELD, Q(expires_at__lte=now)
+    if reason not in (End.PAID, End.EXPIRED):  # these free a seat that was taken
+        seatcache.bump_after_commit(rows.values_list("schedule_id", flat=True).distinct())
     if reason == End.PAID:
         return rows.filter(status=held, expires_at__gt=now).update(
             status=Reservation.Status.CONFIRMED, confirmed_at=now, expires_at=None

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from config.idempotency import Answer, fingerprint, run_once
 from wallet.exceptions import BalanceLimitExceeded, InsufficientBalance, InvalidAmount
@@ -45,32 +45,20 @@ def _check_whole_won(amount: object) -> int:
     return amount
 
 
-def _lock_wallet(*, user_id: int) -> Wallet:
-    """The fan's wallet row, created if needed, locked for the rest of the transaction."""
-    Wallet.objects.get_or_create(user_id=user_id)
-    return Wallet.objects.select_for_update(no_key=True).get(user_id=user_id)
-
-
-def _apply(
-    wallet: Wallet,
-    *,
-    kind: str,
-    amount: int,
-    now: datetime,
-    payment_id: int | None = None,
-    reservation_id: int | None = None,
-) -> LedgerEntry:
-    wallet.balance += -amount if kind == Kind.PAYMENT else amount
-    Wallet.objects.filter(pk=wallet.pk).update(balance=wallet.balance, updated_at=now)
-    return LedgerEntry.objects.create(
-        wallet=wallet,
-        kind=kind,
-        amount=amount,
-        balance_after=wallet.balance,
-        created_at=now,
-        payment_id=payment_id,
-        reservation_id=reservation_id,
-    )
+def _move(
+    *, user_id: int, delta: int, now: datetime, guard: str = "", params: tuple = ()
+) -> tuple[int, int] | None:
+    """Add `delta` to the fan's balance where `guard` (SQL on the row) holds, in one
+    `UPDATE ... RETURNING`: the statement takes the row lock, re-reads the latest
+    balance under it, and says (wallet id, new balance), or None when the guard
+    refused or there is no wallet. The lock lasts until the transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Wallet._meta.db_table} SET balance = balance + %s, updated_at = %s"
+            f" WHERE user_id = %s {guard} RETURNING {Wallet._meta.pk.column}, balance",
+            [delta, now, user_id, *params],
+        )
+        return cursor.fetchone()
 
 
 def wallet_charge_submit(
@@ -100,16 +88,23 @@ def wallet_charge(*, user_id: int, amount: object, now: datetime) -> LedgerEntry
         raise InvalidAmount(f"The smallest top-up is ₩{settings.WALLET_MIN_CHARGE:,}.")
     if amount > settings.WALLET_MAX_CHARGE:
         raise InvalidAmount(f"The largest top-up is ₩{settings.WALLET_MAX_CHARGE:,}.")
+    cap = settings.WALLET_MAX_BALANCE
 
-    def under_cap(wallet: Wallet) -> None:
-        if wallet.balance + amount > settings.WALLET_MAX_BALANCE:
-            raise BalanceLimitExceeded(
-                f"A wallet may hold at most ₩{settings.WALLET_MAX_BALANCE:,}; "
-                f"you can add up to ₩{settings.WALLET_MAX_BALANCE - wallet.balance:,} now.",
-                details={"balance": wallet.balance, "max_balance": settings.WALLET_MAX_BALANCE},
-            )
+    def over_cap(balance: int) -> BalanceLimitExceeded:
+        return BalanceLimitExceeded(
+            f"A wallet may hold at most ₩{cap:,}; "
+            f"you can add up to ₩{max(0, cap - balance):,} now.",
+            details={"balance": balance, "max_balance": cap},
+        )
 
-    return _locked_apply(user_id=user_id, kind=Kind.CHARGE, amount=amount, now=now, check=under_cap)
+    return _locked_apply(
+        user_id=user_id,
+        kind=Kind.CHARGE,
+        amount=amount,
+        now=now,
+        guard=("AND balance + %s <= %s", (amount, cap)),
+        refusal=over_cap,
+    )
 
 
 def wallet_debit(*, user_id: int, amount: int, now: datetime, ref: LedgerRef) -> LedgerEntry:
@@ -119,15 +114,20 @@ def wallet_debit(*, user_id: int, amount: int, now: datetime, ref: LedgerRef) ->
     writes (payments); the wallet row stays locked until that transaction ends.
     """
 
-    def covers(wallet: Wallet) -> None:
-        if wallet.balance < amount:
-            raise InsufficientBalance(
-                f"Your balance is ₩{wallet.balance:,}, short of ₩{amount:,}.",
-                details={"balance": wallet.balance, "amount": amount},
-            )
+    def short(balance: int) -> InsufficientBalance:
+        return InsufficientBalance(
+            f"Your balance is ₩{balance:,}, short of ₩{amount:,}.",
+            details={"balance": balance, "amount": amount},
+        )
 
     return _locked_apply(
-        user_id=user_id, kind=Kind.PAYMENT, amount=amount, now=now, ref=ref, check=covers
+        user_id=user_id,
+        kind=Kind.PAYMENT,
+        amount=amount,
+        now=now,
+        ref=ref,
+        guard=("AND balance >= %s", (amount,)),
+        refusal=short,
     )
 
 
@@ -143,13 +143,35 @@ def _locked_apply(
     amount: object,
     now: datetime,
     ref: LedgerRef | None = None,
-    check: Callable[[Wallet], None] | None = None,
+    guard: tuple[str, tuple] = ("", ()),
+    refusal: Callable[[int], Exception] | None = None,
 ) -> LedgerEntry:
-    """Every balance change: under the wallet row lock, `check` the rule, then move
-    the money and write its ledger entry, all in one transaction (or the caller's)."""
+    """Every balance change: one guarded `UPDATE ... RETURNING` (the row lock, the
+    rule and the move at once), then its ledger entry, in one transaction (or the
+    caller's). A refused rule writes nothing. The CHECK constraint on the balance
+    stands beneath the guard."""
     amount = _check_whole_won(amount)
+    delta = -amount if kind == Kind.PAYMENT else amount
     with transaction.atomic():
-        wallet = _lock_wallet(user_id=user_id)
-        if check is not None:
-            check(wallet)
-        return _apply(wallet, kind=kind, amount=amount, now=now, **(ref._asdict() if ref else {}))
+        moved = _move(user_id=user_id, delta=delta, now=now, guard=guard[0], params=guard[1])
+        if moved is None:
+            balance = Wallet.objects.filter(user_id=user_id).values_list("balance", flat=True)
+            balance = balance.first()
+            if balance is None:  # the fan's first top-up: create the wallet, then move
+                Wallet.objects.get_or_create(user_id=user_id)
+                moved = _move(
+                    user_id=user_id, delta=delta, now=now, guard=guard[0], params=guard[1]
+                )
+                balance = 0
+            if moved is None:
+                assert refusal is not None, "an unguarded change cannot be refused"
+                raise refusal(balance)
+        wallet_id, balance_after = moved
+        return LedgerEntry.objects.create(
+            wallet_id=wallet_id,
+            kind=kind,
+            amount=amount,
+            balance_after=balance_after,
+            created_at=now,
+            **(ref._asdict() if ref else {}),
+        )

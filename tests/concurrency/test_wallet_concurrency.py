@@ -79,12 +79,22 @@ def test_50_debits_of_30000_on_100000_exactly_3_succeed():
     assert LedgerEntry.objects.filter(wallet_id=fan.pk, kind="payment").count() == 3
 
 
+def read_then_write(*, user_id, delta, now, guard="", params=()):
+    """The control's stand-in for the guarded UPDATE ... RETURNING: read the balance
+    without a lock, check the rule on that read, write the computed balance back."""
+    wallet = Wallet.objects.filter(user_id=user_id).first()
+    if wallet is None:
+        return None  # no wallet yet: the service creates it and asks again
+    if "balance >=" in guard and wallet.balance < params[0]:
+        return None
+    if "<=" in guard and wallet.balance + params[0] > params[1]:
+        return None
+    Wallet.objects.filter(pk=wallet.pk).update(balance=wallet.balance + delta)
+    return wallet.pk, wallet.balance + delta
+
+
 def test_control_without_the_wallet_lock_updates_are_lost(monkeypatch):
-    monkeypatch.setattr(
-        services,
-        "_lock_wallet",
-        lambda *, user_id: Wallet.objects.get_or_create(user_id=user_id)[0],
-    )
+    monkeypatch.setattr(services, "_move", read_then_write)
     n = race_width(100)
     fan = UserFactory()
     seed_wallet(fan, 500_000)
@@ -95,11 +105,7 @@ def test_control_without_the_wallet_lock_updates_are_lost(monkeypatch):
 
 
 def test_control_without_the_wallet_lock_the_3_debit_limit_is_overdrawn(monkeypatch):
-    monkeypatch.setattr(
-        services,
-        "_lock_wallet",
-        lambda *, user_id: Wallet.objects.get_or_create(user_id=user_id)[0],
-    )
+    monkeypatch.setattr(services, "_move", read_then_write)
     fan = UserFactory()
     seed_wallet(fan, 100_000)
 

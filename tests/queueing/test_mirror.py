@@ -188,3 +188,16 @@ def test_presence_seen_by_redis_reaches_postgres_before_the_idle_sweep(line, set
     # The four who never polled are gone.
     assert result["idle_expired"] == 4
     assert_mirror_matches_postgres(concert)
+
+
+def test_the_poll_body_is_what_the_documented_serializer_says(line):
+    from queueing.api import QueueTokenOutput, token_body
+
+    concert, tokens = line
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=1)
+    services.queue_admit_next(concert_id=concert.id, now=timezone.now())
+    services.queue_token_leave(token=tokens[4], now=timezone.now())
+    now = timezone.now()
+    for token in QueueToken.objects.filter(concert=concert):  # active, waiting, left
+        view = selectors.queue_token_view(token=token, now=now)
+        assert token_body(view) == QueueTokenOutput(view).data

@@ -1,0 +1,113 @@
+"""A date's seat availability, answered from Redis and always current.
+
+PostgreSQL decides who holds a seat; this only remembers the last answer. Per
+date, one Redis hash holds a version counter `v` and the last computed answer
+`data` with the version it was computed under (`dv`). The answer is used only
+while `dv == v` and until `until`, the moment the earliest live hold on the date
+lapses (an expired hold is free the moment it expires, with no write at all).
+
+- Writers bump `v` after commit (`bump_after_commit`): a new hold, a hold ended
+  in a way that frees its seat, a refund, and any change to the date or its seats.
+- A reader that misses reads PostgreSQL and stores its answer with compare-and-set
+  on the version it saw *before* that read: if a writer bumped in between, the
+  answer is dropped, so an answer older than a bump is never served.
+- With Redis down (or no Redis), every read is a PostgreSQL read. A stored answer
+  lives at most MAX_AGE seconds, which bounds how long a bump lost to a Redis
+  failure can leave an answer stale.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from django.core.cache import caches
+from django.db import transaction
+
+from config.cache import REDIS_DOWN, PooledRedisCache
+
+MAX_AGE = 30  # seconds
+
+# KEYS: the date's hash. ARGV: the version seen before the read, the answer, max age.
+_STORE = """
+if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'dv', ARGV[1], 'data', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+
+def _client():
+    backend = caches["default"]
+    if not isinstance(backend, PooledRedisCache) or backend._cache.is_down:
+        return None
+    return backend._cache.get_client(write=True)
+
+
+def _failed(exc: Exception) -> None:
+    caches["default"]._cache.mark_down(exc)
+
+
+def _key(schedule_id: int) -> str:
+    return caches["default"].make_key(f"seats:{schedule_id}")
+
+
+def read(schedule_id: int, *, now: datetime) -> tuple[dict | None, str | None]:
+    """(answer, None) on a hit; (None, version seen) on a miss; (None, None) with no Redis."""
+    client = _client()
+    if client is None:
+        return None, None
+    try:
+        version, data_version, data = client.hmget(_key(schedule_id), "v", "dv", "data")
+    except REDIS_DOWN as exc:
+        _failed(exc)
+        return None, None
+    version = (version or b"0").decode()
+    if data is not None and data_version is not None and data_version.decode() == version:
+        answer = json.loads(data)
+        if answer["until"] is None or now.timestamp() < answer["until"]:
+            return answer, None
+    return None, version
+
+
+def store(schedule_id: int, *, seen_version: str, answer: dict) -> None:
+    client = _client()
+    if client is None:
+        return
+    try:
+        client.register_script(_STORE)(
+            keys=[_key(schedule_id)], args=[seen_version, json.dumps(answer), MAX_AGE]
+        )
+    except REDIS_DOWN as exc:
+        _failed(exc)
+
+
+def bump(schedule_ids: Iterable[int]) -> None:
+    client = _client()
+    ids = sorted(set(schedule_ids))
+    if client is None or not ids:
+        return
+    try:
+        pipe = client.pipeline(transaction=False)
+        for schedule_id in ids:
+            pipe.hincrby(_key(schedule_id), "v", 1)
+            pipe.expire(_key(schedule_id), MAX_AGE * 10)
+        pipe.execute()
+    except REDIS_DOWN as exc:
+        _failed(exc)
+
+
+def bump_after_commit(schedule_ids: Iterable[int]) -> None:
+    """Every cached answer for these dates is out of date once the caller commits."""
+    ids = list(schedule_ids)
+    if ids:
+        transaction.on_commit(lambda: bump(ids))
+
+
+def timestamp(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def from_timestamp(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)

@@ -1,0 +1,118 @@
+"""A date's available seats answered from Redis (issue 13), and always current:
+every write that frees or takes a seat invalidates it after commit, and an expired
+hold is free the moment it expires with no write at all."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from concerts import seatcache, selectors
+from concerts.models import Reservation, Seat
+from payments import services as payment_services
+from queueing.models import WaitingRoom
+from tests.conftest import admitted_client, hold_seat
+from tests.factories import ConcertFactory, UserFactory, make_schedule
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def date():
+    concert = ConcertFactory()
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=1000)
+    return make_schedule(concert)
+
+
+def free(schedule, now=None):
+    return [
+        s.number
+        for s in selectors.seat_list_available(schedule=schedule, now=now or timezone.now())
+    ]
+
+
+def test_a_repeat_read_and_a_revalidation_need_no_sql(date):
+    client = admitted_client(UserFactory(), date.concert)
+    first = client.get(f"/api/v1/schedules/{date.id}/seats")
+    assert first.status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        again = client.get(f"/api/v1/schedules/{date.id}/seats")
+        revalidated = client.get(
+            f"/api/v1/schedules/{date.id}/seats", HTTP_IF_NONE_MATCH=first["ETag"]
+        )
+    assert again.json() == first.json()
+    assert revalidated.status_code == 304
+    assert len(queries) == 0  # authentication, gate and seats all answered by Redis
+
+
+def test_a_new_hold_and_a_cancel_are_seen_on_the_next_read(date):
+    fan = UserFactory()
+    assert 7 in free(date)  # cached now
+    reservation = hold_seat(fan, date, 7)
+    assert 7 not in free(date)
+    payment_services.booking_cancel(
+        user_id=fan.pk, reservation_id=reservation.pk, now=timezone.now()
+    )
+    assert 7 in free(date)
+
+
+def test_an_expired_hold_is_free_the_moment_it_expires_though_nothing_was_written(date):
+    reservation = hold_seat(UserFactory(), date, 3)
+    assert 3 not in free(date)  # cached, with the hold's end as its limit
+    after = reservation.expires_at + timedelta(milliseconds=1)
+    assert 3 in free(date, now=after)
+    assert Reservation.objects.get(pk=reservation.pk).status == "held"  # no job has run
+
+
+def test_an_operator_price_change_is_seen_at_once(date):
+    before = selectors.schedule_availability(schedule_id=date.id, now=timezone.now())
+    assert before.seats[0].price == 100_000
+    seat = Seat.objects.get(schedule=date, number=1)
+    seat.price = 120_000
+    seat.save()
+    after = selectors.schedule_availability(schedule_id=date.id, now=timezone.now())
+    assert after.seats[0].price == 120_000
+
+
+def test_an_answer_read_before_a_write_is_never_kept_after_it(date):
+    """A reader reads the version, then PostgreSQL; a hold commits and bumps in between."""
+    answer, seen = seatcache.read(date.id, now=timezone.now())
+    assert answer is None
+    stale = selectors._availability_answer(schedule=date, now=timezone.now())  # seat 5 free
+    hold_seat(UserFactory(), date, 5)  # commits and bumps
+    seatcache.store(date.id, seen_version=seen, answer=stale)  # too late: refused
+    assert 5 not in free(date)
+
+
+def test_control_an_answer_stored_under_the_version_at_store_time_goes_stale(date, monkeypatch):
+    """Store the answer under the version current when it is stored (not the one seen
+    before reading PostgreSQL), and the same interleaving serves a taken seat as free."""
+    late = (
+        "redis.call('HSET', KEYS[1], 'dv', redis.call('HGET', KEYS[1], 'v') or '0',"
+        " 'data', ARGV[2]) return 1"
+    )
+    monkeypatch.setattr(seatcache, "_STORE", late)
+    answer, seen = seatcache.read(date.id, now=timezone.now())
+    stale = selectors._availability_answer(schedule=date, now=timezone.now())
+    hold_seat(UserFactory(), date, 5)
+    seatcache.store(date.id, seen_version=seen, answer=stale)
+    assert 5 in free(date)  # wrong: the version rule is what prevents it
+
+
+@override_settings(
+    CACHES={
+        "default": {
+            "BACKEND": "config.cache.PooledRedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "KEY_PREFIX": "redis-down-test",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+)
+def test_with_redis_down_every_read_is_a_postgresql_read(date):
+    hold_seat(UserFactory(), date, 9)
+    assert 9 not in free(date)
+    assert len(free(date)) == 49
