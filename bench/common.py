@@ -244,6 +244,14 @@ def wrk(
     return {"rps": round(rps, 1), "p50_ms": round(p50_ms, 2), **counts}
 
 
+def mirror_rebuild() -> None:
+    """Fill the waiting room's Redis mirror from PostgreSQL, as beat's repair job does
+    on a fresh Redis: tokens seeded by bulk SQL bypass the services that mirror them."""
+    from queueing import mirror
+
+    mirror.rebuild()
+
+
 def save(name: str, results: dict) -> Path:
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)

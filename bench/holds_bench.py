@@ -19,6 +19,7 @@ from bench.common import (
     DURATION,
     ROOT,
     Server,
+    mirror_rebuild,
     recreate_database,
     save,
     seed_fans,
@@ -84,6 +85,7 @@ def main() -> None:
         cursor.execute("SELECT min(id), max(id) FROM concerts_seat")
         seat_ids = cursor.fetchone()
         cursor.execute("VACUUM ANALYZE")
+    mirror_rebuild()  # what beat's repair job does for tokens seeded by SQL
     connection.close()
 
     random.seed(11)

@@ -13,6 +13,7 @@ from bench.common import (
     DURATION,
     ROOT,
     Server,
+    mirror_rebuild,
     recreate_database,
     save,
     seed_fans,
@@ -81,6 +82,7 @@ def main() -> None:
             for auth, queue, rid in cursor.fetchall()
         ]
         cursor.execute("VACUUM ANALYZE")
+    mirror_rebuild()  # what beat's repair job does for tokens seeded by SQL
     connection.close()
 
     results: dict = {"duration_s": DURATION}

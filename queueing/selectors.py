@@ -213,6 +213,24 @@ def queue_token_get(*, key: str) -> QueueToken | None:
     )
 
 
+def waiting_room_and_live_token(
+    *, user_id: int, concert_id: int
+) -> tuple[WaitingRoom | None, QueueToken | None]:
+    """The concert's room and the fan's live token for it: one query for a fan who has
+    none (the rush of new fans), two for one who has."""
+    live = QueueToken.objects.filter(
+        user_id=user_id, concert_id=concert_id, status__in=QueueToken.LIVE_STATUSES
+    ).order_by("-id")
+    room = (
+        WaitingRoom.objects.filter(pk=concert_id)
+        .annotate(live_token_id=Subquery(live.values("id")[:1]))
+        .first()
+    )
+    if room is None or room.live_token_id is None:
+        return room, None
+    return room, QueueToken.objects.filter(pk=room.live_token_id).first()
+
+
 def queue_token_live_for(*, user_id: int, concert_id: int) -> QueueToken | None:
     return (
         QueueToken.objects.filter(

@@ -1,12 +1,14 @@
 """Writes for the waiting room: issue, admit, leave, end, expire, the gate.
 
-Lock order, everywhere: the waiting-room row, then token rows in id order, then
-bucket rows in (concert, number, stripe) order. Following it, no two of these services
-can deadlock.
+Lock order, everywhere: the waiting-room row, then the concert's line lock (an
+advisory lock: shared by line-ups, exclusive for admission), then token rows in id
+order, then bucket rows in (concert, number, stripe) order. Following it, no two of
+these services can deadlock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import Counter
@@ -36,6 +38,7 @@ from queueing.models import (
     QueueToken,
     WaitingRoom,
     is_token_key,
+    new_token_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -172,27 +175,15 @@ def queue_token_issue(
     Where capacity is free and nobody waits ahead, the new token is admitted
     right after commit.
     """
-    existing = selectors.queue_token_live_for(user_id=user.pk, concert_id=concert_id)
+    room, existing = selectors.waiting_room_and_live_token(user_id=user.pk, concert_id=concert_id)
+    if room is None:
+        raise ConcertNotFound()
     if existing is not None:
         if selectors.effective_status(existing, now=now) != Status.EXPIRED:
             return existing, False
         _end_tokens(ids=[existing.pk], now=now, reason="lapsed")
-    waiting_room_get(concert_id=concert_id)
     try:
-        with transaction.atomic():
-            token = QueueToken.objects.create(
-                concert_id=concert_id,
-                user=user,
-                status=Status.WAITING,
-                created_at=now,
-                last_seen_at=now,
-            )
-            _bucket_add(
-                concert_id=concert_id,
-                number=token.pk // BUCKET_SIZE,
-                stripe=token.pk % BUCKET_STRIPES,
-                delta=1,
-            )
+        token = _insert_waiting(user_id=user.pk, concert_id=concert_id, now=now)
     except IntegrityError:
         existing = selectors.queue_token_live_for(user_id=user.pk, concert_id=concert_id)
         if existing is None:  # pragma: no cover - the winner ended it in between
@@ -204,7 +195,60 @@ def queue_token_issue(
     admission = _admit(concert_id=concert_id, now=now, count=None, watch=token.pk)
     if admission.watched_status == Status.ACTIVE:
         token.refresh_from_db(fields=["status", "admitted_at", "active_until"])
+    else:
+        # The place in line, from the mirror (one Redis read) where it can say.
+        seen = mirror.read(key=token.key, now=now, presence=False)
+        if seen is not None and seen.status == Status.WAITING:
+            token.position_at_read = seen.position_at_read
     return token, True
+
+
+def _insert_waiting(*, user_id: int, concert_id: int, now: datetime) -> QueueToken:
+    """A new waiting token and its bucket count, in ONE statement (so one round trip,
+    atomic by itself): the token's id, from the sequence, is its place in line.
+
+    The statement first takes the concert's line lock in shared mode, so line-ups
+    never wait for each other; an admission run takes it exclusively (_lock_line).
+    An id is drawn and committed while the shared lock is held, so when admission
+    holds the lock, every token with a smaller id than any it can see has committed:
+    the first `free` it reads are exactly the first in line."""
+    tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
+    key = new_token_key()
+    # Alone, the statement is its own transaction; inside a caller's, a savepoint keeps
+    # a refused insert (the fan already has a live token) from breaking it.
+    scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with scope, connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH l AS (SELECT pg_advisory_xact_lock_shared({LINE_LOCK}, %s)),
+            t AS (
+                INSERT INTO {tokens} (key, concert_id, user_id, status, created_at,
+                                      last_seen_at, end_reason)
+                SELECT %s, %s, %s, 'waiting', %s, %s, '' FROM l
+                RETURNING id
+            ), b AS (
+                INSERT INTO {buckets} (concert_id, number, stripe, waiting)
+                SELECT %s, id / {BUCKET_SIZE}, id %% {BUCKET_STRIPES}, 1 FROM t
+                ON CONFLICT (concert_id, number, stripe)
+                DO UPDATE SET waiting = {buckets}.waiting + 1
+            )
+            SELECT id FROM t
+            """,
+            [concert_id, key, concert_id, user_id, now, now, concert_id],
+        )
+        (token_id,) = cursor.fetchone()
+    token = QueueToken(
+        id=token_id,
+        key=key,
+        concert_id=concert_id,
+        user_id=user_id,
+        status=Status.WAITING,
+        created_at=now,
+        last_seen_at=now,
+        end_reason="",
+    )
+    token._state.adding, token._state.db = False, "default"  # as if loaded
+    return token
 
 
 # --- admission -------------------------------------------------------------
@@ -213,6 +257,17 @@ def queue_token_issue(
 def _lock_room(*, concert_id: int) -> WaitingRoom:
     """Serialise admission runs of one concert (call inside a transaction)."""
     return WaitingRoom.objects.select_for_update(no_key=True).get(pk=concert_id)
+
+
+# The advisory lock namespace (first key) of a concert's line (second key: its id).
+LINE_LOCK = 0x51
+
+
+def _lock_line(*, concert_id: int) -> None:
+    """Wait for line-ups of this concert in flight to commit, and hold new ones back,
+    until the caller's transaction ends (see _insert_waiting)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LINE_LOCK, concert_id])
 
 
 def queue_admit_next(*, concert_id: int, now: datetime, count: int | None = None) -> list[int]:
@@ -261,6 +316,7 @@ def _admit_locked(*, concert_id: int, now: datetime, count: int | None) -> list[
             free = count
         if free <= 0:
             return []
+        _lock_line(concert_id=concert_id)
         cutoff = selectors.idle_cutoff(now=now)
         rows = list(
             QueueToken.objects.filter(

@@ -116,3 +116,11 @@ def test_with_redis_down_every_read_is_a_postgresql_read(date):
     hold_seat(UserFactory(), date, 9)
     assert 9 not in free(date)
     assert len(free(date)) == 49
+
+
+def test_the_seats_body_is_what_the_documented_serializer_says(date):
+    from concerts.api import SeatsOutput, seats_body
+
+    hold_seat(UserFactory(), date, 4)
+    seats = selectors.seat_list_available(schedule=date, now=timezone.now())
+    assert seats_body(date.id, seats) == SeatsOutput({"schedule_id": date.id, "seats": seats}).data

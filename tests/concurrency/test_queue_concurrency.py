@@ -9,15 +9,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from queueing import selectors, services
-from queueing.models import QueueBucket, QueueToken, WaitingRoom
+from queueing.models import BUCKET_SIZE, BUCKET_STRIPES, QueueBucket, QueueToken, WaitingRoom
 from tests.concurrency.helpers import errors, race_width, run_concurrently
 from tests.factories import ConcertFactory, UserFactory
 
@@ -63,7 +64,19 @@ def test_control_lost_bucket_updates_break_positions(monkeypatch):
         time.sleep(0.001)  # the gap any read-modify-write has, made visible
         QueueBucket.objects.filter(pk=bucket.pk).update(waiting=seen + delta)
 
-    monkeypatch.setattr(services, "_bucket_add", racy_bucket_add)
+    def racy_insert(*, user_id, concert_id, now):
+        """The line-up's insert, with its bucket count as a separate read-then-write."""
+        token = QueueToken.objects.create(
+            concert_id=concert_id, user_id=user_id, status="waiting", created_at=now,
+            last_seen_at=now,
+        )  # fmt: skip
+        racy_bucket_add(
+            concert_id=concert_id, number=token.pk // BUCKET_SIZE,
+            stripe=token.pk % BUCKET_STRIPES, delta=1,
+        )  # fmt: skip
+        return token
+
+    monkeypatch.setattr(services, "_insert_waiting", racy_insert)
     n = race_width(200)
     concert = make_concert(max_active=0)
     users = UserFactory.create_batch(n)
@@ -240,3 +253,56 @@ def test_control_without_reading_the_watched_token_fans_are_told_to_wait_while_a
         body["status"] for _, body in results if actually[body["token"]] != body["status"]
     )
     assert told_wrong["waiting"] > 0, "the race did not happen; the burst test could not fail"
+
+
+def _admission_while_a_line_up_is_in_flight():
+    """Fan A draws an id but has not committed when fan B (a later id) has, and an
+    admission run with one free slot starts. Returns (A's id, B's id, admitted)."""
+    concert = make_concert(max_active=0)
+    fan_a, fan_b = UserFactory(), UserFactory()
+    drawn, release = threading.Event(), threading.Event()
+    out: dict = {}
+
+    def slow_line_up():
+        try:
+            with transaction.atomic():
+                out["a"] = services._insert_waiting(
+                    user_id=fan_a.pk, concert_id=concert.id, now=timezone.now()
+                ).pk
+                drawn.set()
+                release.wait(30)  # still in flight: id drawn, nothing committed
+        finally:
+            connections.close_all()
+
+    def admission():
+        try:
+            out["admitted"] = services.queue_admit_next(
+                concert_id=concert.id, now=timezone.now(), count=1
+            )
+        finally:
+            connections.close_all()
+
+    slow = threading.Thread(target=slow_line_up)
+    slow.start()
+    assert drawn.wait(30)
+    b, _ = services.queue_token_issue(user=fan_b, concert_id=concert.id, now=timezone.now())
+    admit = threading.Thread(target=admission)
+    admit.start()
+    admit.join(0.5)  # give the run every chance to go ahead of fan A
+    release.set()
+    slow.join(30)
+    admit.join(30)
+    return out["a"], b.pk, out["admitted"]
+
+
+def test_admission_waits_for_a_line_up_in_flight_and_keeps_fifo():
+    a, b, admitted = _admission_while_a_line_up_is_in_flight()
+    assert a < b
+    assert admitted == [a]
+
+
+def test_control_without_the_line_lock_a_later_fan_is_admitted_first(monkeypatch):
+    monkeypatch.setattr(services, "_lock_line", lambda *, concert_id: None)
+    a, b, admitted = _admission_while_a_line_up_is_in_flight()
+    assert a < b
+    assert admitted == [b]  # fan B jumped fan A: the lock is what keeps FIFO
