@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
@@ -244,8 +244,10 @@ def queue_token_live_for(*, user_id: int, concert_id: int) -> QueueToken | None:
 def waiting_room_with_active(
     *, concert_id: int, now: datetime, token_id: int | None = None
 ) -> WaitingRoom | None:
-    """The room with `active_now`, its count of admitted fans whose turn has not lapsed,
-    and, given `token_id`, that token's `token_status`, all in one query."""
+    """The room with `anyone_waiting`; `active_now`, its count of admitted fans whose
+    turn has not lapsed (counted only when anyone waits: with nobody to admit, the
+    count is not needed and not paid for); and, given `token_id`, that token's
+    `token_status`, all in one query."""
     active = (
         QueueToken.objects.filter(
             concert_id=OuterRef("pk"), status=Status.ACTIVE, active_until__gt=now
@@ -255,8 +257,12 @@ def waiting_room_with_active(
         .annotate(n=Count("id"))
         .values("n")
     )
+    waiting = QueueToken.objects.filter(concert_id=OuterRef("pk"), status=Status.WAITING)
     rooms = WaitingRoom.objects.filter(pk=concert_id).annotate(
-        active_now=Coalesce(Subquery(active), 0)
+        anyone_waiting=Exists(waiting),
+        active_now=Case(
+            When(anyone_waiting=True, then=Coalesce(Subquery(active), 0)), default=Value(0)
+        ),
     )
     if token_id is not None:
         rooms = rooms.annotate(

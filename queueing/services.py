@@ -295,7 +295,12 @@ def _admit(
         # Cheap check without a lock, in one query: a full or paused room has nothing
         # to do. A slot freed after this read triggers its own admission run on commit.
         room = selectors.waiting_room_with_active(concert_id=concert_id, now=now, token_id=watch)
-        if room is None or room.admission_paused or room.capacity - room.active_now <= 0:
+        if (
+            room is None
+            or room.admission_paused
+            or not room.anyone_waiting
+            or room.capacity - room.active_now <= 0
+        ):
             return _Admission([], getattr(room, "token_status", None))
     ids = _admit_locked(concert_id=concert_id, now=now, count=count)
     if watch is None or watch in ids:
@@ -356,8 +361,9 @@ def queue_admit_all(*, now: datetime) -> int:
 
 
 def _end_tokens(*, ids: list[int], now: datetime, reason: str, status: str = Status.EXPIRED) -> int:
-    """End live tokens (in id order, inside the caller's transaction or one of its own)."""
-    with transaction.atomic():
+    """End live tokens (in id order, inside the caller's transaction or one of its own;
+    no savepoint: a failure here fails the caller's transaction anyway)."""
+    with transaction.atomic(savepoint=False):
         rows = list(
             QueueToken.objects.filter(id__in=ids, status__in=QueueToken.LIVE_STATUSES)
             .order_by("id")

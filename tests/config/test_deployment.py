@@ -32,7 +32,7 @@ def test_compose_runs_postgres_redis_web_worker_beat_from_one_image():
         if isinstance(services["web"]["command"], list)
         else services["web"]["command"]
     )
-    assert "gunicorn" in web_command and "runserver" not in web_command
+    assert "granian --interface wsgi" in web_command and "runserver" not in web_command
     assert "worker" in services["worker"]["command"]
     assert "beat" in services["beat"]["command"]
     for s in app:

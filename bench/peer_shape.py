@@ -1,0 +1,246 @@
+"""Our side of the pretix comparison, in pretix's shape. Run:
+    sh .ci/dev python -m bench.peer_shape
+
+The same shape as ../shared/peers/pretix.sh measures pretix in: 3 worker processes,
+PostgreSQL, Redis and a Celery worker's broker; wrk at 32 connections for the read;
+300 tries from 32 threads (a new connection per request) at 100 seats for holds and
+for paid orders; successes counted per second up to the last success.
+
+- availability read: GET /api/v1/schedules/{id}/seats (pretix: quota availability);
+- holds: 300 admitted fans try to hold a seat of 2 dates x 50 seats, spread over the
+  seats in a shuffled order, so every seat is wanted by three fans: 100 succeed
+  (pretix: cart positions against a quota of 100);
+- paid orders: 100 fans with a hold each pay it; 300 tries (three per fan, each with
+  its own Idempotency-Key): 100 succeed, the rest are 409 already paid (pretix:
+  orders created with status paid, until the quota of 100 is sold).
+
+Run under gunicorn sync (pretix's server, the same shape) and under granian (ours).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import statistics
+import threading
+import time
+from collections import Counter
+
+from bench.common import (
+    ROOT,
+    Server,
+    mirror_rebuild,
+    recreate_database,
+    save,
+    seed_fans,
+    setup_django,
+    wrk,
+)
+
+FANS = 300
+CONC = 32
+WORKERS = 3
+
+
+def post_load(port: int, requests: list[tuple[str, dict, dict]]) -> dict:
+    """Fire the requests from CONC threads, a new connection each; report like pretix.sh."""
+    lock, left, records, start = threading.Lock(), list(requests), [], threading.Event()
+
+    def worker() -> None:
+        start.wait()
+        while True:
+            with lock:
+                if not left:
+                    return
+                path, headers, body = left.pop(0)
+            t0 = time.perf_counter()
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                conn.request("POST", path, json.dumps(body), headers)
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+                conn.close()
+            except Exception as exc:  # counted, never hidden
+                status = "EXC:" + type(exc).__name__
+            with lock:
+                records.append((status, t0, time.perf_counter()))
+
+    threads = [threading.Thread(target=worker) for _ in range(CONC)]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    start.set()
+    for thread in threads:
+        thread.join()
+    ok = sorted((r for r in records if r[0] == 201), key=lambda r: r[2])
+    last = ok[-1][2] - began if ok else float("nan")
+    return {
+        "attempts": len(records),
+        "success": len(ok),
+        "codes": dict(Counter(str(r[0]) for r in records)),
+        "success_per_s": round(len(ok) / last, 1) if ok else 0,
+        "t_last_success_s": round(last, 3),
+        "ok_p50_ms": round(statistics.median((r[2] - r[1]) * 1000 for r in ok), 1) if ok else None,
+    }
+
+
+def main() -> None:
+    recreate_database()
+    setup_django()
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from concerts import services
+    from queueing.models import WaitingRoom
+
+    now = timezone.now()
+    concert = services.concert_create(title="Peer", slug="peer", artist="a", venue="v")
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=100_000)
+    dates = [
+        services.schedule_create(
+            concert=concert,
+            starts_at=now + timedelta(days=30 + d),
+            booking_opens_at=now - timedelta(days=1),
+            booking_closes_at=now + timedelta(days=29 + d),
+            seat_price=50_000,
+        )
+        for d in range(2)
+    ]
+    with connection.cursor() as cursor:
+        seed_fans(cursor, FANS, concert_id=concert.id)
+        cursor.execute(
+            "INSERT INTO wallet_wallet (user_id, balance, updated_at)"
+            " SELECT g, 1000000, now() FROM generate_series(1, %s) g",
+            [FANS],
+        )
+        cursor.execute(
+            "INSERT INTO wallet_ledgerentry (wallet_id, kind, amount, balance_after, created_at)"
+            " SELECT g, 'charge', 1000000, 1000000, now() FROM generate_series(1, %s) g",
+            [FANS],
+        )
+        cursor.execute(
+            "SELECT a.user_id, 'Token ' || a.key, q.key FROM authtoken_token a"
+            " JOIN queueing_queuetoken q ON q.user_id = a.user_id ORDER BY a.user_id"
+        )
+        fans = cursor.fetchall()
+        cursor.execute("VACUUM ANALYZE")
+    mirror_rebuild()
+    connection.close()
+
+    random.seed(3)
+    seats = [(d.id, n) for d in dates for n in range(1, 51)]
+    results: dict = {"workers": WORKERS, "conc": CONC, "fans": FANS}
+    for kind in ("sync", "granian"):
+        reset_sale(dates)
+        with Server(workers=WORKERS, kind=kind) as server:
+            first = {"Authorization": fans[0][1], "X-Queue-Token": fans[0][2]}
+            wrk(server.url, "/bench/bare", duration=3)
+            r = results[kind] = {}
+            r["read"] = wrk(
+                server.url,
+                f"/api/v1/schedules/{dates[0].id}/seats",
+                lines=[f"{first['Authorization']}\t{first['X-Queue-Token']}"],
+                header="Authorization,X-Queue-Token",
+                connections=32,
+            )
+            order = seats * 3
+            random.shuffle(order)
+            holds = [
+                (
+                    "/api/v1/reservations",
+                    _headers(auth, queue),
+                    {"schedule_id": s, "seat_number": n},
+                )
+                for (_, auth, queue), (s, n) in zip(fans, order, strict=True)
+            ]
+            r["holds"] = post_load(server.port, holds)
+            reset_sale(dates)
+            held = hold_one_each(fans[:100], seats)
+            pays = [
+                (
+                    "/api/v1/payments",
+                    {**_headers(auth, queue), "Idempotency-Key": f"{kind}-{user_id}-{attempt}"},
+                    {"reservation_id": held[user_id]},
+                )
+                for attempt in range(3)
+                for user_id, auth, queue in fans[:100]
+            ]
+            random.shuffle(pays)
+            r["paid_orders"] = post_load(server.port, pays)
+    path = save("peer_shape", results)
+    report(results)
+    print(f"\nraw results: {path.relative_to(ROOT)}")
+
+
+def _headers(auth: str, queue: str) -> dict:
+    return {"Authorization": auth, "X-Queue-Token": queue, "Content-Type": "application/json"}
+
+
+def reset_sale(dates) -> None:
+    """Every seat free again, every fan's turn active again (between the runs)."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from concerts import seatcache
+    from queueing import mirror
+
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM payments_payment")
+        cursor.execute("DELETE FROM concerts_reservation")
+        cursor.execute(
+            "UPDATE queueing_queuetoken SET status = 'active', ended_at = NULL, end_reason = '',"
+            " active_until = %s",
+            [timezone.now() + timedelta(days=1)],
+        )
+    mirror.forget()
+    client = mirror._client()
+    for name in client.scan_iter(match=f"{mirror._base()}:*", count=1000):
+        client.delete(name)
+    mirror.rebuild()
+    seatcache.bump(d.id for d in dates)
+    connection.close()
+
+
+def hold_one_each(fans, seats) -> dict[int, int]:
+    """Fans hold one seat each, through the service; returns {user id: reservation id}."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.utils import timezone
+
+    from concerts import services
+
+    held = {}
+    users = get_user_model().objects.in_bulk([f[0] for f in fans])
+    for (user_id, _, queue), (schedule_id, number) in zip(fans, seats, strict=False):
+        reservation = services.seat_hold_create(
+            user=users[user_id], schedule_id=schedule_id, seat_number=number,
+            queue_key=queue, now=timezone.now(),
+        )  # fmt: skip
+        held[user_id] = reservation.pk
+    connection.close()
+    return held
+
+
+def report(results: dict) -> None:
+    print("\n| operation | gunicorn sync, 3 workers | granian, 3 workers |")
+    print("|---|---|---|")
+    s, g = results["sync"], results["granian"]
+    print(
+        f"| availability read (seat list) | {s['read']['rps']} req/s | {g['read']['rps']} req/s |"
+    )
+    for key, name in (("holds", "successful holds"), ("paid_orders", "paid orders")):
+        print(
+            f"| {name} | {s[key]['success_per_s']} /s ({s[key]['success']} of "
+            f"{s[key]['attempts']}, {s[key]['codes']}) | {g[key]['success_per_s']} /s "
+            f"({g[key]['success']} of {g[key]['attempts']}, {g[key]['codes']}) |"
+        )
+
+
+if __name__ == "__main__":
+    main()
