@@ -9,9 +9,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Coalesce
 
 from queueing.models import BUCKET_SIZE, QueueBucket, QueueToken, WaitingRoom, is_token_key
 
@@ -213,24 +212,6 @@ def queue_token_get(*, key: str) -> QueueToken | None:
     )
 
 
-def waiting_room_and_live_token(
-    *, user_id: int, concert_id: int
-) -> tuple[WaitingRoom | None, QueueToken | None]:
-    """The concert's room and the fan's live token for it: one query for a fan who has
-    none (the rush of new fans), two for one who has."""
-    live = QueueToken.objects.filter(
-        user_id=user_id, concert_id=concert_id, status__in=QueueToken.LIVE_STATUSES
-    ).order_by("-id")
-    room = (
-        WaitingRoom.objects.filter(pk=concert_id)
-        .annotate(live_token_id=Subquery(live.values("id")[:1]))
-        .first()
-    )
-    if room is None or room.live_token_id is None:
-        return room, None
-    return room, QueueToken.objects.filter(pk=room.live_token_id).first()
-
-
 def queue_token_live_for(*, user_id: int, concert_id: int) -> QueueToken | None:
     return (
         QueueToken.objects.filter(
@@ -247,28 +228,28 @@ def waiting_room_with_active(
     """The room with `anyone_waiting`; `active_now`, its count of admitted fans whose
     turn has not lapsed (counted only when anyone waits: with nobody to admit, the
     count is not needed and not paid for); and, given `token_id`, that token's
-    `token_status`, all in one query."""
-    active = (
-        QueueToken.objects.filter(
-            concert_id=OuterRef("pk"), status=Status.ACTIVE, active_until__gt=now
+    `token_status`, all in one query. Plain SQL: it runs after every line-up and
+    every freed slot, and compiling it through the ORM cost more than running it."""
+    tokens = QueueToken._meta.db_table
+    rooms = list(
+        WaitingRoom.objects.raw(
+            f"""
+            SELECT r.*, w.anyone_waiting,
+                   CASE WHEN w.anyone_waiting THEN
+                     (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = r.concert_id
+                        AND a.status = 'active' AND a.active_until > %s)
+                   ELSE 0 END AS active_now,
+                   (SELECT s.status FROM {tokens} s WHERE s.id = %s) AS token_status
+            FROM {WaitingRoom._meta.db_table} r,
+                 LATERAL (SELECT EXISTS (SELECT 1 FROM {tokens} q
+                          WHERE q.concert_id = r.concert_id AND q.status = 'waiting')
+                          AS anyone_waiting) w
+            WHERE r.concert_id = %s
+            """,
+            [now, token_id, concert_id],
         )
-        .order_by()
-        .values("concert_id")
-        .annotate(n=Count("id"))
-        .values("n")
     )
-    waiting = QueueToken.objects.filter(concert_id=OuterRef("pk"), status=Status.WAITING)
-    rooms = WaitingRoom.objects.filter(pk=concert_id).annotate(
-        anyone_waiting=Exists(waiting),
-        active_now=Case(
-            When(anyone_waiting=True, then=Coalesce(Subquery(active), 0)), default=Value(0)
-        ),
-    )
-    if token_id is not None:
-        rooms = rooms.annotate(
-            token_status=Subquery(QueueToken.objects.filter(pk=token_id).values("status")[:1])
-        )
-    return rooms.first()
+    return rooms[0] if rooms else None
 
 
 def active_count(*, concert_id: int, now: datetime) -> int:

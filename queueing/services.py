@@ -175,24 +175,28 @@ def queue_token_issue(
     Where capacity is free and nobody waits ahead, the new token is admitted
     right after commit.
     """
-    room, existing = selectors.waiting_room_and_live_token(user_id=user.pk, concert_id=concert_id)
-    if room is None:
-        raise ConcertNotFound()
-    if existing is not None:
+    if not 0 < concert_id < 2**63:
+        raise ConcertNotFound()  # no such id fits the database's bigint key
+    for _ in range(2):  # a second time only after ending the fan's lapsed token
+        try:
+            token, room = _insert_waiting(user_id=user.pk, concert_id=concert_id, now=now)
+            break
+        except IntegrityError as exc:
+            if _violated(exc) != LIVE_TOKEN_CONSTRAINT:
+                raise
+        # The fan already has a live token: the same place in line, unless it lapsed.
+        existing = selectors.queue_token_live_for(user_id=user.pk, concert_id=concert_id)
+        if existing is None:  # ended in between: try again
+            continue
         if selectors.effective_status(existing, now=now) != Status.EXPIRED:
             return existing, False
         _end_tokens(ids=[existing.pk], now=now, reason="lapsed")
-    try:
-        token = _insert_waiting(user_id=user.pk, concert_id=concert_id, now=now)
-    except IntegrityError:
-        existing = selectors.queue_token_live_for(user_id=user.pk, concert_id=concert_id)
-        if existing is None:  # pragma: no cover - the winner ended it in between
-            raise
-        return existing, False
+    else:  # pragma: no cover - a live token reappeared twice in a row
+        raise QueueTokenInvalid()
     mirror.put_after_commit([mirror.Row.of(token)])
     # Admit at once where capacity is free. The answer must say what the database
     # says: in a burst, another fan's admission run may admit this token first.
-    admission = _admit(concert_id=concert_id, now=now, count=None, watch=token.pk)
+    admission = _admit(concert_id=concert_id, now=now, count=None, watch=token.pk, room=room)
     if admission.watched_status == Status.ACTIVE:
         token.refresh_from_db(fields=["status", "admitted_at", "active_until"])
     else:
@@ -203,9 +207,28 @@ def queue_token_issue(
     return token, True
 
 
-def _insert_waiting(*, user_id: int, concert_id: int, now: datetime) -> QueueToken:
+LIVE_TOKEN_CONSTRAINT = "queue_one_live_token_per_fan"
+
+
+def _violated(exc: IntegrityError) -> str:
+    return getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) or ""
+
+
+class _RoomState(NamedTuple):
+    """What the line-up's own statement saw of the room (the admission pre-check)."""
+
+    admission_paused: bool
+    capacity: int
+    active_now: int
+
+
+def _insert_waiting(
+    *, user_id: int, concert_id: int, now: datetime
+) -> tuple[QueueToken, _RoomState]:
     """A new waiting token and its bucket count, in ONE statement (so one round trip,
-    atomic by itself): the token's id, from the sequence, is its place in line.
+    atomic by itself): the token's id, from the sequence, is its place in line. The
+    same statement reads what the admission pre-check needs (paused, capacity, the
+    active turns). Raises ConcertNotFound, having written nothing, without a room.
 
     The statement first takes the concert's line lock in shared mode, so line-ups
     never wait for each other; an admission run takes it exclusively (_lock_line).
@@ -213,6 +236,7 @@ def _insert_waiting(*, user_id: int, concert_id: int, now: datetime) -> QueueTok
     holds the lock, every token with a smaller id than any it can see has committed:
     the first `free` it reads are exactly the first in line."""
     tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
+    rooms = WaitingRoom._meta.db_table
     key = new_token_key()
     # Alone, the statement is its own transaction; inside a caller's, a savepoint keeps
     # a refused insert (the fan already has a live token) from breaking it.
@@ -220,23 +244,36 @@ def _insert_waiting(*, user_id: int, concert_id: int, now: datetime) -> QueueTok
     with scope, connection.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH l AS (SELECT pg_advisory_xact_lock_shared({LINE_LOCK}, %s)),
-            t AS (
+            WITH r AS (
+                SELECT concert_id, max_active, admission_paused FROM {rooms}
+                WHERE concert_id = %(concert)s
+            ), l AS (
+                SELECT pg_advisory_xact_lock_shared({LINE_LOCK << 40} + concert_id %% {1 << 40})
+                FROM r
+            ), t AS (
                 INSERT INTO {tokens} (key, concert_id, user_id, status, created_at,
                                       last_seen_at, end_reason)
-                SELECT %s, %s, %s, 'waiting', %s, %s, '' FROM l
+                SELECT %(key)s, %(concert)s, %(user)s, 'waiting', %(now)s, %(now)s, '' FROM l
                 RETURNING id
             ), b AS (
                 INSERT INTO {buckets} (concert_id, number, stripe, waiting)
-                SELECT %s, id / {BUCKET_SIZE}, id %% {BUCKET_STRIPES}, 1 FROM t
+                SELECT %(concert)s, id / {BUCKET_SIZE}, id %% {BUCKET_STRIPES}, 1 FROM t
                 ON CONFLICT (concert_id, number, stripe)
                 DO UPDATE SET waiting = {buckets}.waiting + 1
             )
-            SELECT id FROM t
+            SELECT t.id, r.max_active, r.admission_paused,
+                   CASE WHEN r.admission_paused THEN 0 ELSE
+                     (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = %(concert)s
+                        AND a.status = 'active' AND a.active_until > %(now)s)
+                   END
+            FROM t, r
             """,
-            [concert_id, key, concert_id, user_id, now, now, concert_id],
+            {"concert": concert_id, "key": key, "user": user_id, "now": now},
         )
-        (token_id,) = cursor.fetchone()
+        row = cursor.fetchone()
+    if row is None:
+        raise ConcertNotFound()
+    token_id, max_active, paused, active_now = row
     token = QueueToken(
         id=token_id,
         key=key,
@@ -248,7 +285,8 @@ def _insert_waiting(*, user_id: int, concert_id: int, now: datetime) -> QueueTok
         end_reason="",
     )
     token._state.adding, token._state.db = False, "default"  # as if loaded
-    return token
+    capacity = WaitingRoom(max_active=max_active).capacity
+    return token, _RoomState(paused, capacity, active_now)
 
 
 # --- admission -------------------------------------------------------------
@@ -259,7 +297,8 @@ def _lock_room(*, concert_id: int) -> WaitingRoom:
     return WaitingRoom.objects.select_for_update(no_key=True).get(pk=concert_id)
 
 
-# The advisory lock namespace (first key) of a concert's line (second key: its id).
+# A concert's line lock is the advisory lock (LINE_LOCK << 40) + its id modulo 2**40
+# (two concerts sharing a lock would only wait for each other, never err).
 LINE_LOCK = 0x51
 
 
@@ -267,7 +306,8 @@ def _lock_line(*, concert_id: int) -> None:
     """Wait for line-ups of this concert in flight to commit, and hold new ones back,
     until the caller's transaction ends (see _insert_waiting)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LINE_LOCK, concert_id])
+        key = (LINE_LOCK << 40) + concert_id % (1 << 40)
+        cursor.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [key])
 
 
 def queue_admit_next(*, concert_id: int, now: datetime, count: int | None = None) -> list[int]:
@@ -289,9 +329,18 @@ class _Admission(NamedTuple):
 
 
 def _admit(
-    *, concert_id: int, now: datetime, count: int | None, watch: int | None = None
+    *,
+    concert_id: int,
+    now: datetime,
+    count: int | None,
+    watch: int | None = None,
+    room: _RoomState | None = None,
 ) -> _Admission:
-    if count is None:
+    if count is None and room is not None:
+        # The line-up's own statement read the room: someone waits (the new fan).
+        if room.admission_paused or room.capacity - room.active_now <= 0:
+            return _Admission([], None)
+    elif count is None:
         # Cheap check without a lock, in one query: a full or paused room has nothing
         # to do. A slot freed after this read triggers its own admission run on commit.
         room = selectors.waiting_room_with_active(concert_id=concert_id, now=now, token_id=watch)

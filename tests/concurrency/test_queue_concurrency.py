@@ -74,7 +74,7 @@ def test_control_lost_bucket_updates_break_positions(monkeypatch):
             concert_id=concert_id, number=token.pk // BUCKET_SIZE,
             stripe=token.pk % BUCKET_STRIPES, delta=1,
         )  # fmt: skip
-        return token
+        return token, services._RoomState(admission_paused=False, capacity=0, active_now=0)
 
     monkeypatch.setattr(services, "_insert_waiting", racy_insert)
     n = race_width(200)
@@ -266,9 +266,10 @@ def _admission_while_a_line_up_is_in_flight():
     def slow_line_up():
         try:
             with transaction.atomic():
-                out["a"] = services._insert_waiting(
+                token, _ = services._insert_waiting(
                     user_id=fan_a.pk, concert_id=concert.id, now=timezone.now()
-                ).pk
+                )
+                out["a"] = token.pk
                 drawn.set()
                 release.wait(30)  # still in flight: id drawn, nothing committed
         finally:
