@@ -188,6 +188,7 @@ def reset_sale(dates) -> None:
     from django.utils import timezone
 
     from concerts import seatcache
+    from config.cache import redis_client
     from queueing import mirror
 
     with connection.cursor() as cursor:
@@ -199,7 +200,7 @@ def reset_sale(dates) -> None:
             [timezone.now() + timedelta(days=1)],
         )
     mirror.forget()
-    client = mirror._client()
+    client = redis_client()
     for name in client.scan_iter(match=f"{mirror._base()}:*", count=1000):
         client.delete(name)
     mirror.rebuild()

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from django.core.cache import caches
 from django.db import transaction
 
-from config.cache import REDIS_DOWN, PooledRedisCache
+from config.cache import REDIS_DOWN, redis_client, redis_failed
 
 MAX_AGE = 30  # seconds
 
@@ -38,30 +38,19 @@ return 1
 """
 
 
-def _client():
-    backend = caches["default"]
-    if not isinstance(backend, PooledRedisCache) or backend._cache.is_down:
-        return None
-    return backend._cache.get_client(write=True)
-
-
-def _failed(exc: Exception) -> None:
-    caches["default"]._cache.mark_down(exc)
-
-
 def _key(schedule_id: int) -> str:
     return caches["default"].make_key(f"seats:{schedule_id}")
 
 
 def read(schedule_id: int, *, now: datetime) -> tuple[dict | None, str | None]:
     """(answer, None) on a hit; (None, version seen) on a miss; (None, None) with no Redis."""
-    client = _client()
+    client = redis_client()
     if client is None:
         return None, None
     try:
         version, data_version, data = client.hmget(_key(schedule_id), "v", "dv", "data")
     except REDIS_DOWN as exc:
-        _failed(exc)
+        redis_failed(exc)
         return None, None
     version = (version or b"0").decode()
     if data is not None and data_version is not None and data_version.decode() == version:
@@ -72,7 +61,7 @@ def read(schedule_id: int, *, now: datetime) -> tuple[dict | None, str | None]:
 
 
 def store(schedule_id: int, *, seen_version: str, answer: dict) -> None:
-    client = _client()
+    client = redis_client()
     if client is None:
         return
     try:
@@ -80,11 +69,11 @@ def store(schedule_id: int, *, seen_version: str, answer: dict) -> None:
             keys=[_key(schedule_id)], args=[seen_version, json.dumps(answer), MAX_AGE]
         )
     except REDIS_DOWN as exc:
-        _failed(exc)
+        redis_failed(exc)
 
 
 def bump(schedule_ids: Iterable[int]) -> None:
-    client = _client()
+    client = redis_client()
     ids = sorted(set(schedule_ids))
     if client is None or not ids:
         return
@@ -95,7 +84,7 @@ def bump(schedule_ids: Iterable[int]) -> None:
             pipe.expire(_key(schedule_id), MAX_AGE * 10)
         pipe.execute()
     except REDIS_DOWN as exc:
-        _failed(exc)
+        redis_failed(exc)
 
 
 def bump_after_commit(schedule_ids: Iterable[int]) -> None:

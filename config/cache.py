@@ -100,3 +100,27 @@ class PooledRedisCache(RedisCache):
     def __init__(self, server, params) -> None:
         super().__init__(server, params)
         self._class = PooledRedisCacheClient
+
+
+def redis_backend() -> PooledRedisCache | None:
+    """The shared cache when it is Redis (None on the embedded file cache)."""
+    from django.core.cache import caches
+
+    backend = caches["default"]
+    return backend if isinstance(backend, PooledRedisCache) else None
+
+
+def redis_client():
+    """The shared cache's Redis client, for what Django's cache API lacks (Lua scripts,
+    hashes, sorted sets): None without Redis, or while this process knows it is down.
+    Callers catch REDIS_DOWN and report it with redis_failed, which opens the breaker."""
+    backend = redis_backend()
+    if backend is None or backend._cache.is_down:
+        return None
+    return backend._cache.get_client(write=True)
+
+
+def redis_failed(exc: Exception) -> None:
+    backend = redis_backend()
+    if backend is not None:
+        backend._cache.mark_down(exc)

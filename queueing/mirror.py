@@ -38,10 +38,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.core.cache import caches
 from django.db import connection, transaction
 
-from config.cache import REDIS_DOWN, PooledRedisCache
+from config.cache import REDIS_DOWN, redis_backend, redis_client, redis_failed
 from queueing.models import QueueToken, is_token_key
 
 logger = logging.getLogger(__name__)
@@ -127,31 +126,12 @@ class Early(Exception):
         self.not_before_ms = not_before_ms
 
 
-def _backend():
-    backend = caches["default"]
-    return backend if isinstance(backend, PooledRedisCache) else None
-
-
-def _client():
-    """The Redis client, or None when there is no Redis or it is known to be down."""
-    backend = _backend()
-    if backend is None or backend._cache.is_down:
-        return None
-    return backend._cache.get_client(write=True)
-
-
-def _failed(exc: Exception) -> None:
-    backend = _backend()
-    if backend is not None:
-        backend._cache.mark_down(exc)
-
-
 def enabled() -> bool:
-    return _backend() is not None
+    return redis_backend() is not None
 
 
 def _base() -> str:
-    return _backend().make_key("qm")
+    return redis_backend().make_key("qm")
 
 
 def _keys(key: str, concert_id: int | str) -> list[str]:
@@ -230,7 +210,7 @@ def _put_args(row: Row, cas: str = "") -> tuple[list[str], list[str]]:
 
 def put(rows: Sequence[Row]) -> None:
     """Write these token states (monotonic merge), in one pipelined round trip."""
-    client = _client()
+    client = redis_client()
     if client is None or not rows:
         return
     try:
@@ -241,7 +221,7 @@ def put(rows: Sequence[Row]) -> None:
             script(keys=keys, args=args, client=pipe)
         pipe.execute()
     except REDIS_DOWN as exc:
-        _failed(exc)
+        redis_failed(exc)
 
 
 def put_after_commit(rows: Iterable[Row]) -> None:
@@ -262,10 +242,10 @@ def read(
     Raises Early when `poll_key` names a poll deadline that has not passed. The
     returned token is unsaved (read-only), with `position_at_read` set when waiting.
     """
-    client = _client()
+    client = redis_client()
     if client is None or not is_token_key(key):
         return None
-    backend = _backend()
+    backend = redis_backend()
     base = _base()
     try:
         script = client.register_script(_READ)
@@ -279,7 +259,7 @@ def read(
             args=[_ts(now), base, "1" if presence else "0", "1" if poll_key else "0"],
         )
     except REDIS_DOWN as exc:
-        _failed(exc)
+        redis_failed(exc)
         return None
     if found is None:
         return None
@@ -315,7 +295,7 @@ def presence_flush() -> int:
     The presence hash is renamed away atomically, so polls during the flush start a
     new one and nothing is counted twice or lost. Returns the tokens updated.
     """
-    client = _client()
+    client = redis_client()
     if client is None:
         return 0
     base = _base()
@@ -323,7 +303,7 @@ def presence_flush() -> int:
     try:
         client.rename(f"{base}:p", taken)
     except REDIS_DOWN as exc:
-        _failed(exc)
+        redis_failed(exc)
         return 0
     except Exception:  # no presence recorded since the last flush
         return 0
@@ -338,7 +318,7 @@ def presence_flush() -> int:
                 break
         client.delete(taken)
     except REDIS_DOWN as exc:
-        _failed(exc)
+        redis_failed(exc)
     return updated
 
 
@@ -450,7 +430,7 @@ def _repair_forced(client, rows: Sequence[Row]) -> int:
 def rebuild(*, concert_id: int | None = None) -> int | None:
     """Repair the mirror from PostgreSQL, then mark it ready. Returns the entries
     repaired, or None when there is no Redis to mirror into (or it is down)."""
-    client = _client()
+    client = redis_client()
     if client is None:
         return None
     tokens = QueueToken.objects.filter(status__in=QueueToken.LIVE_STATUSES)
@@ -474,7 +454,7 @@ def rebuild(*, concert_id: int | None = None) -> int | None:
             repaired += _zset_extras(client, cid)
         client.set(f"{_base()}:ready", "1")
     except REDIS_DOWN as exc:
-        _failed(exc)
+        redis_failed(exc)
         return None
     if repaired:
         logger.warning("queue mirror: repaired %d entries from PostgreSQL", repaired)
@@ -491,13 +471,13 @@ def _concerts_in_mirror(client) -> set[int]:
 
 
 def is_ready() -> bool:
-    client = _client()
+    client = redis_client()
     if client is None:
         return False
     try:
         return bool(client.exists(f"{_base()}:ready"))
     except REDIS_DOWN as exc:
-        _failed(exc)
+        redis_failed(exc)
         return False
 
 
@@ -505,14 +485,14 @@ def ensure_ready() -> int | None:
     """The beat's check: rebuild when the marker is gone (a Redis restart), or when
     the cheap counts disagree with PostgreSQL's. Returns what rebuild() returned,
     or 0 when nothing was needed."""
-    client = _client()
+    client = redis_client()
     if client is None:
         return None
     try:
         if is_ready() and not _counts_drifted(client):
             return 0
     except REDIS_DOWN as exc:
-        _failed(exc)
+        redis_failed(exc)
         return None
     return rebuild()
 
@@ -541,16 +521,16 @@ def _counts_drifted(client) -> bool:
 
 def mark_ready() -> None:
     """Trust the mirror as it is (tests start from an empty database and mirror)."""
-    client = _client()
+    client = redis_client()
     if client is not None:
         client.set(f"{_base()}:ready", "1")
 
 
 def forget() -> None:
     """Drop the ready marker (tests; an operator forcing the PostgreSQL path)."""
-    client = _client()
+    client = redis_client()
     if client is not None:
         try:
             client.delete(f"{_base()}:ready")
         except REDIS_DOWN as exc:
-            _failed(exc)
+            redis_failed(exc)

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from config.cache import redis_client
 from queueing import mirror, selectors, services
 from queueing.models import QueueToken, WaitingRoom
 from tests.conftest import clear_own_cache_keys
@@ -128,7 +129,7 @@ def test_control_a_plain_overwrite_would_move_a_token_back(line, monkeypatch):
 
 def test_a_corrupted_mirror_misleads_until_the_rebuild_repairs_it(line):
     concert, tokens = line
-    client = mirror._client()
+    client = redis_client()
     base = mirror._base()
     # Corrupt it four ways: a status that is false, a missing place in line, a
     # place for a token that does not exist, and a token the mirror has lost.
@@ -149,7 +150,7 @@ def test_a_corrupted_mirror_misleads_until_the_rebuild_repairs_it(line):
 
 def test_a_status_corruption_that_keeps_the_counts_is_repaired_by_a_full_rebuild(line):
     concert, tokens = line
-    client = mirror._client()
+    client = redis_client()
     client.hset(f"{mirror._base()}:t:{tokens[1].key}", mapping={"r": "3", "s": "ended"})
     assert mirrored(tokens[1]).status == "ended"
     assert mirror.rebuild() == 1
