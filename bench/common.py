@@ -244,6 +244,35 @@ def wrk(
     return {"rps": round(rps, 1), "p50_ms": round(p50_ms, 2), **counts}
 
 
+def bench_concert(
+    slug: str, *, dates: int = 0, max_active: int = 100_000, first_day: int = 30
+) -> tuple:
+    """A concert made through the services, its waiting room's capacity set, and
+    `dates` bookable dates of 50 seats at 50,000 won, a day apart from `first_day`
+    days ahead. Returns (concert, [dates])."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from concerts import services
+    from queueing.models import WaitingRoom
+
+    now = timezone.now()
+    concert = services.concert_create(title=slug.title(), slug=slug, artist="a", venue="v")
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=max_active)
+    made = [
+        services.schedule_create(
+            concert=concert,
+            starts_at=now + timedelta(days=first_day + day),
+            booking_opens_at=now - timedelta(days=1),
+            booking_closes_at=now + timedelta(days=first_day - 1 + day),
+            seat_price=50_000,
+        )
+        for day in range(dates)
+    ]
+    return concert, made
+
+
 def mirror_rebuild() -> None:
     """Fill the waiting room's Redis mirror from PostgreSQL, as beat's repair job does
     on a fresh Redis: tokens seeded by bulk SQL bypass the services that mirror them."""

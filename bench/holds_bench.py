@@ -19,6 +19,7 @@ from bench.common import (
     DURATION,
     ROOT,
     Server,
+    bench_concert,
     mirror_rebuild,
     recreate_database,
     save,
@@ -34,7 +35,6 @@ EXPIRED_HOLDS = 100_000
 def main() -> None:
     recreate_database()
     setup_django()
-    from datetime import timedelta
 
     from django.db import connection
     from django.utils import timezone
@@ -42,26 +42,9 @@ def main() -> None:
     from bench.baseline import ensure_counter_table
     from concerts import services
     from concerts.models import Schedule
-    from queueing.models import WaitingRoom
 
     ensure_counter_table()
-    now = timezone.now()
-    concert = services.concert_create(title="Bench", slug="bench", artist="a", venue="v")
-    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=100_000)
-    read_date = services.schedule_create(
-        concert=concert,
-        starts_at=now + timedelta(days=30),
-        booking_opens_at=now - timedelta(days=1),
-        booking_closes_at=now + timedelta(days=29),
-        seat_price=50_000,
-    )
-    contended = services.schedule_create(
-        concert=concert,
-        starts_at=now + timedelta(days=31),
-        booking_opens_at=now - timedelta(days=1),
-        booking_closes_at=now + timedelta(days=30),
-        seat_price=50_000,
-    )
+    concert, (read_date, contended) = bench_concert("bench", dates=2)
     with connection.cursor() as cursor:
         seed_fans(cursor, FANS, concert_id=concert.id)
         # 30 of the read date's 50 seats are held by others.

@@ -13,6 +13,7 @@ from bench.common import (
     DURATION,
     ROOT,
     Server,
+    bench_concert,
     mirror_rebuild,
     recreate_database,
     save,
@@ -27,27 +28,13 @@ FANS = 3000
 def main() -> None:
     recreate_database()
     setup_django()
-    from datetime import timedelta
 
     from django.db import connection
-    from django.utils import timezone
 
     from bench.baseline import ensure_counter_table
-    from concerts import services
-    from queueing.models import WaitingRoom
 
     ensure_counter_table()
-    now = timezone.now()
-    concert = services.concert_create(title="Bench", slug="bench", artist="a", venue="v")
-    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=100_000)
-    for day in range(FANS // 50):
-        services.schedule_create(
-            concert=concert,
-            starts_at=now + timedelta(days=30 + day),
-            booking_opens_at=now - timedelta(days=1),
-            booking_closes_at=now + timedelta(days=29 + day),
-            seat_price=50_000,
-        )
+    concert, _ = bench_concert("bench", dates=FANS // 50)
     with connection.cursor() as cursor:
         seed_fans(cursor, FANS, concert_id=concert.id)
         cursor.execute(

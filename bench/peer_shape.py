@@ -30,6 +30,7 @@ from collections import Counter
 from bench.common import (
     ROOT,
     Server,
+    bench_concert,
     mirror_rebuild,
     recreate_database,
     save,
@@ -89,27 +90,10 @@ def post_load(port: int, requests: list[tuple[str, dict, dict]]) -> dict:
 def main() -> None:
     recreate_database()
     setup_django()
-    from datetime import timedelta
 
     from django.db import connection
-    from django.utils import timezone
 
-    from concerts import services
-    from queueing.models import WaitingRoom
-
-    now = timezone.now()
-    concert = services.concert_create(title="Peer", slug="peer", artist="a", venue="v")
-    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=100_000)
-    dates = [
-        services.schedule_create(
-            concert=concert,
-            starts_at=now + timedelta(days=30 + d),
-            booking_opens_at=now - timedelta(days=1),
-            booking_closes_at=now + timedelta(days=29 + d),
-            seat_price=50_000,
-        )
-        for d in range(2)
-    ]
+    concert, dates = bench_concert("peer", dates=2)
     with connection.cursor() as cursor:
         seed_fans(cursor, FANS, concert_id=concert.id)
         cursor.execute(

@@ -22,6 +22,7 @@ from bench.common import (
     THREADS,
     WORKERS,
     Server,
+    bench_concert,
     recreate_database,
     save,
     seed_fans,
@@ -37,29 +38,15 @@ KINDS = ("sync", "gthread", "granian")
 def main() -> None:
     recreate_database()
     setup_django()
-    from datetime import timedelta
 
     from django.db import connection
-    from django.utils import timezone
 
     from bench.baseline import ensure_counter_table
-    from concerts import services
     from queueing import mirror
-    from queueing.models import WaitingRoom
 
     ensure_counter_table()
-    now = timezone.now()
-    concert = services.concert_create(title="Bench", slug="bench", artist="a", venue="v")
-    line = services.concert_create(title="Line", slug="line", artist="a", venue="v")
-    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=100_000)
-    WaitingRoom.objects.filter(pk=line.pk).update(max_active=0)
-    date = services.schedule_create(
-        concert=concert,
-        starts_at=now + timedelta(days=30),
-        booking_opens_at=now - timedelta(days=1),
-        booking_closes_at=now + timedelta(days=29),
-        seat_price=50_000,
-    )
+    concert, (date,) = bench_concert("bench", dates=1)
+    line, _ = bench_concert("line", max_active=0)
     with connection.cursor() as cursor:
         seed_fans(cursor, FANS, concert_id=concert.id)
         cursor.execute(
