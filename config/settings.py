@@ -239,6 +239,10 @@ WALLET_MIN_CHARGE = env.int("WALLET_MIN_CHARGE", default=1_000)
 WALLET_MAX_CHARGE = env.int("WALLET_MAX_CHARGE", default=1_000_000)
 WALLET_MAX_BALANCE = env.int("WALLET_MAX_BALANCE", default=10_000_000)
 
+# Add `Server-Timing: app;dur=<ms>` to every response (config/wsgi.py): load tests
+# separate the server's time from their own; off by default (it tells timings).
+SERVER_TIMING = env.bool("SERVER_TIMING", default=False)
+
 # Mount bench/baseline.py's comparison endpoints (benchmarks only).
 BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
 
