@@ -37,6 +37,13 @@ class WaitingRoom(models.Model):
         null=True, blank=True, help_text="Admitted fans at once. Empty: QUEUE_MAX_ACTIVE."
     )
     admission_paused = models.BooleanField(default=False)
+    last_admitted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The stamp of the latest admission run: stamps never go back, so "
+        "admitted_at follows admission order even when runs' clocks disagree.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

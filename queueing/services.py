@@ -383,10 +383,16 @@ def _admit_locked(*, concert_id: int, now: datetime, count: int | None) -> list[
         if not rows:
             return []
         ids = [r[0] for r in rows]
-        until = now + timedelta(seconds=settings.QUEUE_ACTIVE_TTL)
+        # Runs are serialised here, but each brings its caller's clock: a run that
+        # waited for the lock may carry an earlier `now` than the run before it. The
+        # room keeps the latest stamp, so admitted_at never goes back (admission order
+        # is readable from it) and a turn is never shorter than its TTL.
+        stamp = max(now, room.last_admitted_at or now)
+        until = stamp + timedelta(seconds=settings.QUEUE_ACTIVE_TTL)
         QueueToken.objects.filter(id__in=ids).update(
-            status=Status.ACTIVE, admitted_at=now, active_until=until
+            status=Status.ACTIVE, admitted_at=stamp, active_until=until
         )
+        WaitingRoom.objects.filter(pk=room.pk).update(last_admitted_at=stamp)
         _buckets_remove(tokens=[(token_id, concert_id) for token_id in ids])
         mirror.put_after_commit(
             mirror.Row(id, key, concert_id, user_id, Status.ACTIVE, active_until=until)

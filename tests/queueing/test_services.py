@@ -109,6 +109,20 @@ def test_operator_admit_next_n_goes_beyond_capacity_in_order(concert, now):
     ]
 
 
+def test_admission_stamps_never_go_back_when_a_run_brings_an_older_clock(concert, now):
+    """Two runs, serialised on the room, whose callers read the clock in the other
+    order: the later run's fans are stamped no earlier than the first run's, so
+    admitted_at follows admission (and line-up) order, and no turn is cut short."""
+    set_capacity(concert, 0)
+    tokens = line_up(concert, 4, now)
+    later_clock, earlier_clock = now + timedelta(seconds=2), now + timedelta(seconds=1)
+    services.queue_admit_next(concert_id=concert.id, now=later_clock, count=2)
+    services.queue_admit_next(concert_id=concert.id, now=earlier_clock, count=2)
+    stamps = [refreshed(t).admitted_at for t in tokens]
+    assert stamps == sorted(stamps) == [later_clock] * 4
+    assert all(refreshed(t).active_until > later_clock for t in tokens)
+
+
 def test_a_leaving_active_fan_frees_the_slot_right_after_commit(
     concert, now, django_capture_on_commit_callbacks
 ):
