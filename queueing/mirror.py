@@ -322,17 +322,26 @@ def presence_flush() -> int:
     return updated
 
 
+# Row locks in id order, like admission and every ending (they lock waiting tokens
+# in id order): an UPDATE ... FROM locks in whatever order its join produces, and the
+# 20,000-fan rehearsal deadlocked an admission run with a flush that way.
+_PRESENCE_SQL = """
+WITH locked AS (
+    SELECT t.id, s.at FROM {table} t
+    JOIN unnest(%s::bigint[], %s::timestamptz[]) AS s(id, at) ON t.id = s.id
+    WHERE t.status = 'waiting' AND t.last_seen_at < s.at
+    ORDER BY t.id
+    FOR NO KEY UPDATE OF t
+)
+UPDATE {table} t SET last_seen_at = locked.at FROM locked WHERE t.id = locked.id
+"""
+
+
 def _presence_apply(seen: dict[int, int]) -> int:
-    table = QueueToken._meta.db_table
     ids = list(seen)
     stamps = [datetime.fromtimestamp(seen[i] / 1000, tz=UTC) for i in ids]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} t SET last_seen_at = s.at"
-            " FROM unnest(%s::bigint[], %s::timestamptz[]) AS s(id, at)"
-            " WHERE t.id = s.id AND t.status = 'waiting' AND t.last_seen_at < s.at",
-            [ids, stamps],
-        )
+        cursor.execute(_PRESENCE_SQL.format(table=QueueToken._meta.db_table), [ids, stamps])
         return cursor.rowcount
 
 

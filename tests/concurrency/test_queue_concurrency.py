@@ -307,3 +307,103 @@ def test_control_without_the_line_lock_a_later_fan_is_admitted_first(monkeypatch
     a, b, admitted = _admission_while_a_line_up_is_in_flight()
     assert a < b
     assert admitted == [b]  # fan B jumped fan A: the lock is what keeps FIFO
+
+
+def _flush_in_listed_order(seen: dict[int, int]) -> int:
+    """The control's flush: it locks tokens in the order Redis listed them, as the old
+    `UPDATE ... FROM unnest(...)` did whenever its plan was driven by the array (the
+    plan on the 20,000-fan rehearsal's table: a nested loop over the function scan)."""
+    from datetime import UTC, datetime
+
+    with transaction.atomic():
+        for token_id, ms in seen.items():
+            QueueToken.objects.filter(pk=token_id, status="waiting").update(
+                last_seen_at=datetime.fromtimestamp(ms / 1000, tz=UTC)
+            )
+    return len(seen)
+
+
+def _wait_for_lock_waiters(count: int) -> None:
+    """Until `count` sessions of this database wait on a row or transaction lock."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0] >= count:
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} sessions ever waited on a lock")
+
+
+def _admission_meets_a_presence_flush():
+    """Two waiting fans, 1 < 2. A third session holds fan 1's row; an admission run
+    for both queues behind it, then a presence flush of (2, 1) arrives. When the row
+    is let go, the admission takes 1 and wants 2. Returns (ids, admitted, errors)."""
+    from queueing import mirror
+
+    concert = make_concert(max_active=0)
+    first, _ = issue(UserFactory(), concert.id)
+    second, _ = issue(UserFactory(), concert.id)
+    seen_ms = int(time.time() * 1000) + 60_000
+    held, release = threading.Event(), threading.Event()
+    out: dict = {"errors": []}
+
+    def blocker():
+        try:
+            with transaction.atomic():
+                QueueToken.objects.select_for_update(no_key=True).get(pk=first.pk)
+                held.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    def admission():
+        try:
+            out["admitted"] = services.queue_admit_next(
+                concert_id=concert.id, now=timezone.now(), count=2
+            )
+        except Exception as exc:
+            out["errors"].append(exc)
+        finally:
+            connections.close_all()
+
+    def flush():
+        try:
+            mirror._presence_apply({second.pk: seen_ms, first.pk: seen_ms})  # Redis's order
+        except Exception as exc:
+            out["errors"].append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=blocker)]
+    threads[0].start()
+    assert held.wait(30)
+    threads.append(threading.Thread(target=admission))
+    threads[1].start()
+    _wait_for_lock_waiters(1)  # the admission waits for fan 1
+    threads.append(threading.Thread(target=flush))
+    threads[2].start()
+    _wait_for_lock_waiters(2)  # and so does the flush
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    return [first.pk, second.pk], out.get("admitted"), out["errors"]
+
+
+def test_a_presence_flush_and_an_admission_lock_in_one_order_and_never_deadlock():
+    ids, admitted, errs = _admission_meets_a_presence_flush()
+    assert errs == []
+    assert admitted == ids
+
+
+def test_control_a_flush_locking_in_join_order_deadlocks_with_admission(monkeypatch):
+    from django.db.utils import OperationalError
+
+    from queueing import mirror
+
+    monkeypatch.setattr(mirror, "_presence_apply", _flush_in_listed_order)
+    _, _, errs = _admission_meets_a_presence_flush()
+    assert any(isinstance(e, OperationalError) and "deadlock" in str(e) for e in errs), errs
