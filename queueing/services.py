@@ -435,7 +435,10 @@ def _end_tokens(*, ids: list[int], now: datetime, reason: str, status: str = Sta
             mirror.Row(r[0], r[3], r[1], r[4], status, ended_at=now, end_reason=reason)
             for r in rows
         )
-        for concert_id in sorted({r[1] for r in rows}):
+        # Only an ended turn frees a slot: a fan leaving the line changes nobody's
+        # capacity, and a sold-out line emptying (15,000 leaves in a minute in the
+        # 20,000-fan rehearsal) must not cost an admission check each.
+        for concert_id in sorted({r[1] for r in rows if r[2] == Status.ACTIVE}):
             _admit_after_commit(concert_id=concert_id, now=now)
     return len(rows)
 

@@ -123,6 +123,21 @@ def test_admission_stamps_never_go_back_when_a_run_brings_an_older_clock(concert
     assert all(refreshed(t).active_until > later_clock for t in tokens)
 
 
+def test_only_an_ended_turn_runs_an_admission_a_fan_leaving_the_line_does_not(
+    concert, now, django_capture_on_commit_callbacks, monkeypatch
+):
+    set_capacity(concert, 1)
+    first, _, third = line_up(concert, 3, now)
+    runs = []
+    monkeypatch.setattr(services, "queue_admit_next", lambda **kw: runs.append(kw) or [])
+    with django_capture_on_commit_callbacks(execute=True):
+        services.queue_token_leave(token=third, now=now)  # waiting: no slot freed
+    assert runs == []
+    with django_capture_on_commit_callbacks(execute=True):
+        services.queue_token_leave(token=first, now=now)  # active: a slot to refill
+    assert runs == [{"concert_id": concert.id, "now": now}]
+
+
 def test_a_leaving_active_fan_frees_the_slot_right_after_commit(
     concert, now, django_capture_on_commit_callbacks
 ):
