@@ -127,7 +127,7 @@ class QueueTokenApi(APIView):
         key = request.headers.get(HEADER)
         if not key:
             raise QueueTokenMissing()
-        token = self._owned(request, selectors.queue_token_get(key=key))
+        token = self._owned(request, selectors.queue_token_get(key=key, with_position=False))
         if token.user_id != request.user.pk:
             raise QueueTokenInvalid()
         services.queue_token_leave(token=token, now=timezone.now())

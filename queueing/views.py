@@ -95,7 +95,8 @@ def queue_room_status(request: HttpRequest, concert_id: int) -> HttpResponse:
 @require_POST
 @login_required
 def queue_leave(request: HttpRequest, concert_id: int) -> HttpResponse:
-    token = selectors.queue_token_get(key=token_key_from(request, concert_id=concert_id) or "")
+    key = token_key_from(request, concert_id=concert_id) or ""
+    token = selectors.queue_token_get(key=key, with_position=False)
     if token is not None and token.user_id == request.user.pk:
         services.queue_token_leave(token=token, now=timezone.now())
     forget_token(request, concert_id=concert_id)
