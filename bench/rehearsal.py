@@ -2,7 +2,7 @@
 
     sh .ci/dev python -m bench.rehearsal --fans 1000      (also 5000, 20000)
 
-Starts PostgreSQL-backed gunicorn (BENCH_WORKERS), one Celery worker and one beat
+Starts the web server (BENCH_SERVER, BENCH_WORKERS), one Celery worker and one beat
 on loopback, puts one concert on sale (2 dates x 50 seats), and lets the fans loose:
 every fan lines up within the first 10 seconds, polls as told (honouring
 Retry-After), and once admitted picks free seats and pays. 10 % let their hold run
@@ -16,12 +16,18 @@ admission in line-up order, how good the first wait estimate was, what bots gain
 how long a place in line took in the rush, and requests per second with p50/p99
 latency per endpoint.
 
-Why asyncio and httpx rather than locust: a fan is a short I/O-bound script, so one
+Why asyncio and aiohttp rather than locust: a fan is a short I/O-bound script, so one
 process can run 20,000 of them as coroutines next to the server on a 2-core
 machine, with exact control of each poll's timing and direct access to what the
 fairness figures need (line-up order, first estimates, admission times); locust's
 user model and gevent workers would add processes that compete with the server and
-hide those per-fan details.
+hide those per-fan details. Why aiohttp rather than httpx: with a thousand
+coroutines sharing one client, httpx's connection pool spent the rush queueing in
+the client (requests took 720 ms at p50 while the server reported 13 ms; the
+known encode/httpx#3215), so the load generator measured itself.
+
+Every response carries the server's own time (`SERVER_TIMING=1`), so each endpoint
+is reported twice: as the fan saw it, and as Django spent it.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.common import (
@@ -49,8 +55,11 @@ from bench.common import (
     seed_fans,
     setup_django,
 )
+from bench.observe import Sampler, group_pids, named_pids, own_pid, summarize
 
 SEATS = 100
+CLIENT_CONNECTIONS = int(os.environ.get("REHEARSAL_CONNECTIONS", "256"))
+REQUEST_TIMEOUT = 120  # seconds a fan waits for any one answer
 RUSH_SECONDS = 10.0
 
 
@@ -73,13 +82,20 @@ class Fan:
 @dataclass
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    server: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: Counter = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)
     timed_out: bool = False
     started: float = field(default_factory=time.monotonic)
+    timeline: list[tuple[float, str, float]] = field(default_factory=list)
+    client_failures: Counter = field(default_factory=Counter)
+    loop_lag: list[float] = field(default_factory=list)
 
-    def record(self, name: str, status: int, seconds: float) -> None:
+    def record(self, name: str, status: int, seconds: float, server: float | None) -> None:
         self.latencies[name].append(seconds)
+        if server is not None:
+            self.server[name].append(server)
+        self.timeline.append((time.monotonic() - self.started - seconds, name, seconds))
         self.statuses[(name, status)] += 1
         if status >= 500:
             self.server_errors.append(f"{name} {status}")
@@ -93,7 +109,8 @@ def percentile(values: list[float], p: float) -> float | None:
 
 
 class Stack:
-    """gunicorn plus one Celery worker and one beat, with rehearsal settings."""
+    """The web server (BENCH_SERVER, granian by default) plus one Celery worker and one
+    beat, all three with the rehearsal's settings."""
 
     def __init__(self) -> None:
         self.env = {
@@ -102,9 +119,11 @@ class Stack:
             "QUEUE_ACTIVE_TTL": os.environ.get("REHEARSAL_TURN_TTL", "45"),
             "QUEUE_ADMISSION_INTERVAL": "2",
             "THROTTLE_ANON": "100000/min",
+            "SERVER_TIMING": "1",  # the server's own time per response, to tell from ours
             "LOG_LEVEL": "ERROR",  # 429s and 409s are the plan, not news
         }
         os.environ.update(self.env)
+        ENV.update(self.env)  # the web server takes bench.common.ENV: same settings as the jobs
         self.server = Server(workers=WORKERS)
         celery = str(Path(sys.executable).parent / "celery")
         self.jobs = [
@@ -184,10 +203,31 @@ def seed(fans: int, bots: int) -> tuple[int, list[Fan]]:
     return concert.pk, [Fan(i, i + 1, keys[i + 1], kind) for i, kind in enumerate(kinds)]
 
 
+@dataclass
+class Reply:
+    status_code: int
+    headers: dict
+    content: bytes
+
+    def json(self):
+        return json.loads(self.content) if self.content else {}
+
+
 async def call(client, stats: Stats, name: str, method: str, path: str, **kwargs):
+    import aiohttp
+
     began = time.monotonic()
-    response = await client.request(method, path, **kwargs)
-    stats.record(name, response.status_code, time.monotonic() - began)
+    try:
+        async with client.request(method, path, **kwargs) as reply:
+            response = Reply(reply.status, reply.headers, await reply.read())
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        # No answer within REQUEST_TIMEOUT (or a dropped connection): what a browser
+        # shows as a failed request. Counted, and the fan tries again.
+        stats.client_failures[f"{name}: {type(exc).__name__}"] += 1
+        return Reply(0, {}, b"")
+    timing = response.headers.get("Server-Timing", "")
+    server = float(timing.split("dur=")[1]) / 1000 if "dur=" in timing else None
+    stats.record(name, response.status_code, time.monotonic() - began, server)
     return response
 
 
@@ -196,9 +236,12 @@ async def fan_script(fan: Fan, client, concert_id: int, stats: Stats, sold_out: 
     auth = {"Authorization": f"Token {fan.auth}"}
     await asyncio.sleep(rng.random() * RUSH_SECONDS)
     fan.lined_up_at = time.monotonic() - stats.started
-    response = await call(
-        client, stats, "line up", "POST", f"/api/v1/concerts/{concert_id}/queue", headers=auth
-    )
+    for _ in range(3):  # a failed request is retried, as a fan reloads the page
+        response = await call(
+            client, stats, "line up", "POST", f"/api/v1/concerts/{concert_id}/queue", headers=auth
+        )
+        if response.status_code:
+            break
     if response.status_code not in (200, 201):
         fan.outcome = f"line-up {response.status_code}"
         return
@@ -209,6 +252,8 @@ async def fan_script(fan: Fan, client, concert_id: int, stats: Stats, sold_out: 
     gave_up_after = rng.uniform(5, 60) if fan.kind == "leaver" else None
     while body["status"] == "waiting":
         if sold_out.is_set():
+            # Told it is sold out, the fan gives the place back: the line drains.
+            await call(client, stats, "leave", "DELETE", "/api/v1/queue", headers=queue)
             fan.outcome = "sold out while waiting"
             return
         if (
@@ -224,6 +269,8 @@ async def fan_script(fan: Fan, client, concert_id: int, stats: Stats, sold_out: 
         if response.status_code == 429:
             fan.early_polls += 1
             await asyncio.sleep(int(response.headers.get("Retry-After", "1")))
+            continue
+        if response.status_code != 200:  # no answer: keep the last one, poll again
             continue
         body = response.json()
     if body["status"] != "active":
@@ -304,14 +351,26 @@ async def watch_sold_out(client, concert_id: int, sold_out: asyncio.Event, done:
         await asyncio.sleep(1)
 
 
-async def run(fans: list[Fan], url: str, concert_id: int, limit: float) -> Stats:
-    import httpx
+async def measure_loop_lag(stats: Stats, done: asyncio.Event, every: float = 0.05) -> None:
+    """How late the client's own event loop wakes: the part of a measured latency
+    that is the load generator's queueing, not the server's."""
+    while not done.is_set():
+        began = time.monotonic()
+        await asyncio.sleep(every)
+        stats.loop_lag.append(time.monotonic() - began - every)
 
-    stats = Stats()
+
+async def run(fans: list[Fan], url: str, concert_id: int, limit: float, stats: Stats) -> Stats:
+    import aiohttp
+
     sold_out, done = asyncio.Event(), asyncio.Event()
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+    # A browser per fan would hold its own connection; 256 sockets let the rush reach
+    # the server instead of queueing in the client, and the server's own queue shows.
+    connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as client:
         watcher = asyncio.create_task(watch_sold_out(client, concert_id, sold_out, done))
+        lag = asyncio.create_task(measure_loop_lag(stats, done))
         scripts = asyncio.gather(
             *(fan_script(f, client, concert_id, stats, sold_out) for f in fans)
         )
@@ -321,6 +380,7 @@ async def run(fans: list[Fan], url: str, concert_id: int, limit: float) -> Stats
             stats.timed_out = True
         done.set()
         await watcher
+        await lag
     return stats
 
 
@@ -341,6 +401,33 @@ def report(fans: list[Fan], stats: Stats, concert_id: int, seconds: float) -> di
         .order_by("admitted_at", "id").values_list("id", flat=True)
     )  # fmt: skip
     inversions = sum(1 for a, b in zip(admitted, admitted[1:], strict=False) if a > b)
+    # What the bots gained: for each admitted bot, the honest fans who lined up before
+    # it (a smaller token id) but were admitted after it, or never, while still in
+    # line at the bot's admission. FIFO admission makes this 0; the bots' early polls
+    # and sweeps are refused or lose to the lock like anyone's.
+    tokens = {
+        row["user_id"]: row
+        for row in QueueToken.objects.filter(concert_id=concert_id).values(
+            "id", "user_id", "admitted_at", "ended_at", "end_reason"
+        )
+    }
+    overtaken = 0
+    for bot in (f for f in fans if f.kind == "bot"):
+        mine = tokens.get(bot.user_id)
+        if not mine or mine["admitted_at"] is None:
+            continue
+        for fan in fans:
+            theirs = tokens.get(fan.user_id)
+            if fan.kind == "bot" or not theirs or theirs["id"] > mine["id"]:
+                continue
+            gone_before = (
+                theirs["ended_at"] is not None and theirs["ended_at"] <= mine["admitted_at"]
+            )
+            admitted_after = (
+                theirs["admitted_at"] is None or theirs["admitted_at"] > mine["admitted_at"]
+            )
+            if admitted_after and not gone_before:
+                overtaken += 1
     honest = [f for f in fans if f.kind != "bot"]
     bots = [f for f in fans if f.kind == "bot"]
     errors = [
@@ -355,16 +442,17 @@ def report(fans: list[Fan], stats: Stats, concert_id: int, seconds: float) -> di
         "seats_sold": confirmed.count(),
         "double_sold_seats": doubled,
         "server_errors": len(stats.server_errors),
+        "requests_without_an_answer": dict(stats.client_failures),
         "ended_by_time_limit": stats.timed_out,
         "money_reconciles": money_reconcile().ok,
-        # Informational: admitted_at is the admitting request's clock (services take
-        # `now` from their caller), so two concurrent admission runs can stamp times out
-        # of lock order; exact FIFO is proven by the concurrency tests, not by this.
-        "admitted_at_out_of_id_order": inversions,
+        # Pairs of admitted tokens whose admission order (admitted_at, monotonic per
+        # concert) disagrees with their line-up order (token id): FIFO means 0.
+        "admission_order_inversions": inversions,
         "estimate_error_seconds": {
             "median": percentile(errors, 0.5),
             "p90": percentile(errors, 0.9),
         },
+        "honest_fans_overtaken_by_bots": overtaken,
         "bought": {
             "honest_share": sum(f.outcome == "bought" for f in honest) / max(1, len(honest)),
             "bot_share": sum(f.outcome == "bought" for f in bots) / max(1, len(bots)),
@@ -380,6 +468,10 @@ def report(fans: list[Fan], stats: Stats, concert_id: int, seconds: float) -> di
                 "per_second": round(len(values) / seconds, 1),
                 "p50_ms": round(1000 * percentile(values, 0.5), 1),
                 "p99_ms": round(1000 * percentile(values, 0.99), 1),
+                # Django's own time (Server-Timing): the rest is waiting for a server
+                # thread, the network and the load client's own queueing.
+                "server_p50_ms": round(1000 * (percentile(stats.server[name], 0.5) or 0), 1),
+                "server_p99_ms": round(1000 * (percentile(stats.server[name], 0.99) or 0), 1),
             }
             for name, values in stats.latencies.items()
         },
@@ -392,23 +484,186 @@ def report(fans: list[Fan], stats: Stats, concert_id: int, seconds: float) -> di
     return result
 
 
+def polls_per_second(stats: Stats, budget: int) -> dict:
+    """Polls a second, on average and in the busiest 5 s, against the poll budget."""
+    bins = Counter(int(t // 5) for t, name, _ in stats.timeline if name == "poll")
+    span = max(1e-9, max((t for t, _, _ in stats.timeline), default=1))
+    return {
+        "average": round(sum(bins.values()) / span, 1),
+        "busiest_5s": round(max(bins.values(), default=0) / 5, 1),
+        "budget": budget,
+    }
+
+
+def plot(size: int, samples: list[dict], stats: Stats) -> None:
+    try:
+        from bench import plots
+    except ImportError:  # pragma: no cover - matplotlib is in the bench extra
+        print("no plots: pip install -e '.[bench]' brings matplotlib")
+        return
+    docs = ROOT / "docs" / "rehearsal"
+    docs.mkdir(exist_ok=True)
+    title = f"Rehearsal, {size:,} fans"
+    plots.room_over_time(samples, title, docs / f"room-{size}.png")
+    plots.latency_over_time(stats.timeline, title, docs / f"latency-{size}.png")
+    print(f"plots: docs/rehearsal/room-{size}.png, docs/rehearsal/latency-{size}.png")
+
+
+def compare(sizes: str) -> None:
+    """The saved runs side by side, as the markdown tables in docs/performance.md:
+    the day's checks, fairness, time to a place in line, CPU, and how per-fan
+    requests, p99 and database time grow with the size of the sale."""
+    runs = {}
+    for size in sizes.split(","):
+        path = ROOT / "bench" / "results" / f"rehearsal-{size}.json"
+        runs[int(size)] = json.loads(path.read_text())
+    sizes_ = sorted(runs)
+
+    def row(label: str, value) -> None:
+        print(f"| {label} | " + " | ".join(str(value(runs[n])) for n in sizes_) + " |")
+
+    def ms(value) -> str:
+        return "–" if value is None else f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+    print("| figure | " + " | ".join(f"{n:,} fans" for n in sizes_) + " |")
+    print("|---|" + "---|" * len(sizes_))
+    row(
+        "seats sold / double-sold / 5xx",
+        lambda r: f"{r['seats_sold']} / {r['double_sold_seats']} / {r['server_errors']}",
+    )
+    row(
+        "requests with no answer in 120 s",
+        lambda r: sum(r.get("requests_without_an_answer", {}).values()),
+    )
+    row("money reconciles", lambda r: "yes" if r["money_reconciles"] else "NO")
+    row("admission order inversions", lambda r: r["admission_order_inversions"])
+    row("honest fans overtaken by bots", lambda r: r["honest_fans_overtaken_by_bots"])
+    row(
+        "bots: early polls refused / seats bought",
+        lambda r: f"{r['early_polls']['bots']} / {round(r['bought']['bot_share'] * r['bots'])}",
+    )
+    row("run length (s), to sold out and an empty line", lambda r: r["seconds"])
+    row(
+        "time to a place in line, p50 / p99 (ms)",
+        lambda r: (
+            f"{ms(r['time_to_a_place_in_line_ms']['p50'])} / "
+            f"{ms(r['time_to_a_place_in_line_ms']['p99'])}"
+        ),
+    )
+    row(
+        "line-up, server's own time p50 / p99 (ms)",
+        lambda r: (
+            f"{ms(r['endpoints']['line up']['server_p50_ms'])} / "
+            f"{ms(r['endpoints']['line up']['server_p99_ms'])}"
+        ),
+    )
+    row(
+        "first wait estimate error, median / p90 (s)",
+        lambda r: (
+            f"{ms(r['estimate_error_seconds']['median'])} / "
+            f"{ms(r['estimate_error_seconds']['p90'])}"
+        ),
+    )
+    row(
+        "polls/s average / busiest 5 s / budget",
+        lambda r: (
+            f"{r['polls_per_second']['average']} / {r['polls_per_second']['busiest_5s']} / "
+            f"{r['polls_per_second']['budget']}"
+        ),
+    )
+    row("requests per fan", lambda r: r["requests_per_fan"])
+    row("database busy time per fan (ms)", lambda r: r["db_active_ms_per_fan"])
+    for part in ("web", "worker", "beat", "postgresql", "redis", "load client"):
+        row(
+            f"CPU cores, {part}: rush / whole run",
+            lambda r, p=part: f"{r['cpu_cores_in_the_rush'].get(p)} / {r['cpu_cores'].get(p)}",
+        )
+    row("load client's loop lag p99 (ms)", lambda r: r["load_client_loop_lag_ms"]["p99"])
+    print()
+    names = list(runs[sizes_[0]]["endpoints"])
+    print(
+        "| endpoint | " + " | ".join(f"{n:,}: p50 / p99 (server p50 / p99)" for n in sizes_) + " |"
+    )
+    print("|---|" + "---|" * len(sizes_))
+    for name in names:
+        row(
+            name,
+            lambda r, n=name: (
+                f"{ms(r['endpoints'][n]['p50_ms'])} / {ms(r['endpoints'][n]['p99_ms'])} "
+                f"({ms(r['endpoints'][n]['server_p50_ms'])} / "
+                f"{ms(r['endpoints'][n]['server_p99_ms'])})"
+                if n in r["endpoints"]
+                else "–"
+            ),
+        )
+    print()
+    base = runs[sizes_[0]]
+    for size in sizes_[1:]:
+        r = runs[size]
+        print(
+            f"{size:,} vs {sizes_[0]:,} fans ({size / sizes_[0]:g}x the fans): database time "
+            f"per fan x{r['db_active_ms_per_fan'] / max(1e-9, base['db_active_ms_per_fan']):.2f}, "
+            f"requests per fan x{r['requests_per_fan'] / base['requests_per_fan']:.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fans", type=int, default=1000)
     parser.add_argument("--bots", type=int, default=10)
-    parser.add_argument("--max-seconds", type=float, default=480, help="a bound: then it reports")
+    parser.add_argument("--max-seconds", type=float, default=900, help="a bound: then it reports")
+    parser.add_argument(
+        "--compare",
+        metavar="SIZES",
+        help="print how the saved runs of these sizes grow, e.g. 1000,5000,20000",
+    )
     args = parser.parse_args()
+    if args.compare:
+        compare(args.compare)
+        return
     recreate_database()
     concert_id, fans = seed(args.fans, args.bots)
     stack = Stack()
+    stats = Stats()
+    sampler = Sampler(
+        concert_id,
+        {
+            "web": group_pids(stack.server.proc.pid),
+            "worker": group_pids(stack.jobs[0].pid),
+            "beat": group_pids(stack.jobs[1].pid),
+            "postgresql": named_pids("postgres"),
+            "redis": named_pids("redis-server"),
+            "load client": own_pid,
+        },
+        started=stats.started,
+    )
     try:
+        sampler.start()
         began = time.monotonic()
-        stats = asyncio.run(run(fans, stack.server.url, concert_id, args.max_seconds))
+        asyncio.run(run(fans, stack.server.url, concert_id, args.max_seconds, stats))
         seconds = time.monotonic() - began
     finally:
+        sampler.stop()
         stack.stop()
     result = report(fans, stats, concert_id, seconds)
+    samples = [asdict(sample) for sample in sampler.samples]
+    result.update(summarize(sampler.samples, seconds))
+    rush = [x for x in sampler.samples if x.t <= RUSH_SECONDS + 5]
+    result["cpu_cores_in_the_rush"] = summarize(rush, RUSH_SECONDS + 5).get("cpu_cores")
+    result["db_active_ms_per_fan"] = round(
+        1000 * result.get("db_active_seconds", 0) / max(1, result["fans"]), 1
+    )
+    result["polls_per_second"] = polls_per_second(
+        stats, int(ENV.get("QUEUE_POLL_BUDGET_PER_SECOND", "1000"))
+    )
+    result["load_client_loop_lag_ms"] = {
+        "p50": round(1000 * (percentile(stats.loop_lag, 0.5) or 0), 1),
+        "p99": round(1000 * (percentile(stats.loop_lag, 0.99) or 0), 1),
+    }
+    result["samples"] = samples
     path = save(f"rehearsal-{args.fans}", result)
+    plot(args.fans, samples, stats)
+    result.pop("samples")
     print(json.dumps(result, indent=2, default=str))
     print(f"raw results: {path.relative_to(ROOT)}")
     checks = {
@@ -416,7 +671,12 @@ def main() -> None:
         "the line drained before the time limit": not result["ended_by_time_limit"],
         "no seat sold twice": result["double_sold_seats"] == 0,
         "no server error": result["server_errors"] == 0,
+        f"every request answered within {REQUEST_TIMEOUT} s": not result[
+            "requests_without_an_answer"
+        ],
         "money reconciles": result["money_reconciles"],
+        "admitted in line-up order": result["admission_order_inversions"] == 0,
+        "bots overtook no honest fan": result["honest_fans_overtaken_by_bots"] == 0,
     }
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")

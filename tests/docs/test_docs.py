@@ -187,6 +187,21 @@ def test_the_readme_links_every_document():
         assert f"docs/{path.name}" in readme, path.name
 
 
+def test_every_image_a_document_shows_exists():
+    """The rehearsal's plots (docs/rehearsal/*.png) and any other picture: a link to
+    a missing file fails here, not in a reader's browser."""
+    import re
+
+    shown = [
+        (path.name, target)
+        for path in DOCS.glob("*.md")
+        for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", path.read_text())
+    ]
+    assert shown, "no document shows a picture"
+    for name, target in shown:
+        assert (DOCS / target).is_file(), f"{name} shows {target}, which does not exist"
+
+
 def test_each_diagram_exists_once():
     blocks = [b for path in DOCS.glob("*.md") for b in mermaid_blocks(path.read_text())]
     assert len(blocks) == len(set(blocks))
