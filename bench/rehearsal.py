@@ -231,7 +231,7 @@ async def call(client, stats: Stats, name: str, method: str, path: str, **kwargs
     return response
 
 
-async def fan_script(fan: Fan, client, concert_id: int, stats: Stats, sold_out: asyncio.Event):
+async def fan_script(fan: Fan, client, concert_id: int, stats: Stats):
     rng = random.Random(fan.index)
     auth = {"Authorization": f"Token {fan.auth}"}
     await asyncio.sleep(rng.random() * RUSH_SECONDS)
@@ -251,8 +251,8 @@ async def fan_script(fan: Fan, client, concert_id: int, stats: Stats, sold_out: 
     queue = {**auth, "X-Queue-Token": fan.token}
     gave_up_after = rng.uniform(5, 60) if fan.kind == "leaver" else None
     while body["status"] == "waiting":
-        if sold_out.is_set():
-            # Told it is sold out, the fan gives the place back: the line drains.
+        if body.get("sold_out"):
+            # Told by the poll that every seat is sold, the fan gives the place back.
             await call(client, stats, "leave", "DELETE", "/api/v1/queue", headers=queue)
             fan.outcome = "sold out while waiting"
             return
@@ -277,24 +277,32 @@ async def fan_script(fan: Fan, client, concert_id: int, stats: Stats, sold_out: 
         fan.outcome = f"turn {body['status']}"
         return
     fan.admitted_at = time.monotonic() - stats.started
-    await shop(fan, client, concert_id, stats, queue, rng, sold_out)
+    await shop(fan, client, concert_id, stats, queue, rng, body)
     if fan.outcome not in ("bought", "let the hold expire"):
         # Done without a ticket: give the turn back so the next fan is admitted at once.
         await call(client, stats, "leave", "DELETE", "/api/v1/queue", headers=queue)
 
 
-async def shop(fan, client, concert_id, stats, queue, rng, sold_out):
+async def shop(fan, client, concert_id, stats, queue, rng, turn: dict):
     schedules = []
     watching_until = time.monotonic() + float(os.environ.get("REHEARSAL_TURN_TTL", "45"))
     while not schedules:  # seats only held, not sold, may come back: watch the map
         path = f"/api/v1/concerts/{concert_id}/dates"
         dates = (await call(client, stats, "dates", "GET", path, headers=queue)).json()
         schedules = [d["schedule_id"] for d in dates.get("dates", []) if d["available_seats"]]
-        if not schedules and (sold_out.is_set() or time.monotonic() > watching_until):
+        if schedules:
+            break
+        if turn.get("sold_out") or time.monotonic() > watching_until:
             fan.outcome = "sold out"
             return
-        if not schedules:
-            await asyncio.sleep(2)
+        # Nothing free: held seats may come back. Ask the turn when it says to.
+        await asyncio.sleep(float(turn["poll_after_seconds"]))
+        response = await call(client, stats, "poll", "GET", "/api/v1/queue", headers=queue)
+        if response.status_code == 200:
+            turn = response.json()
+            if turn["status"] != "active":
+                fan.outcome = f"turn {turn['status']}"
+                return
     schedule = rng.choice(schedules)
     wanted = 4 if fan.kind == "bot" else rng.choice((1, 1, 2))
     held = []
@@ -334,23 +342,6 @@ async def shop(fan, client, concert_id, stats, queue, rng, sold_out):
     fan.outcome = f"payment {response.status_code}"
 
 
-async def watch_sold_out(client, concert_id: int, sold_out: asyncio.Event, done: asyncio.Event):
-    from asgiref.sync import sync_to_async
-
-    from concerts.models import Reservation
-
-    count = sync_to_async(
-        lambda: Reservation.objects.filter(
-            schedule__concert_id=concert_id, status="confirmed"
-        ).count()
-    )
-    while not done.is_set():
-        if await count() >= SEATS:
-            sold_out.set()
-            return
-        await asyncio.sleep(1)
-
-
 async def measure_loop_lag(stats: Stats, done: asyncio.Event, every: float = 0.05) -> None:
     """How late the client's own event loop wakes: the part of a measured latency
     that is the load generator's queueing, not the server's."""
@@ -363,23 +354,19 @@ async def measure_loop_lag(stats: Stats, done: asyncio.Event, every: float = 0.0
 async def run(fans: list[Fan], url: str, concert_id: int, limit: float, stats: Stats) -> Stats:
     import aiohttp
 
-    sold_out, done = asyncio.Event(), asyncio.Event()
+    done = asyncio.Event()
     # A browser per fan would hold its own connection; 256 sockets let the rush reach
     # the server instead of queueing in the client, and the server's own queue shows.
     connector = aiohttp.TCPConnector(limit=CLIENT_CONNECTIONS)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as client:
-        watcher = asyncio.create_task(watch_sold_out(client, concert_id, sold_out, done))
         lag = asyncio.create_task(measure_loop_lag(stats, done))
-        scripts = asyncio.gather(
-            *(fan_script(f, client, concert_id, stats, sold_out) for f in fans)
-        )
+        scripts = asyncio.gather(*(fan_script(f, client, concert_id, stats) for f in fans))
         try:
             await asyncio.wait_for(scripts, timeout=limit)
         except TimeoutError:
             stats.timed_out = True
         done.set()
-        await watcher
         await lag
     return stats
 

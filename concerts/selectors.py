@@ -94,6 +94,21 @@ def _open_q(*, now: datetime) -> Q:
     return Q(booking_opens_at__lte=now, booking_closes_at__gt=now, starts_at__gt=now)
 
 
+def concert_sold_out(*, concert_id: int, now: datetime) -> bool:
+    """The concert has dates open for booking, and every seat on them is sold: none
+    free, none held (a hold may lapse or fail to pay, and its seat come back). One
+    query. The waiting room tells the fans in line (queueing.selectors)."""
+    open_seats = Seat.objects.filter(
+        schedule__concert_id=concert_id,
+        schedule__booking_opens_at__lte=now,
+        schedule__booking_closes_at__gt=now,
+        schedule__starts_at__gt=now,
+    )
+    sold = Reservation.objects.filter(seat=OuterRef("pk"), status=Reservation.Status.CONFIRMED)
+    row = open_seats.aggregate(seats=Count("pk"), unsold=Count("pk", filter=~Exists(sold)))
+    return row["seats"] > 0 and row["unsold"] == 0
+
+
 def schedule_list_bookable(*, concert_id: int, now: datetime) -> list[Schedule]:
     """Dates open for booking with at least one available seat, by time; each has
     `available_seats`. One query, whatever the number of dates, seats or holds."""

@@ -28,6 +28,11 @@ class QueueTokenOutput(serializers.Serializer):
     estimated_wait_seconds = serializers.IntegerField(allow_null=True)
     poll_after_seconds = serializers.IntegerField()
     expires_at = serializers.DateTimeField(allow_null=True)
+    sold_out = serializers.BooleanField(
+        help_text="Every seat of the concert's open dates is sold (a held seat may still "
+        "come back, so it is not sold). Advisory, up to a few seconds old: a fan in line "
+        "may leave, or stay for returns."
+    )
 
 
 def token_body(view: selectors.TokenView) -> dict:
@@ -44,6 +49,7 @@ def token_body(view: selectors.TokenView) -> dict:
         "estimated_wait_seconds": view.estimated_wait_seconds,
         "poll_after_seconds": view.poll_after_seconds,
         "expires_at": None if expires_at is None else _datetime.to_representation(expires_at),
+        "sold_out": view.sold_out,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -115,6 +116,35 @@ def budget_floor_seconds() -> int:
     return math.ceil(total_waiting() / budget)
 
 
+# Whether a concert is sold out is the seats' business (concerts); the waiting room
+# only repeats it to the fans in line, so that they need not wait for nothing.
+# concerts plugs its selector in at start-up (concerts.apps.ConcertsConfig.ready):
+# the call is turned around and the import ladder keeps pointing one way.
+_sold_out_source: Callable[..., bool] | None = None
+SOLD_OUT_TTL = 5  # seconds a shared answer lives (plus LOCAL_TTL in each process)
+
+
+def sold_out_source_set(source: Callable[..., bool] | None) -> None:
+    global _sold_out_source
+    _sold_out_source = source
+
+
+def concert_sold_out(*, concert_id: int, now: datetime) -> bool:
+    """True when every seat of the concert's open dates is sold (a live hold may still
+    come back, so a held seat is not sold). Advisory: shared for SOLD_OUT_TTL seconds,
+    so a poll pays no SQL for it, and a seat given back shows within a few seconds."""
+    source = _sold_out_source
+    if source is None:
+        return False
+    return bool(
+        _shared_estimate(
+            f"queue:sold_out:{concert_id}",
+            lambda: int(source(concert_id=concert_id, now=now)),
+            ttl=SOLD_OUT_TTL,
+        )
+    )
+
+
 def room_capacity(*, concert_id: int) -> int:
     room = WaitingRoom.objects.filter(pk=concert_id).first()
     return room.capacity if room else settings.QUEUE_MAX_ACTIVE
@@ -164,6 +194,7 @@ class TokenView:
     expires_at: datetime | None
     end_reason: str | None
     paused: bool = False  # the room's admission is paused: places hold, nobody moves
+    sold_out: bool = False  # every seat of the open dates is sold (advisory, see above)
 
 
 def _end_reason(token: QueueToken, status: str) -> str | None:
@@ -198,6 +229,8 @@ def queue_token_view(*, token: QueueToken, now: datetime) -> TokenView:
         poll_after_seconds=poll_after_seconds(position=position, eta=eta),
         expires_at=expires_at,
         end_reason=_end_reason(token, status),
+        sold_out=status in QueueToken.LIVE_STATUSES
+        and concert_sold_out(concert_id=token.concert_id, now=now),
     )
 
 

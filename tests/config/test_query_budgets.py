@@ -23,11 +23,13 @@ BUDGETS = {
     # GET /api/v1/queue, full 200, no auth needed. The token and its position are one
     # query; the pacing estimates (total waiting, admission rate, capacity) are shared
     # through the cache for 5 s, so only the first poll after they lapse reads them.
-    "poll_cold": 4,
+    # One more cold since the rehearsal: whether the concert is sold out (shared the
+    # same way), so fans in line are told.
+    "poll_cold": 5,
     "poll_warm": 1,
     # The waiting room's htmx fragment (session, user, token, then as the poll). One
     # more since issue 12: whether the room is paused, so a fan is told.
-    "room_fragment_cold": 10,
+    "room_fragment_cold": 11,  # and one more for "sold out", shared like the poll's
     "room_fragment_warm": 7,
     "seat_fragment": 5,  # the seat map's htmx fragment, every 4 s
     "hold": 12,  # POST /api/v1/reservations

@@ -28,6 +28,7 @@ BODY_KEYS = {
     "poll_after_seconds",
     "expires_at",
     "end_reason",
+    "sold_out",
 }
 
 
