@@ -43,6 +43,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from bench.common import (
@@ -390,8 +391,8 @@ def report(fans: list[Fan], stats: Stats, concert_id: int, seconds: float) -> di
     inversions = sum(1 for a, b in zip(admitted, admitted[1:], strict=False) if a > b)
     # What the bots gained: for each admitted bot, the honest fans who lined up before
     # it (a smaller token id) but were admitted after it, or never, while still in
-    # line at the bot's admission. FIFO admission makes this 0; the bots' early polls
-    # and sweeps are refused or lose to the lock like anyone's.
+    # line at the bot's admission (not leaving within a second of it). FIFO admission
+    # makes this 0; the bots' early polls and sweeps are refused or lose to the lock.
     tokens = {
         row["user_id"]: row
         for row in QueueToken.objects.filter(concert_id=concert_id).values(
@@ -407,9 +408,11 @@ def report(fans: list[Fan], stats: Stats, concert_id: int, seconds: float) -> di
             theirs = tokens.get(fan.user_id)
             if fan.kind == "bot" or not theirs or theirs["id"] > mine["id"]:
                 continue
-            gone_before = (
-                theirs["ended_at"] is not None and theirs["ended_at"] <= mine["admitted_at"]
-            )
+            # ended_at is the leave's clock, read before it waited for the token's
+            # lock; a leave in flight while the admission ran (the admission then
+            # skips the fan, as it must) lands up to a moment after the stamp.
+            grace = mine["admitted_at"] + timedelta(seconds=1)
+            gone_before = theirs["ended_at"] is not None and theirs["ended_at"] <= grace
             admitted_after = (
                 theirs["admitted_at"] is None or theirs["admitted_at"] > mine["admitted_at"]
             )
