@@ -77,7 +77,8 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if hasattr(self, "_thread"):
+            self._thread.join(timeout=10)
 
     def _cpu(self) -> dict[str, float]:
         for name, pids in self.groups.items():
