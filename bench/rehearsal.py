@@ -598,6 +598,18 @@ def compare(sizes: str) -> None:
             f"{r['polls_per_second']['budget']}"
         ),
     )
+    row(
+        "before the sale: top-ups p50 / p99 (ms), all in (s)",
+        lambda r: (
+            f"{ms(r['before_the_sale']['endpoints']['top up']['p50_ms'])} / "
+            f"{ms(r['before_the_sale']['endpoints']['top up']['p99_ms'])}, "
+            f"{r['before_the_sale']['seconds']}"
+        ),
+    )
+    row(
+        "before the sale: 20 registrations p50 (ms)",
+        lambda r: ms(r["before_the_sale"]["endpoints"]["register"]["p50_ms"]),
+    )
     row("requests per fan", lambda r: r["requests_per_fan"])
     row("database busy time per fan (ms)", lambda r: r["db_active_ms_per_fan"])
     for part in ("web", "worker", "beat", "postgresql", "redis", "load client"):
