@@ -22,18 +22,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def two_web_processes():
+def start_web_processes(count: int, **env_overrides: str) -> list[tuple[subprocess.Popen, str]]:
+    """`count` gunicorn processes, each started on its own with its own connection pool,
+    serving the test database (and whatever the overrides point at). Returns each
+    process with its base URL once it answers /healthz."""
     db = connection.settings_dict
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.test_settings",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "ALLOWED_HOSTS": "127.0.0.1",
+        **env_overrides,
     }
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     servers = []
-    for _ in range(2):
+    for _ in range(count):
         port = free_port()
         proc = subprocess.Popen(
             [gunicorn, "config.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "2",
@@ -46,10 +49,23 @@ def two_web_processes():
             try:
                 urllib.request.urlopen(url + "/healthz", timeout=1)
                 break
-            except OSError:
+            except OSError as exc:
+                # A 503 from /healthz is an answer too (a dependency is down on purpose).
+                if getattr(exc, "code", None) == 503:
+                    break
                 assert proc.poll() is None, "a web process died at start"
                 time.sleep(0.1)
-    yield [url for _, url in servers]
+    return servers
+
+
+def stop_web_processes(servers: list[tuple[subprocess.Popen, str]]) -> None:
     for proc, _ in servers:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+@pytest.fixture
+def two_web_processes():
+    servers = start_web_processes(2)
+    yield [url for _, url in servers]
+    stop_web_processes(servers)
