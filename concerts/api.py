@@ -36,6 +36,15 @@ class ScheduleSummaryOutput(serializers.Serializer):
 
 class ConcertDetailOutput(ConcertListOutput):
     schedules = ScheduleSummaryOutput(many=True, source="schedules.all")
+    sale_starts_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="A scheduled sale's on-sale time: fans who line up before it (from "
+        "line_opens_at) are shuffled into a random order at this time, ahead of everyone "
+        "after. Null: the line is open, first come, first served.",
+    )
+    line_opens_at = serializers.DateTimeField(
+        allow_null=True, help_text="When lining up opens (the pre-queue window's start)."
+    )
 
 
 class ConcertListApi(ListAPIView):

@@ -62,13 +62,20 @@ def concert_list_for_shop(*, now: datetime) -> QuerySet[Concert]:
 
 
 def concert_get_with_schedules(*, concert_id: int) -> Concert:
+    """The concert, its dates, and its scheduled sale (`sale_starts_at` and
+    `line_opens_at`, both None when the line is simply open)."""
     schedules = Schedule.objects.order_by("starts_at", "id")
     try:
-        return Concert.objects.prefetch_related(Prefetch("schedules", queryset=schedules)).get(
-            pk=concert_id
+        concert = (
+            Concert.objects.select_related("waiting_room")
+            .prefetch_related(Prefetch("schedules", queryset=schedules))
+            .get(pk=concert_id)
         )
     except Concert.DoesNotExist:
         raise ConcertNotFound() from None
+    room = concert.waiting_room  # every concert has one (concert_create)
+    concert.sale_starts_at, concert.line_opens_at = room.sale_starts_at, room.pre_queue_opens_at
+    return concert
 
 
 # --- availability ---------------------------------------------------------

@@ -19,6 +19,14 @@ def _every(setting: str, default: int) -> int:
 
 # Each entry names a task by its registered name; intervals are in seconds.
 app.conf.beat_schedule = {
+    # A scheduled sale starts (its pre-queue is shuffled into the line) within a
+    # second of its time; a line-up after the time starts it too, so a late tick
+    # never lets an after-the-start arrival ahead of the pre-queue.
+    "queue-start-sales": {
+        "task": "queueing.start_sales",
+        "schedule": 1.0,
+        "options": {"expires": 5},
+    },
     "queue-admit-waiting": {
         "task": "queueing.admit_waiting",
         "schedule": float(_every("QUEUE_ADMISSION_INTERVAL", 5)),

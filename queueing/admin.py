@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.utils import timezone
 
+from config.errors import DomainError
 from queueing import selectors, services
 from queueing.models import QueueToken, WaitingRoom
 
@@ -29,12 +30,22 @@ class WaitingRoomAdmin(admin.ModelAdmin):
         "capacity",
         "max_active",
         "admission_paused",
+        "sale_starts_at",
     )
     list_editable = ("max_active", "admission_paused")
     list_select_related = ("concert",)
     search_fields = ("concert__title", "concert__artist")
     list_filter = ("admission_paused",)
-    fields = ("concert", "max_active", "admission_paused")
+    fields = (
+        "concert",
+        "max_active",
+        "admission_paused",
+        "sale_starts_at",
+        "pre_queue_minutes",
+        "sale_started_at",
+        "pre_queue_size",
+        "shuffle_seed",
+    )
     action_form = AdmitActionForm
     actions = ["admit_next_n", "pause_admission", "resume_admission"]
 
@@ -58,15 +69,25 @@ class WaitingRoomAdmin(admin.ModelAdmin):
         return obj.admitted_last_minute
 
     def get_readonly_fields(self, request, obj=None):
-        return ("concert",) if obj else ()
+        audit = ("sale_started_at", "pre_queue_size", "shuffle_seed")
+        if obj is None:
+            return audit
+        if obj.sale_started_at is not None:  # the sale has started: its schedule is history
+            return ("concert", "sale_starts_at", "pre_queue_minutes", *audit)
+        return ("concert", *audit)
 
     def save_model(self, request, obj, form, change):
-        services.waiting_room_update(
-            concert_id=obj.concert_id,
-            max_active=obj.max_active,
-            admission_paused=obj.admission_paused,
-            now=timezone.now(),
-        )
+        try:
+            services.waiting_room_update(
+                concert_id=obj.concert_id,
+                max_active=obj.max_active,
+                admission_paused=obj.admission_paused,
+                sale_starts_at=obj.sale_starts_at,
+                pre_queue_minutes=obj.pre_queue_minutes,
+                now=timezone.now(),
+            )
+        except DomainError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
 
     @admin.action(description="Admit next N now (in line order, beyond capacity)")
     def admit_next_n(self, request, queryset):

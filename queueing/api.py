@@ -19,7 +19,11 @@ from queueing.exceptions import QueueTokenInvalid, QueueTokenMissing, QueueToken
 class QueueTokenOutput(serializers.Serializer):
     token = serializers.CharField(source="token.key")
     concert_id = serializers.IntegerField(source="token.concert_id")
-    status = serializers.ChoiceField(choices=["waiting", "active", "expired", "left", "ended"])
+    status = serializers.ChoiceField(
+        choices=["pre_queue", "waiting", "active", "expired", "left", "ended"],
+        help_text="pre_queue: lined up before a scheduled sale; the place in line is drawn "
+        "at random for the whole pre-queue at sale_starts_at.",
+    )
     end_reason = serializers.CharField(
         allow_null=True,
         help_text="Why the turn ended (paid, operator, ttl, idle, left, lapsed); null while live.",
@@ -32,6 +36,11 @@ class QueueTokenOutput(serializers.Serializer):
         help_text="Every seat of the concert's open dates is sold (a held seat may still "
         "come back, so it is not sold). Advisory, up to a few seconds old: a fan in line "
         "may leave, or stay for returns."
+    )
+    sale_starts_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="While in the pre-queue: when the sale starts and the pre-queue is "
+        "shuffled into the line (no position until then). Null otherwise.",
     )
 
 
@@ -50,6 +59,9 @@ def token_body(view: selectors.TokenView) -> dict:
         "poll_after_seconds": view.poll_after_seconds,
         "expires_at": None if expires_at is None else _datetime.to_representation(expires_at),
         "sold_out": view.sold_out,
+        "sale_starts_at": None
+        if view.sale_starts_at is None
+        else _datetime.to_representation(view.sale_starts_at),
     }
 
 
@@ -68,7 +80,7 @@ def token_response(view: selectors.TokenView, *, now, status_code: int = 200) ->
 class QueueIssueApi(APIView):
     """Line up for a concert. 201 with a new token, 200 with the fan's existing live one."""
 
-    error_codes = {"post": ["concert_not_found"]}
+    error_codes = {"post": ["concert_not_found", "queue_not_open"]}
     response_headers = {"post": ["Retry-After"]}
 
     @extend_schema(request=None, responses={200: QueueTokenOutput, 201: QueueTokenOutput})

@@ -1,3 +1,5 @@
+from django.utils import timezone
+
 from config.errors import DomainError, NotFound
 
 
@@ -60,3 +62,32 @@ class PollTooSoon(DomainError):
             details={"retry_after_seconds": retry_after},
             headers={"Retry-After": str(retry_after)},
         )
+
+
+class QueueNotOpen(DomainError):
+    """A scheduled sale's line is not open yet: before its pre-queue window (or, with
+    no window, before the on-sale time). The details say when it opens."""
+
+    code = "queue_not_open"
+    http_status = 409
+    message = "The line for this concert is not open yet."
+    replayable = False
+
+    def __init__(self, *, sale_starts_at, opens_at) -> None:
+        def local(moment) -> str:
+            return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+        super().__init__(
+            f"The line for this concert opens at {local(opens_at)}; tickets go on sale at "
+            f"{local(sale_starts_at)}.",
+            details={
+                "sale_starts_at": sale_starts_at.isoformat(),
+                "line_opens_at": opens_at.isoformat(),
+            },
+        )
+
+
+class SaleAlreadyStarted(DomainError):
+    code = "sale_already_started"
+    http_status = 409
+    message = "This sale has started; its schedule can no longer be changed."

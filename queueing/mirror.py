@@ -53,6 +53,9 @@ RANK = {
     Status.LEFT: 3,
     Status.ENDED: 3,
 }
+# The live states the mirror holds. A pre-queue token has no place yet and is read
+# from PostgreSQL (it is mirrored once the sale's start gives it one).
+MIRRORED = (Status.WAITING, Status.ACTIVE)
 LIVE_TTL = 24 * 3600  # a live token's hash lives this long after its last write
 ENDED_TTL = 3600  # an ended token still answers polls ("your turn ended") for an hour
 CHUNK = 5000
@@ -210,6 +213,7 @@ def _put_args(row: Row, cas: str = "") -> tuple[list[str], list[str]]:
 
 def put(rows: Sequence[Row]) -> None:
     """Write these token states (monotonic merge), in one pipelined round trip."""
+    rows = [row for row in rows if row.status != Status.PRE_QUEUE]
     client = redis_client()
     if client is None or not rows:
         return
@@ -442,7 +446,7 @@ def rebuild(*, concert_id: int | None = None) -> int | None:
     client = redis_client()
     if client is None:
         return None
-    tokens = QueueToken.objects.filter(status__in=QueueToken.LIVE_STATUSES)
+    tokens = QueueToken.objects.filter(status__in=MIRRORED)
     if concert_id is not None:
         tokens = tokens.filter(concert_id=concert_id)
     repaired = 0
@@ -512,7 +516,7 @@ def _counts_drifted(client) -> bool:
     base = _base()
     truth = {
         (row["concert_id"], row["status"]): row["n"]
-        for row in QueueToken.objects.filter(status__in=QueueToken.LIVE_STATUSES)
+        for row in QueueToken.objects.filter(status__in=MIRRORED)
         .values("concert_id", "status")
         .annotate(n=Count("id"))
         .order_by()

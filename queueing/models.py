@@ -1,5 +1,6 @@
 import re
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -37,6 +38,22 @@ class WaitingRoom(models.Model):
         null=True, blank=True, help_text="Admitted fans at once. Empty: QUEUE_MAX_ACTIVE."
     )
     admission_paused = models.BooleanField(default=False)
+    # A scheduled sale (empty: first come, first served from the moment the concert
+    # exists). Fans who line up in the pre-queue window before the start get no place
+    # until the start; then one job gives the whole pre-queue a uniformly random order,
+    # ahead of everyone who lines up after the start (see docs/waiting-room.md).
+    sale_starts_at = models.DateTimeField(
+        null=True, blank=True, help_text="The on-sale time. Empty: the line is open now."
+    )
+    pre_queue_minutes = models.PositiveIntegerField(
+        default=0,
+        help_text="How long before the on-sale time fans may join the pre-queue (0: none; "
+        "lining up opens at the on-sale time).",
+    )
+    # The shuffle's audit record, written once by queue_sale_start.
+    sale_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    shuffle_seed = models.CharField(max_length=64, blank=True, editable=False)
+    pre_queue_size = models.PositiveIntegerField(default=0, editable=False)
     last_admitted_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -53,16 +70,23 @@ class WaitingRoom(models.Model):
     def capacity(self) -> int:
         return settings.QUEUE_MAX_ACTIVE if self.max_active is None else self.max_active
 
+    @property
+    def pre_queue_opens_at(self):
+        if self.sale_starts_at is None:
+            return None
+        return self.sale_starts_at - timedelta(minutes=self.pre_queue_minutes)
+
 
 class QueueToken(models.Model):
     class Status(models.TextChoices):
+        PRE_QUEUE = "pre_queue"  # lined up before a scheduled sale: no place until it starts
         WAITING = "waiting"
         ACTIVE = "active"
         EXPIRED = "expired"  # time ran out: the turn lapsed, or the fan stopped polling
         LEFT = "left"  # the fan left the line or gave up the turn
         ENDED = "ended"  # the turn was used up (a payment) or ended by an operator
 
-    LIVE_STATUSES = (Status.WAITING, Status.ACTIVE)
+    LIVE_STATUSES = (Status.PRE_QUEUE, Status.WAITING, Status.ACTIVE)
 
     # The primary key comes from a database sequence: it is the FIFO order, exact
     # across every web process, with no reliance on wall-clock time.
@@ -86,7 +110,7 @@ class QueueToken(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["concert", "user"],
-                condition=Q(status__in=["waiting", "active"]),
+                condition=Q(status__in=["pre_queue", "waiting", "active"]),
                 name="queue_one_live_token_per_fan",
             ),
             models.CheckConstraint(
@@ -99,6 +123,9 @@ class QueueToken(models.Model):
                 fields=["concert", "id"],
                 condition=Q(status="waiting"),
                 name="queue_waiting_order",
+            ),
+            models.Index(
+                fields=["concert"], condition=Q(status="pre_queue"), name="queue_pre_queue"
             ),
             models.Index(
                 fields=["concert", "active_until"],

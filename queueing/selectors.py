@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -184,6 +185,46 @@ def poll_after_seconds(*, position: int | None, eta: int | None) -> int:
     return max(base, floor)
 
 
+# In the pre-queue, far from the start, a fan polls this often (the page counts down
+# by itself); near it, each fan comes back at the start plus a slot of their own
+# within a spread of at least PRE_QUEUE_SPREAD seconds, so the start is no herd.
+PRE_QUEUE_FAR_POLL = 60
+PRE_QUEUE_SPREAD = 10
+
+
+def pre_queue_poll_after(
+    *, key: str, sale_starts_at: datetime, now: datetime, pre_queue_size: int
+) -> int:
+    """When a fan in the pre-queue should poll next (see docs/waiting-room.md).
+
+    The whole pre-queue's first polls after the start are spread evenly over
+    max(PRE_QUEUE_SPREAD, size / poll budget) seconds, each fan at a slot derived
+    from their token, the same on every poll, so the spread holds however often
+    they ask."""
+    budget = max(1, settings.QUEUE_POLL_BUDGET_PER_SECOND)
+    spread = max(PRE_QUEUE_SPREAD, math.ceil(pre_queue_size / budget))
+    until = math.ceil((sale_starts_at - now).total_seconds())
+    if until > PRE_QUEUE_FAR_POLL + spread:
+        return PRE_QUEUE_FAR_POLL
+    slot = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % spread
+    return max(1, until) + slot
+
+
+def pre_queue_state(*, concert_id: int) -> tuple[datetime | None, int]:
+    """The room's on-sale time and how many fans are in its pre-queue (one query)."""
+    room = (
+        WaitingRoom.objects.filter(pk=concert_id)
+        .annotate(
+            waiting_for_start=Count(
+                "concert__queue_tokens", filter=Q(concert__queue_tokens__status=Status.PRE_QUEUE)
+            )
+        )
+        .values_list("sale_starts_at", "waiting_for_start")
+        .first()
+    )
+    return (None, 0) if room is None else room
+
+
 @dataclass(frozen=True)
 class TokenView:
     token: QueueToken
@@ -195,6 +236,7 @@ class TokenView:
     end_reason: str | None
     paused: bool = False  # the room's admission is paused: places hold, nobody moves
     sold_out: bool = False  # every seat of the open dates is sold (advisory, see above)
+    sale_starts_at: datetime | None = None  # set while the token is in the pre-queue
 
 
 def _end_reason(token: QueueToken, status: str) -> str | None:
@@ -208,6 +250,20 @@ def _end_reason(token: QueueToken, status: str) -> str | None:
 
 def queue_token_view(*, token: QueueToken, now: datetime) -> TokenView:
     status = effective_status(token, now=now)
+    if status == Status.PRE_QUEUE:
+        starts_at, size = pre_queue_state(concert_id=token.concert_id)
+        return TokenView(
+            token=token,
+            status=status,
+            position=None,
+            estimated_wait_seconds=None,
+            poll_after_seconds=pre_queue_poll_after(
+                key=token.key, sale_starts_at=starts_at or now, now=now, pre_queue_size=size
+            ),
+            expires_at=None,
+            end_reason=None,
+            sale_starts_at=starts_at,
+        )
     position = queue_position(token=token) if status == Status.WAITING else None
     if status == Status.WAITING:
         eta = math.ceil(position / admission_rate(concert_id=token.concert_id, now=now))

@@ -9,9 +9,14 @@ these services can deadlock.
 from __future__ import annotations
 
 import contextlib
+import enum
+import hashlib
+import hmac
 import logging
 import math
+import secrets
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -25,11 +30,13 @@ from queueing import mirror, selectors
 from queueing.exceptions import (
     ConcertNotFound,
     PollTooSoon,
+    QueueNotOpen,
     QueueTokenExpired,
     QueueTokenInvalid,
     QueueTokenMissing,
     QueueTokenWaiting,
     QueueTokenWrongConcert,
+    SaleAlreadyStarted,
 )
 from queueing.models import (
     BUCKET_SIZE,
@@ -66,16 +73,38 @@ def waiting_room_get(*, concert_id: int) -> WaitingRoom:
     return room
 
 
+_KEEP = object()
+
+
 def waiting_room_update(
-    *, concert_id: int, max_active: int | None, admission_paused: bool, now: datetime
+    *,
+    concert_id: int,
+    max_active: int | None,
+    admission_paused: bool,
+    now: datetime,
+    sale_starts_at: datetime | None = _KEEP,  # type: ignore[assignment]
+    pre_queue_minutes: int = _KEEP,  # type: ignore[assignment]
 ) -> WaitingRoom:
-    """Operators change capacity or pause; a resumed or larger room admits at once."""
-    room = waiting_room_get(concert_id=concert_id)
-    WaitingRoom.objects.filter(pk=room.pk).update(
-        max_active=max_active, admission_paused=admission_paused
-    )
-    room.refresh_from_db()
-    _admit_after_commit(concert_id=concert_id, now=now)
+    """Operators change capacity or pause, and schedule the sale; a resumed or larger
+    room admits at once. Omitted sale fields are kept. Once a sale has started its
+    schedule is history: changing it is SaleAlreadyStarted (409), and nothing is
+    written. A schedule set on a concert whose line already has fans waiting leaves
+    them where they are, ahead of the pre-queue."""
+    with transaction.atomic():
+        room = WaitingRoom.objects.select_for_update(no_key=True).filter(pk=concert_id).first()
+        if room is None:
+            raise ConcertNotFound()
+        changes = {"max_active": max_active, "admission_paused": admission_paused}
+        schedule = {}
+        if sale_starts_at is not _KEEP and sale_starts_at != room.sale_starts_at:
+            schedule["sale_starts_at"] = sale_starts_at
+        if pre_queue_minutes is not _KEEP and pre_queue_minutes != room.pre_queue_minutes:
+            schedule["pre_queue_minutes"] = pre_queue_minutes
+        if schedule and room.sale_started_at is not None:
+            raise SaleAlreadyStarted(details={"sale_started_at": room.sale_started_at.isoformat()})
+        WaitingRoom.objects.filter(pk=room.pk).update(**changes, **schedule)
+        room.refresh_from_db()
+        _admit_after_commit(concert_id=concert_id, now=now)
     return room
 
 
@@ -177,9 +206,20 @@ def queue_token_issue(
     """
     if not 0 < concert_id < 2**63:
         raise ConcertNotFound()  # no such id fits the database's bigint key
-    for _ in range(2):  # a second time only after ending the fan's lapsed token
+    # Once more after ending the fan's lapsed token, and once more after starting a
+    # sale that was due.
+    for _ in range(3):
         try:
             token, room = _insert_waiting(user_id=user.pk, concert_id=concert_id, now=now)
+            if token is None:  # a scheduled sale that had not started, as the statement saw it
+                token, sale = _line_up_before_the_sale(
+                    user_id=user.pk, concert_id=concert_id, now=now
+                )
+                if token is not None:
+                    return token, True  # in the pre-queue: no place, no admission, no mirror
+                if sale == _Sale.DUE:
+                    queue_sale_start(concert_id=concert_id, now=now)
+                continue  # the sale has started: line up behind the pre-queue
             break
         except IntegrityError as exc:
             if _violated(exc) != LIVE_TOKEN_CONSTRAINT:
@@ -191,11 +231,12 @@ def queue_token_issue(
         if selectors.effective_status(existing, now=now) != Status.EXPIRED:
             return existing, False
         _end_tokens(ids=[existing.pk], now=now, reason="lapsed")
-    else:  # pragma: no cover - a live token reappeared twice in a row
+    else:  # pragma: no cover - a live token reappeared, or a sale restarted, repeatedly
         raise QueueTokenInvalid()
     mirror.put_after_commit([mirror.Row.of(token)])
     # Admit at once where capacity is free. The answer must say what the database
     # says: in a burst, another fan's admission run may admit this token first.
+    assert room is not None
     admission = _admit(concert_id=concert_id, now=now, count=None, watch=token.pk, room=room)
     if admission.watched_status == Status.ACTIVE:
         token.refresh_from_db(fields=["status", "admitted_at", "active_until"])
@@ -224,7 +265,7 @@ class _RoomState(NamedTuple):
 
 def _insert_waiting(
     *, user_id: int, concert_id: int, now: datetime
-) -> tuple[QueueToken, _RoomState]:
+) -> tuple[QueueToken | None, _RoomState | None]:
     """A new waiting token and its bucket count, in ONE statement (so one round trip,
     atomic by itself): the token's id, from the sequence, is its place in line. The
     same statement reads what the admission pre-check needs (paused, capacity, the
@@ -234,7 +275,11 @@ def _insert_waiting(
     never wait for each other; an admission run takes it exclusively (_lock_line).
     An id is drawn and committed while the shared lock is held, so when admission
     holds the lock, every token with a smaller id than any it can see has committed:
-    the first `free` it reads are exactly the first in line."""
+    the first `free` it reads are exactly the first in line.
+
+    A room with a scheduled sale that has not started (as this statement's snapshot
+    sees it) inserts nothing and returns (None, None): the caller takes the pre-queue
+    path, which re-reads the room under the line lock."""
     tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
     rooms = WaitingRoom._meta.db_table
     key = new_token_key()
@@ -245,15 +290,17 @@ def _insert_waiting(
         cursor.execute(
             f"""
             WITH r AS (
-                SELECT concert_id, max_active, admission_paused FROM {rooms}
-                WHERE concert_id = %(concert)s
+                SELECT concert_id, max_active, admission_paused,
+                       (sale_starts_at IS NULL OR sale_started_at IS NOT NULL) AS open
+                FROM {rooms} WHERE concert_id = %(concert)s
             ), l AS (
                 SELECT pg_advisory_xact_lock_shared({LINE_LOCK << 40} + concert_id %% {1 << 40})
                 FROM r
             ), t AS (
                 INSERT INTO {tokens} (key, concert_id, user_id, status, created_at,
                                       last_seen_at, end_reason)
-                SELECT %(key)s, %(concert)s, %(user)s, 'waiting', %(now)s, %(now)s, '' FROM l
+                SELECT %(key)s, %(concert)s, %(user)s, 'waiting', %(now)s, %(now)s, ''
+                FROM l, r WHERE r.open
                 RETURNING id
             ), b AS (
                 INSERT INTO {buckets} (concert_id, number, stripe, waiting)
@@ -262,11 +309,11 @@ def _insert_waiting(
                 DO UPDATE SET waiting = {buckets}.waiting + 1
             )
             SELECT t.id, r.max_active, r.admission_paused,
-                   CASE WHEN r.admission_paused THEN 0 ELSE
+                   CASE WHEN r.admission_paused OR t.id IS NULL THEN 0 ELSE
                      (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = %(concert)s
                         AND a.status = 'active' AND a.active_until > %(now)s)
                    END
-            FROM t, r
+            FROM r LEFT JOIN t ON TRUE
             """,
             {"concert": concert_id, "key": key, "user": user_id, "now": now},
         )
@@ -274,6 +321,8 @@ def _insert_waiting(
     if row is None:
         raise ConcertNotFound()
     token_id, max_active, paused, active_now = row
+    if token_id is None:
+        return None, None
     token = QueueToken(
         id=token_id,
         key=key,
@@ -289,6 +338,142 @@ def _insert_waiting(
     return token, _RoomState(paused, capacity, active_now)
 
 
+# --- scheduled sales: the pre-queue and its shuffle -------------------------
+
+
+class _Sale(enum.Enum):
+    OPEN = "open"  # no scheduled sale, or it has started: line up at the back
+    DUE = "due"  # the on-sale time has passed but the sale has not been started yet
+
+
+def _line_up_before_the_sale(
+    *, user_id: int, concert_id: int, now: datetime
+) -> tuple[QueueToken | None, _Sale | None]:
+    """A pre-queue token for a scheduled sale whose window is open, or why not.
+
+    The line lock is taken (shared) in a statement of its own, BEFORE the room is
+    read: the read then sees every sale start that committed, since a start holds
+    the lock exclusively. So a pre-queue token is either committed before the start
+    takes the lock (and shuffled by it) or sees the sale started and is not made:
+    none is ever left behind in the pre-queue after the shuffle.
+    Raises QueueNotOpen before the window; IntegrityError if the fan has a live token.
+    """
+    with transaction.atomic():
+        _lock_line(concert_id=concert_id, shared=True)
+        room = WaitingRoom.objects.filter(pk=concert_id).first()
+        if room is None:
+            raise ConcertNotFound()
+        if room.sale_starts_at is None or room.sale_started_at is not None:
+            return None, _Sale.OPEN
+        if now >= room.sale_starts_at:
+            return None, _Sale.DUE
+        if now < room.pre_queue_opens_at:
+            raise QueueNotOpen(sale_starts_at=room.sale_starts_at, opens_at=room.pre_queue_opens_at)
+        token = QueueToken.objects.create(
+            concert_id=concert_id,
+            user_id=user_id,
+            status=Status.PRE_QUEUE,
+            created_at=now,
+            last_seen_at=now,
+        )
+    return token, None
+
+
+def pre_queue_order(*, seed: str, user_ids: Sequence[int]) -> list[int]:
+    """The pre-queue's order: the fans' ids sorted by HMAC-SHA256(seed, user id).
+
+    With a seed of 256 random bits from the operating system's CSPRNG, every order
+    is equally likely (HMAC is a pseudo-random function), and whoever holds the
+    recorded seed can recompute the order for an audit. Arrival time plays no part.
+    """
+    secret = bytes.fromhex(seed)
+    return sorted(
+        user_ids, key=lambda uid: hmac.new(secret, str(uid).encode(), hashlib.sha256).digest()
+    )
+
+
+def queue_sale_start(*, concert_id: int, now: datetime, seed: str | None = None) -> int | None:
+    """Start a scheduled sale, exactly once: the whole pre-queue, in a uniformly random
+    order, takes the next places in line, ahead of everyone who lines up after.
+
+    Under the room's row lock (two beats, or a beat and a line-up, meet here and the
+    second finds the sale started) and the line lock, exclusive (every pre-queue
+    line-up in flight has committed, and no line-up gets a place until this
+    commits). Each pre-queue token gets a new id from the sequence, in the shuffled
+    order: ids are places in line, and these are larger than every id drawn before
+    and smaller than every id drawn after. The seed is recorded for audit.
+    Returns the pre-queue's size, or None when there was nothing to start.
+    """
+    with transaction.atomic():
+        room = _lock_room(concert_id=concert_id)
+        if room.sale_starts_at is None or room.sale_started_at is not None:
+            return None
+        if now < room.sale_starts_at:
+            return None
+        _lock_line(concert_id=concert_id)
+        rows = {
+            user_id: (token_id, key)
+            for token_id, key, user_id in QueueToken.objects.filter(
+                concert_id=concert_id, status=Status.PRE_QUEUE
+            )
+            .order_by("id")
+            .select_for_update(no_key=True)
+            .values_list("id", "key", "user_id")
+        }
+        seed = seed or secrets.token_hex(32)
+        order = pre_queue_order(seed=seed, user_ids=list(rows))
+        tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [tokens, len(order)],
+            )
+            new_ids = sorted(row[0] for row in cursor.fetchall())
+            old_ids = [rows[user_id][0] for user_id in order]
+            # Their idle clock starts now: a fan in the pre-queue need not poll before
+            # the sale, but must keep polling once it has started.
+            cursor.execute(
+                f"""
+                UPDATE {tokens} t SET id = m.new_id, status = 'waiting', last_seen_at = %s
+                FROM unnest(%s::bigint[], %s::bigint[]) AS m(old_id, new_id)
+                WHERE t.id = m.old_id
+                """,
+                [now, old_ids, new_ids],
+            )
+            cursor.execute(
+                f"""
+                INSERT INTO {buckets} (concert_id, number, stripe, waiting)
+                SELECT %s, id / {BUCKET_SIZE}, id %% {BUCKET_STRIPES}, COUNT(*)
+                FROM unnest(%s::bigint[]) AS id GROUP BY 2, 3 ORDER BY 2, 3
+                ON CONFLICT (concert_id, number, stripe)
+                DO UPDATE SET waiting = {buckets}.waiting + EXCLUDED.waiting
+                """,
+                [concert_id, new_ids],
+            )
+        WaitingRoom.objects.filter(pk=concert_id).update(
+            sale_started_at=now, shuffle_seed=seed, pre_queue_size=len(order)
+        )
+        mirror.put_after_commit(
+            mirror.Row(
+                new_id, rows[user_id][1], concert_id, user_id, Status.WAITING, last_seen_at=now
+            )
+            for new_id, user_id in zip(new_ids, order, strict=True)
+        )
+        _admit_after_commit(concert_id=concert_id, now=now)
+    logger.info(
+        "sale of concert %s started: %s fans shuffled, seed %s", concert_id, len(order), seed
+    )
+    return len(order)
+
+
+def queue_sales_start_due(*, now: datetime) -> int:
+    """The beat job: start every scheduled sale whose on-sale time has come."""
+    due = WaitingRoom.objects.filter(
+        sale_starts_at__lte=now, sale_started_at__isnull=True
+    ).values_list("concert_id", flat=True)
+    return sum(1 for cid in list(due) if queue_sale_start(concert_id=cid, now=now) is not None)
+
+
 # --- admission -------------------------------------------------------------
 
 
@@ -302,12 +487,14 @@ def _lock_room(*, concert_id: int) -> WaitingRoom:
 LINE_LOCK = 0x51
 
 
-def _lock_line(*, concert_id: int) -> None:
-    """Wait for line-ups of this concert in flight to commit, and hold new ones back,
-    until the caller's transaction ends (see _insert_waiting)."""
+def _lock_line(*, concert_id: int, shared: bool = False) -> None:
+    """Exclusive: wait for line-ups of this concert in flight to commit, and hold new
+    ones back, until the caller's transaction ends (see _insert_waiting). Shared: what
+    a line-up holds while it makes its token."""
     with connection.cursor() as cursor:
         key = (LINE_LOCK << 40) + concert_id % (1 << 40)
-        cursor.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [key])
+        lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        cursor.execute(f"SELECT {lock}(%s::bigint)", [key])
 
 
 def queue_admit_next(*, concert_id: int, now: datetime, count: int | None = None) -> list[int]:
@@ -586,6 +773,8 @@ def _check_pass(
     status = selectors.effective_status(token, now=now)
     if status == Status.WAITING:
         raise QueueTokenWaiting(details={"position": selectors.queue_position(token=token)})
+    if status == Status.PRE_QUEUE:
+        raise QueueTokenWaiting(details={"position": None})
     if status != Status.ACTIVE:
         raise QueueTokenExpired()
 

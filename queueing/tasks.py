@@ -24,3 +24,8 @@ def expire_stale_tokens() -> dict[str, int]:
 @shared_task(name="queueing.repair_mirror")
 def repair_mirror() -> int | None:
     return services.queue_mirror_repair()
+
+
+@shared_task(name="queueing.start_sales")
+def start_sales() -> int:
+    return services.queue_sales_start_due(now=timezone.now())

@@ -15,6 +15,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from config.errors import DomainError
 from queueing import selectors, services
+from queueing.exceptions import ConcertNotFound
 from queueing.gate import forget_token, remember_token, token_key_from
 
 
@@ -25,9 +26,12 @@ def queue_join(request: HttpRequest, concert_id: int) -> HttpResponse:
         token, _ = services.queue_token_issue(
             user=request.user, concert_id=concert_id, now=timezone.now()
         )
-    except DomainError as exc:
+    except ConcertNotFound as exc:
         messages.error(request, exc.message)
         return redirect("home")
+    except DomainError as exc:  # not open yet, and the like: said on the concert's page
+        messages.error(request, exc.message)
+        return redirect("concert-detail", concert_id=concert_id)
     remember_token(request, concert_id=concert_id, key=token.key)
     return redirect("queue-room", concert_id=concert_id)
 

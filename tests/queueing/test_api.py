@@ -26,6 +26,7 @@ BODY_KEYS = {
     "position",
     "estimated_wait_seconds",
     "poll_after_seconds",
+    "sale_starts_at",
     "expires_at",
     "end_reason",
     "sold_out",
