@@ -77,9 +77,17 @@ class QueueNotOpen(DomainError):
         def local(moment) -> str:
             return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
 
+        if opens_at == sale_starts_at:
+            message = (
+                f"The line for this concert opens when tickets go on sale, at {local(opens_at)}."
+            )
+        else:
+            message = (
+                f"The line for this concert opens at {local(opens_at)}; tickets go on sale at "
+                f"{local(sale_starts_at)}."
+            )
         super().__init__(
-            f"The line for this concert opens at {local(opens_at)}; tickets go on sale at "
-            f"{local(sale_starts_at)}.",
+            message,
             details={
                 "sale_starts_at": sale_starts_at.isoformat(),
                 "line_opens_at": opens_at.isoformat(),

@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
@@ -52,3 +54,39 @@ def test_fan_leaves_the_line_from_the_waiting_room(page, live_server):
     page.click("button:has-text('Leave the line')")
     page.wait_for_selector("text=You left the line")
     assert QueueToken.objects.get(user=fan).status == "left"
+
+
+def test_pre_queue_counts_down_then_shows_the_drawn_place_at_the_start(page, live_server):
+    """Issue 16: a scheduled sale. The fan joins the pre-queue, the page counts down to
+    the on-sale time, and at the start (the beat job) the page shows their place."""
+    starts_at = timezone.now() + timedelta(seconds=6)
+    concert = ConcertFactory(title="On Sale Soon")
+    WaitingRoom.objects.filter(pk=concert.pk).update(
+        sale_starts_at=starts_at, pre_queue_minutes=30, max_active=0
+    )
+    other = UserFactory()
+    services.queue_token_issue(user=other, concert_id=concert.id, now=timezone.now())
+    fan = UserFactory()
+    log_in(page, live_server, fan.username)
+
+    page.goto(f"{live_server.url}/concerts/{concert.id}/")
+    assert "Tickets go on sale at" in page.inner_text("#sale-schedule")
+    page.click("#get-in-line")
+    page.wait_for_url(f"**/concerts/{concert.id}/queue/")
+    assert page.get_attribute("#queue-status", "data-status") == "pre_queue"
+    assert page.is_visible("#pre-queue-note")
+    first = page.inner_text("#sale-countdown")
+    assert first.startswith("0:0"), first  # m:ss, a few seconds to go
+    page.wait_for_function(  # it ticks by itself, with no request
+        f"document.querySelector('#sale-countdown')?.innerText !== {first!r}", timeout=5_000
+    )
+    assert page.query_selector("#queue-position") is None  # no place before the start
+
+    # The on-sale time comes; beat's job starts the sale (as it does every second).
+    while timezone.now() < starts_at:
+        page.wait_for_timeout(200)
+    assert services.queue_sales_start_due(now=timezone.now()) == 1
+    page.wait_for_selector("#queue-position", timeout=30_000)  # the page's next poll
+    assert page.inner_text("#queue-position") in {"1", "2"}  # a place drawn at random
+    assert page.get_attribute("#queue-status", "data-status") == "waiting"
+    assert QueueToken.objects.get(user=fan).status == "waiting"

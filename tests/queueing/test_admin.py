@@ -62,3 +62,39 @@ def test_raising_capacity_in_the_queue_panel_admits_at_once(
     assert WaitingRoom.objects.get(pk=concert.id).max_active == 3
     statuses = [QueueToken.objects.get(pk=t.pk).status for t in tokens]
     assert statuses == ["active", "active", "active", "waiting"]  # no beat tick needed
+
+
+def test_operator_schedules_a_sale_and_its_schedule_is_read_only_once_started(
+    operator_client, concert
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from queueing import services
+    from queueing.exceptions import SaleAlreadyStarted
+
+    url = f"/admin/queueing/waitingroom/{concert.id}/change/"
+    starts = timezone.localtime(timezone.now() + timedelta(hours=2)).replace(microsecond=0)
+    response = operator_client.post(
+        url,
+        {
+            "max_active": "50",
+            "sale_starts_at_0": starts.strftime("%Y-%m-%d"),
+            "sale_starts_at_1": starts.strftime("%H:%M:%S"),
+            "pre_queue_minutes": "30",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    room = WaitingRoom.objects.get(pk=concert.id)
+    assert (room.sale_starts_at, room.pre_queue_minutes, room.max_active) == (starts, 30, 50)
+
+    services.queue_sale_start(concert_id=concert.id, now=starts)
+    page = operator_client.get(url).content.decode()
+    assert 'name="sale_starts_at_0"' not in page  # history now: shown, not editable
+    assert WaitingRoom.objects.get(pk=concert.id).shuffle_seed in page  # the audit record
+    with pytest.raises(SaleAlreadyStarted):
+        services.waiting_room_update(
+            concert_id=concert.id, max_active=50, admission_paused=False,
+            sale_starts_at=starts + timedelta(hours=1), now=starts,
+        )  # fmt: skip
