@@ -6,7 +6,7 @@ from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
 from concerts import services
-from concerts.models import Concert, Reservation, Schedule, Seat
+from concerts.models import Concert, Reservation, Schedule, Seat, WaitlistEntry
 from config.pages import won
 
 
@@ -192,3 +192,24 @@ class ReservationAdmin(admin.ModelAdmin):
             for pk in queryset.filter(status=Reservation.Status.HELD).values_list("pk", flat=True)
         )
         self.message_user(request, f"Released {released} hold(s).")
+
+
+@admin.register(WaitlistEntry)
+class WaitlistEntryAdmin(admin.ModelAdmin):
+    """Who waits for which sold-out date, and the offers made. Read-only: entries
+    change only through the waitlist services (join, leave, a freed seat's offer)."""
+
+    list_display = ("id", "schedule", "user", "status", "created_at", "offered_at", "reservation")
+    list_filter = ("status", "schedule__concert")
+    search_fields = ("user__username", "schedule__concert__title")
+    list_select_related = ("schedule__concert", "user", "reservation")
+    ordering = ("schedule", "id")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

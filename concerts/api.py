@@ -4,7 +4,7 @@ reservations resource (payments.api)."""
 import hashlib
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from concerts import selectors
+from concerts import selectors, services
 from config.api import QUEUE_TOKEN_PARAMETER
 from queueing.gate import QueueGate, queue_gate_codes
 
@@ -147,3 +147,81 @@ class ScheduleSeatsApi(GatedApi):
         response["ETag"] = etag
         response["Cache-Control"] = "private, no-cache"
         return response
+
+
+# --- waitlists (a login, no turn: a sold-out date has nothing to gate) -----------
+
+
+class WaitlistOfferOutput(serializers.Serializer):
+    reservation_id = serializers.IntegerField(source="reservation.id")
+    seat_number = serializers.IntegerField(source="reservation.seat.number")
+    price = serializers.IntegerField(source="reservation.price")
+    expires_at = serializers.DateTimeField(source="reservation.expires_at")
+    queue_token = serializers.CharField(
+        source="offer_token",
+        allow_null=True,
+        help_text="The turn that comes with the offer: send it as X-Queue-Token to pay "
+        "(POST /api/v1/payments), with no new wait in line. It lasts as long as the offer.",
+    )
+
+
+class WaitlistEntryOutput(serializers.Serializer):
+    entry_id = serializers.IntegerField(source="id")
+    schedule_id = serializers.IntegerField()
+    concert_id = serializers.IntegerField(source="schedule.concert_id")
+    status = serializers.ChoiceField(
+        choices=["waiting", "offered", "left", "lapsed"],
+        help_text="offered: a freed seat is held in your name (see offer); it stays "
+        "offered once paid. lapsed: the offer ended unpaid.",
+    )
+    position = serializers.IntegerField(
+        allow_null=True, help_text="Your place among the fans waiting for this date."
+    )
+    joined_at = serializers.DateTimeField(source="created_at")
+    offer = serializers.SerializerMethodField()
+
+    @extend_schema_field(WaitlistOfferOutput(allow_null=True))
+    def get_offer(self, entry):
+        if entry.status != "offered" or entry.reservation is None:
+            return None
+        if entry.reservation.status != "held" or getattr(entry, "offer_token", None) is None:
+            return None
+        return WaitlistOfferOutput(entry).data
+
+
+class WaitlistJoinApi(APIView):
+    """Join a sold-out date's waitlist (201; 200 with your existing entry), or leave it
+    (DELETE, 204; an open offer is declined and goes to the next fan)."""
+
+    permission_classes = [IsAuthenticated]
+    error_codes = {
+        "post": ["schedule_not_found", "seats_available", "booking_closed"],
+        "delete": ["waitlist_entry_not_found"],
+    }
+
+    @extend_schema(request=None, responses={200: WaitlistEntryOutput, 201: WaitlistEntryOutput})
+    def post(self, request: Request, schedule_id: int) -> Response:
+        now = timezone.now()
+        entry, created = services.waitlist_join(user=request.user, schedule_id=schedule_id, now=now)
+        mine = selectors.waitlist_for_user(user_id=request.user.pk, now=now)
+        entry = next(e for e in mine if e.pk == entry.pk)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(WaitlistEntryOutput(entry).data, status=code)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, schedule_id: int) -> Response:
+        services.waitlist_leave(
+            user_id=request.user.pk, schedule_id=schedule_id, now=timezone.now()
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WaitlistListApi(APIView):
+    """Your waitlist entries, newest first, with any open offer."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=WaitlistEntryOutput(many=True))
+    def get(self, request: Request) -> Response:
+        entries = selectors.waitlist_for_user(user_id=request.user.pk, now=timezone.now())
+        return Response(WaitlistEntryOutput(entries, many=True).data)

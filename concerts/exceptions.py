@@ -56,3 +56,14 @@ class BookingClosed(DomainError):
 class ReservationNotFound(NotFound):
     code = "reservation_not_found"
     message = "No such reservation."
+
+
+class SeatsStillAvailable(DomainError):
+    code = "seats_available"
+    http_status = 409
+    message = "This date still has free seats: hold one instead of joining its waitlist."
+
+
+class WaitlistEntryNotFound(NotFound):
+    code = "waitlist_entry_not_found"
+    message = "You are not on this date's waitlist."

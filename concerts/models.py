@@ -164,3 +164,58 @@ class Reservation(models.Model):
 
     def is_live(self, *, now) -> bool:
         return self.effective_status(now=now) in self.LIVE_STATUSES
+
+
+class WaitlistEntry(models.Model):
+    """A fan waiting for a seat of a sold-out date. When a seat frees, the first fan
+    waiting is offered it: a hold in their name (`reservation`), with a turn to pay."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting"
+        OFFERED = "offered"  # holding the freed seat (and keeps it once paid)
+        LEFT = "left"  # the fan left the waitlist
+        LAPSED = "lapsed"  # the offer ended unpaid (expired, declined or refused)
+
+    LIVE_STATUSES = (Status.WAITING, Status.OFFERED)
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="waitlist_entries"
+    )
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="waitlist")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.WAITING)
+    created_at = models.DateTimeField()
+    offered_at = models.DateTimeField(null=True, blank=True)
+    reservation = models.OneToOneField(
+        Reservation,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="waitlist_entry",
+        help_text="The offered hold.",
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "waitlist entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "schedule"],
+                condition=Q(status__in=["waiting", "offered"]),
+                name="waitlist_one_live_entry_per_fan",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="offered") | Q(reservation__isnull=False),
+                name="waitlist_offer_has_hold",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["schedule", "id"],
+                condition=Q(status="waiting"),
+                name="waitlist_waiting_order",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Waitlist #{self.pk} ({self.status})"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import (
+    Case,
     Count,
     DateTimeField,
     Exists,
@@ -17,12 +18,14 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    When,
 )
 from django.db.models.functions import Coalesce
 
 from concerts import seatcache
 from concerts.exceptions import ConcertNotFound, ReservationNotFound, ScheduleNotFound
-from concerts.models import Concert, Reservation, Schedule, Seat
+from concerts.models import Concert, Reservation, Schedule, Seat, WaitlistEntry
+from queueing import selectors as queue_selectors
 
 
 def concert_list() -> QuerySet[Concert]:
@@ -114,6 +117,19 @@ def concert_sold_out(*, concert_id: int, now: datetime) -> bool:
     sold = Reservation.objects.filter(seat=OuterRef("pk"), status=Reservation.Status.CONFIRMED)
     row = open_seats.aggregate(seats=Count("pk"), unsold=Count("pk", filter=~Exists(sold)))
     return row["seats"] > 0 and row["unsold"] == 0
+
+
+def schedule_ids_sold_out(*, concert_id: int, now: datetime) -> set[int]:
+    """The concert's dates open for booking with no seat free right now (every seat
+    held or sold): the dates a fan may join the waitlist of. One query."""
+    free = Seat.objects.filter(schedule=OuterRef("pk")).exclude(
+        Exists(Reservation.objects.filter(Reservation.live_q(now=now), seat=OuterRef("pk")))
+    )
+    return set(
+        Schedule.objects.filter(_open_q(now=now), concert_id=concert_id)
+        .exclude(Exists(free))
+        .values_list("id", flat=True)
+    )
 
 
 def schedule_list_bookable(*, concert_id: int, now: datetime) -> list[Schedule]:
@@ -274,3 +290,51 @@ def reservation_get_for(*, user_id: int, reservation_id: int) -> Reservation:
     if reservation is None:
         raise ReservationNotFound()
     return reservation
+
+
+# --- waitlists ------------------------------------------------------------------
+
+
+def waitlist_for_user(*, user_id: int, now: datetime) -> list[WaitlistEntry]:
+    """The fan's waitlist entries, newest first, each with `position` (its place among
+    those still waiting for the date, or None) and, for an open offer, `offer_token`
+    (the fan's queue token for the concert: the turn that comes with the offer)."""
+    ahead = WaitlistEntry.objects.filter(
+        schedule_id=OuterRef("schedule_id"),
+        status=WaitlistEntry.Status.WAITING,
+        id__lte=OuterRef("id"),
+    )
+    entries = list(
+        WaitlistEntry.objects.filter(user_id=user_id)
+        .select_related("schedule__concert", "reservation__seat")
+        .annotate(
+            position=Case(
+                When(
+                    status=WaitlistEntry.Status.WAITING,
+                    then=Subquery(ahead.values("schedule_id").annotate(n=Count("id")).values("n")),
+                ),
+                default=None,
+                output_field=IntegerField(),
+            )
+        )
+        .order_by("-id")
+    )
+    for entry in entries:
+        entry.offer_token = None
+        hold = entry.reservation
+        open_offer = (
+            entry.status == WaitlistEntry.Status.OFFERED
+            and hold is not None
+            and hold.status == Reservation.Status.HELD
+            and hold.is_live(now=now)
+        )
+        if open_offer:
+            token = queue_selectors.queue_token_live_for(
+                user_id=user_id, concert_id=entry.schedule.concert_id
+            )
+            entry.offer_token = token.key if token is not None else None
+    return entries
+
+
+def waitlist_for_schedule(*, schedule_id: int) -> QuerySet[WaitlistEntry]:
+    return WaitlistEntry.objects.filter(schedule_id=schedule_id).select_related("user")

@@ -20,9 +20,18 @@ from concerts.exceptions import (
     SeatAlreadyYours,
     SeatLimitReached,
     SeatNotFound,
+    SeatsStillAvailable,
     SeatUnavailable,
+    WaitlistEntryNotFound,
 )
-from concerts.models import SEATS_PER_SCHEDULE, Concert, Reservation, Schedule, Seat
+from concerts.models import (
+    SEATS_PER_SCHEDULE,
+    Concert,
+    Reservation,
+    Schedule,
+    Seat,
+    WaitlistEntry,
+)
 from queueing import services as queue_services
 
 
@@ -161,6 +170,7 @@ def seat_hold_create(
     )
     if taken is not None:
         _refuse_taken(seat_number=seat_number, holder=taken, user_id=user.pk)
+    went_to_the_waitlist = False
     try:
         with transaction.atomic():
             _lock_fan(user_id=user.pk)
@@ -181,28 +191,41 @@ def seat_hold_create(
                         user_id=user.pk,
                     )
                 reservation_end(ids=[current.pk], now=now, reason=End.EXPIRED)
-            reservation = Reservation.objects.create(
-                user_id=user.pk,
-                schedule=schedule,
-                seat=seat,
-                status=Reservation.Status.HELD,
-                price=seat.price,
-                created_at=now,
-                expires_at=now + timedelta(seconds=concert.hold_ttl),
-            )
-            queue_services.queue_turn_extend(
-                key=queue_key,
-                user=user,
-                concert_id=concert.pk,
-                until=reservation.expires_at,
-                now=now,
-            )
-            seatcache.bump_after_commit([schedule.pk])
+                # Ending the lapsed hold may have offered the seat to its waitlist: the
+                # offer stands (it commits), and this fan is refused after the commit.
+                offered = Reservation.objects.filter(
+                    seat=seat, status=Reservation.Status.HELD, expires_at__gt=now
+                ).exists()
+                if offered:
+                    seatcache.bump_after_commit([schedule.pk])
+                    went_to_the_waitlist = True
+            if went_to_the_waitlist:
+                reservation = None
+            else:
+                reservation = Reservation.objects.create(
+                    user_id=user.pk,
+                    schedule=schedule,
+                    seat=seat,
+                    status=Reservation.Status.HELD,
+                    price=seat.price,
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=concert.hold_ttl),
+                )
+                queue_services.queue_turn_extend(
+                    key=queue_key,
+                    user=user,
+                    concert_id=concert.pk,
+                    until=reservation.expires_at,
+                    now=now,
+                )
+                seatcache.bump_after_commit([schedule.pk])
     except IntegrityError as exc:
         if LIVE_SEAT_CONSTRAINT not in _violated_constraint(exc):
             raise  # not a lost race for the seat: a real fault, not the fan's problem
         # The constraint caught what the lock should have: the seat is taken.
         raise SeatUnavailable(details={"seat_number": seat_number}) from None
+    if reservation is None:
+        raise SeatUnavailable(details={"seat_number": seat_number})
     reservation.schedule = schedule
     return reservation
 
@@ -239,23 +262,27 @@ def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:
             status=Reservation.Status.CONFIRMED, confirmed_at=now, expires_at=None
         )
     if reason == End.EXPIRED:
-        return rows.filter(lapsed, status=held).update(
+        ended = rows.filter(lapsed, status=held).update(
             status=Reservation.Status.EXPIRED, ended_at=now, end_reason=End.EXPIRED
         )
-    if reason == End.REFUNDED:
-        return rows.filter(status=Reservation.Status.CONFIRMED).update(
+    elif reason == End.REFUNDED:
+        ended = rows.filter(status=Reservation.Status.CONFIRMED).update(
             status=Reservation.Status.CANCELLED, ended_at=now, end_reason=End.REFUNDED
         )
-    if reason not in (End.CANCELLED, End.RELEASED, End.PAYMENT_FAILED):
+    elif reason in (End.CANCELLED, End.RELEASED, End.PAYMENT_FAILED):
+        ended = rows.filter(status=held).update(
+            status=Case(
+                When(lapsed, then=Value(Reservation.Status.EXPIRED)),
+                default=Value(Reservation.Status.CANCELLED),
+            ),
+            end_reason=Case(When(lapsed, then=Value(End.EXPIRED)), default=Value(reason)),
+            ended_at=now,
+        )
+    else:
         raise ValueError(f"unknown hold end reason {reason!r}")
-    return rows.filter(status=held).update(
-        status=Case(
-            When(lapsed, then=Value(Reservation.Status.EXPIRED)),
-            default=Value(Reservation.Status.CANCELLED),
-        ),
-        end_reason=Case(When(lapsed, then=Value(End.EXPIRED)), default=Value(reason)),
-        ended_at=now,
-    )
+    if ended:
+        _waitlist_after_seats_freed(ids=ids, now=now)
+    return ended
 
 
 def seat_holds_release_expired(*, now: datetime, batch_size: int = 5000) -> int:
@@ -317,3 +344,153 @@ def reservation_release_by_operator(*, reservation_id: int, now: datetime) -> bo
             return False
         reservation = reservation_end_locked(reservation=reservation, now=now, reason=End.RELEASED)
         return reservation.end_reason == End.RELEASED
+
+
+# --- waitlists ----------------------------------------------------------------
+#
+# A sold-out date's waitlist is a FIFO line of its own. A seat that frees (cancel,
+# refund, expiry, release, a refused payment) goes to the first fan waiting, in the
+# same transaction that frees it: it is never free in between, so nobody outside
+# the waitlist takes it first, and the one-live-hold-per-seat constraint means it
+# is never offered twice nor sold while offered. The offer is a hold in the fan's
+# name for the concert's hold time, with a turn to pay (queue_turn_grant): the fan
+# does not wait in the line again. An offer that lapses or is declined frees the
+# seat again, and so goes to the next fan.
+
+WStatus = WaitlistEntry.Status
+
+
+def waitlist_join(
+    *, user: AbstractBaseUser, schedule_id: int, now: datetime
+) -> tuple[WaitlistEntry, bool]:
+    """Put the fan on a sold-out date's waitlist (once: joining again returns the
+    same entry). Refused while the date has a free seat (SeatsStillAvailable) or is
+    not open for booking. Needs no turn in the line: a sold-out date has nothing to
+    gate, and the waitlist keeps its own order."""
+    schedule = selectors.schedule_get(schedule_id=schedule_id)
+    if not schedule.is_open_for_booking(now=now):
+        raise BookingClosed()
+    if selectors.schedule_availability(schedule_id=schedule_id, now=now).seats:
+        raise SeatsStillAvailable()
+    try:
+        with transaction.atomic():
+            entry = WaitlistEntry.objects.create(user_id=user.pk, schedule=schedule, created_at=now)
+    except IntegrityError as exc:
+        if WAITLIST_CONSTRAINT not in _violated_constraint(exc):
+            raise
+        existing = WaitlistEntry.objects.filter(
+            user_id=user.pk, schedule_id=schedule_id, status__in=WaitlistEntry.LIVE_STATUSES
+        ).first()
+        if existing is None:  # it ended in between: join afresh
+            return waitlist_join(user=user, schedule_id=schedule_id, now=now)
+        return existing, False
+    return entry, True
+
+
+WAITLIST_CONSTRAINT = "waitlist_one_live_entry_per_fan"
+
+
+def waitlist_leave(*, user_id: int, schedule_id: int, now: datetime) -> WaitlistEntry:
+    """The fan leaves the date's waitlist. An open offer is declined, freeing its seat
+    for the next fan (a booked one is kept: cancel the booking for that)."""
+    entry = WaitlistEntry.objects.filter(
+        user_id=user_id, schedule_id=schedule_id, status__in=WaitlistEntry.LIVE_STATUSES
+    ).first()
+    if entry is None:
+        raise WaitlistEntryNotFound()
+    if entry.status == WStatus.OFFERED:
+        with transaction.atomic():
+            reservation = reservation_lock(user_id=user_id, reservation_id=entry.reservation_id)
+            WaitlistEntry.objects.filter(pk=entry.pk, status=WStatus.OFFERED).update(
+                status=WStatus.LEFT, ended_at=now
+            )
+            if reservation.status == Reservation.Status.HELD:
+                # Declined: the seat frees, and goes to the next fan.
+                reservation_end(ids=[reservation.pk], now=now, reason=End.CANCELLED)
+    else:
+        WaitlistEntry.objects.filter(pk=entry.pk, status=WStatus.WAITING).update(
+            status=WStatus.LEFT, ended_at=now
+        )
+    entry.refresh_from_db()
+    return entry
+
+
+def _waitlist_after_seats_freed(*, ids: Sequence[int], now: datetime) -> None:
+    """Within reservation_end's transaction: offers that just ended lapse, and each
+    seat just freed on a date with fans waiting goes to the first of them. One query
+    when nobody waits."""
+    WaitlistEntry.objects.filter(reservation_id__in=ids, status=WStatus.OFFERED).exclude(
+        reservation__status=Reservation.Status.CONFIRMED
+    ).update(status=WStatus.LAPSED, ended_at=now)
+    freed = list(
+        Reservation.objects.filter(id__in=ids, ended_at=now)
+        .exclude(status__in=Reservation.LIVE_STATUSES)
+        .filter(schedule__waitlist__status=WStatus.WAITING)
+        .values_list("schedule_id", "seat_id")
+        .distinct()
+        .order_by("seat_id")
+    )
+    for schedule_id, seat_id in freed:
+        _waitlist_offer(schedule_id=schedule_id, seat_id=seat_id, now=now)
+
+
+def _waitlist_offer(*, schedule_id: int, seat_id: int, now: datetime) -> WaitlistEntry | None:
+    """Offer the freed seat to the first fan waiting for its date, or to nobody.
+
+    The entry is locked SKIP LOCKED, so two seats freed at once go to two different
+    fans; the hold is inserted under the one-live-hold-per-seat constraint, so a seat
+    someone else holds meanwhile is simply not offered. No seat lock is taken here:
+    the caller may be the expiry sweep, which holds reservation locks, and the hold
+    path locks a seat before reservations."""
+    seat = Seat.objects.select_related("schedule__concert").get(pk=seat_id)
+    concert = seat.schedule.concert
+    for _ in range(WAITLIST_SKIP_LIMIT):
+        entry = _waitlist_first_waiting(schedule_id=schedule_id)
+        if entry is None:
+            return None
+        mine = Reservation.objects.filter(
+            Reservation.live_q(now=now), schedule_id=schedule_id, user_id=entry.user_id
+        ).count()
+        if mine >= concert.seat_limit:  # at the limit already: this fan is done waiting
+            WaitlistEntry.objects.filter(pk=entry.pk).update(status=WStatus.LAPSED, ended_at=now)
+            continue
+        expires_at = now + timedelta(seconds=concert.hold_ttl)
+        try:
+            with transaction.atomic():
+                hold = Reservation.objects.create(
+                    user_id=entry.user_id,
+                    schedule_id=schedule_id,
+                    seat=seat,
+                    status=Reservation.Status.HELD,
+                    price=seat.price,
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+        except IntegrityError as exc:
+            if LIVE_SEAT_CONSTRAINT not in _violated_constraint(exc):
+                raise
+            return None  # someone holds the seat after all: nothing to offer
+        WaitlistEntry.objects.filter(pk=entry.pk).update(
+            status=WStatus.OFFERED, offered_at=now, reservation=hold
+        )
+        queue_services.queue_turn_grant(
+            user_id=entry.user_id, concert_id=concert.pk, until=expires_at, now=now
+        )
+        seatcache.bump_after_commit([schedule_id])
+        entry.status, entry.offered_at, entry.reservation = WStatus.OFFERED, now, hold
+        return entry
+    return None
+
+
+WAITLIST_SKIP_LIMIT = 50  # fans passed over (at their seat limit) per freed seat
+
+
+def _waitlist_first_waiting(*, schedule_id: int) -> WaitlistEntry | None:
+    """The first fan still waiting for the date, row-locked; one that another offer in
+    flight has locked is skipped, so two freed seats never go to the same fan."""
+    return (
+        WaitlistEntry.objects.filter(schedule_id=schedule_id, status=WStatus.WAITING)
+        .order_by("id")
+        .select_for_update(skip_locked=True, no_key=True)
+        .first()
+    )

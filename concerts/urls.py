@@ -17,6 +17,14 @@ urlpatterns = [
         views.seat_hold,
         name="seat-hold",
     ),
+    path(
+        "concerts/<int:concert_id>/waitlist/<int:schedule_id>/join/",
+        views.waitlist_join,
+        name="waitlist-join",
+    ),
+    path("waitlist/", views.waitlist_page, name="waitlist"),
+    path("waitlist/entries/", views.waitlist_fragment, name="waitlist-entries"),
+    path("waitlist/<int:schedule_id>/leave/", views.waitlist_leave, name="waitlist-leave"),
 ]
 
 api_urlpatterns = [
@@ -30,4 +38,10 @@ api_urlpatterns = [
         api.ScheduleSeatsApi.as_view(),
         name="api-schedule-seats",
     ),
+    path(
+        "schedules/<int:schedule_id>/waitlist",
+        api.WaitlistJoinApi.as_view(),
+        name="api-schedule-waitlist",
+    ),
+    path("waitlist", api.WaitlistListApi.as_view(), name="api-waitlist"),
 ]

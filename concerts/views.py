@@ -12,7 +12,12 @@ from concerts.exceptions import ConcertNotFound
 from config.errors import DomainError
 from config.pages import show_error
 from queueing.exceptions import QueueGateError
-from queueing.gate import gate_refusal_page, queue_gate_required, token_key_from
+from queueing.gate import (
+    gate_refusal_page,
+    queue_gate_required,
+    remember_token,
+    token_key_from,
+)
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -25,7 +30,54 @@ def concert_detail(request: HttpRequest, concert_id: int) -> HttpResponse:
         concert = selectors.concert_get_with_schedules(concert_id=concert_id)
     except ConcertNotFound as exc:
         raise Http404(exc.message) from exc
-    return render(request, "concerts/detail.html", {"concert": concert})
+    sold_out = selectors.schedule_ids_sold_out(concert_id=concert_id, now=timezone.now())
+    return render(request, "concerts/detail.html", {"concert": concert, "sold_out": sold_out})
+
+
+@require_POST
+@login_required
+def waitlist_join(request: HttpRequest, concert_id: int, schedule_id: int) -> HttpResponse:
+    """Join a sold-out date's waitlist (one service call); the waitlist page follows."""
+    try:
+        services.waitlist_join(user=request.user, schedule_id=schedule_id, now=timezone.now())
+    except DomainError as exc:
+        show_error(request, exc)
+        return redirect("concert-detail", concert_id=concert_id)
+    messages.success(request, "You are on the waitlist. We offer you a seat the moment one frees.")
+    return redirect("waitlist")
+
+
+@require_POST
+@login_required
+def waitlist_leave(request: HttpRequest, schedule_id: int) -> HttpResponse:
+    try:
+        services.waitlist_leave(
+            user_id=request.user.pk, schedule_id=schedule_id, now=timezone.now()
+        )
+    except DomainError as exc:
+        show_error(request, exc)
+    else:
+        messages.info(request, "You left the waitlist.")
+    return redirect("waitlist")
+
+
+def _waitlist_context(request: HttpRequest) -> dict:
+    entries = selectors.waitlist_for_user(user_id=request.user.pk, now=timezone.now())
+    for entry in entries:
+        if entry.offer_token:  # the turn that came with the offer lets the cart pay it
+            remember_token(request, concert_id=entry.schedule.concert_id, key=entry.offer_token)
+    return {"entries": entries}
+
+
+@login_required
+def waitlist_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "concerts/waitlist.html", _waitlist_context(request))
+
+
+@login_required
+def waitlist_fragment(request: HttpRequest) -> HttpResponse:
+    """The entries alone, for htmx to refresh while the fan waits for an offer."""
+    return render(request, "concerts/_waitlist.html", _waitlist_context(request))
 
 
 def _gated(view):

@@ -677,6 +677,56 @@ def queue_turn_extend(
     return token
 
 
+def queue_turn_grant(
+    *, user_id: int, concert_id: int, until: datetime, now: datetime
+) -> QueueToken:
+    """Give a fan a turn until `until` without a wait in line: for a waitlist offer,
+    which is a line of its own (concerts keeps it, per date). The fan's live token
+    becomes active (a waiting or pre-queue one leaves the line), an active one lasts
+    at least until `until`, and a fan with none gets a new active token. The turn
+    counts as an active one. Call inside the caller's transaction, after its seat
+    and reservation locks (the global lock order)."""
+    for _ in range(2):  # again if a line-up of the same fan committed in between
+        token = (
+            QueueToken.objects.filter(
+                concert_id=concert_id, user_id=user_id, status__in=QueueToken.LIVE_STATUSES
+            )
+            .select_for_update(no_key=True)
+            .first()
+        )
+        if token is None:
+            try:
+                with transaction.atomic():
+                    token = QueueToken.objects.create(
+                        concert_id=concert_id,
+                        user_id=user_id,
+                        status=Status.ACTIVE,
+                        created_at=now,
+                        last_seen_at=now,
+                        admitted_at=now,
+                        active_until=until,
+                    )
+            except IntegrityError as exc:
+                if _violated(exc) != LIVE_TOKEN_CONSTRAINT:
+                    raise
+                continue
+            break
+        if token.status == Status.WAITING:
+            _buckets_remove(tokens=[(token.pk, concert_id)])
+        if token.status != Status.ACTIVE:
+            token.admitted_at = now
+        token.status = Status.ACTIVE
+        token.active_until = max(until, token.active_until or until)
+        QueueToken.objects.filter(pk=token.pk).update(
+            status=token.status, admitted_at=token.admitted_at, active_until=token.active_until
+        )
+        break
+    else:  # pragma: no cover - the fan's live token kept changing under us
+        raise QueueTokenInvalid()
+    mirror.put_after_commit([mirror.Row.of(token)])
+    return token
+
+
 def queue_turn_lock(
     *, key: str | None, user: AbstractBaseUser, concert_id: int, now: datetime
 ) -> QueueToken:

@@ -88,6 +88,11 @@ ROWS = [
     ("post", "/api/v1/checkouts", {"reservation_ids": ["{reservation_id}"]}, 201, 404, 401),
     ("get", "/api/v1/checkouts/{checkout_id}", None, 200, 404, 401),
     ("get", "/api/v1/tickets", None, 200, 200, 401),
+    # Waitlists are the caller's own (no id of anyone else's in the path). The world's
+    # date has free seats, so joining is refused, and nobody is on it to leave.
+    ("get", "/api/v1/waitlist", None, 200, 200, 401),
+    ("post", "/api/v1/schedules/{schedule_id}/waitlist", None, 409, 409, 401),
+    ("delete", "/api/v1/schedules/{schedule_id}/waitlist", None, 404, 404, 401),
     ("get", "/api/v1/auth/me", None, 200, 200, 401),
     ("post", "/api/v1/auth/register", NEW_ACCOUNT, 201, 201, 201),
     ("post", "/api/v1/auth/token", {"username": "nobody", "password": "x"}, 401, 401, 401),
