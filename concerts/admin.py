@@ -3,7 +3,9 @@
 from django import forms
 from django.contrib import admin
 from django.db.models import Count, OuterRef, Subquery
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from concerts import services
 from concerts.models import Concert, Reservation, Schedule, Seat, WaitlistEntry
@@ -33,6 +35,7 @@ class ConcertAdmin(admin.ModelAdmin):
         "hold_ttl_seconds",
         "max_seats_per_fan",
         "created_at",
+        "live_sale",
     )
     search_fields = ("title", "artist", "venue")
     list_filter = ("venue",)
@@ -45,6 +48,13 @@ class ConcertAdmin(admin.ModelAdmin):
     @admin.display(description="Dates", ordering="_schedule_count")
     def schedule_count(self, obj: Concert) -> int:
         return obj._schedule_count
+
+    @admin.display(description="Live sale")
+    def live_sale(self, obj: Concert) -> str:
+        # The dashboard lives with payments (it shows revenue); linked by its URL name.
+        return format_html(
+            '<a href="{}">Dashboard</a>', reverse("admin:sale-dashboard", args=[obj.pk])
+        )
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import (
     Case,
@@ -24,7 +24,14 @@ from django.db.models.functions import Coalesce
 
 from concerts import seatcache
 from concerts.exceptions import ConcertNotFound, ReservationNotFound, ScheduleNotFound
-from concerts.models import Concert, Reservation, Schedule, Seat, WaitlistEntry
+from concerts.models import (
+    SEATS_PER_SCHEDULE,
+    Concert,
+    Reservation,
+    Schedule,
+    Seat,
+    WaitlistEntry,
+)
 from queueing import selectors as queue_selectors
 
 
@@ -338,3 +345,57 @@ def waitlist_for_user(*, user_id: int, now: datetime) -> list[WaitlistEntry]:
 
 def waitlist_for_schedule(*, schedule_id: int) -> QuerySet[WaitlistEntry]:
     return WaitlistEntry.objects.filter(schedule_id=schedule_id).select_related("user")
+
+
+# --- the operators' live view ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DateSales:
+    schedule: Schedule
+    held: int
+    sold: int
+    free: int
+    waitlist: int  # fans waiting for a seat to free
+
+
+def sales_by_date(*, concert_id: int, now: datetime) -> list[DateSales]:
+    """Each date of the concert with its seats held, sold and free right now, and its
+    waitlist. One query."""
+    live_hold = Q(reservations__status=Reservation.Status.HELD, reservations__expires_at__gt=now)
+    dates = (
+        Schedule.objects.filter(concert_id=concert_id)
+        .annotate(
+            held=Count("reservations", filter=live_hold, distinct=True),
+            sold=Count(
+                "reservations",
+                filter=Q(reservations__status=Reservation.Status.CONFIRMED),
+                distinct=True,
+            ),
+            waiting=Count(
+                "waitlist", filter=Q(waitlist__status=WaitlistEntry.Status.WAITING), distinct=True
+            ),
+        )
+        .order_by("starts_at", "id")
+    )
+    return [
+        DateSales(d, d.held, d.sold, SEATS_PER_SCHEDULE - d.held - d.sold, d.waiting) for d in dates
+    ]
+
+
+def sales_per_minute(*, concert_id: int, minutes: list[datetime]) -> list[int]:
+    """Seats confirmed (paid) in each of these minutes (each a minute's start)."""
+    if not minutes:
+        return []
+    stamps = Reservation.objects.filter(
+        schedule__concert_id=concert_id,
+        confirmed_at__gte=minutes[0],
+        confirmed_at__lt=minutes[-1] + timedelta(minutes=1),
+    ).values_list("confirmed_at", flat=True)
+    index = {m: i for i, m in enumerate(minutes)}
+    counts = [0] * len(minutes)
+    for stamp in stamps:
+        slot = index.get(stamp.replace(second=0, microsecond=0))
+        if slot is not None:
+            counts[slot] += 1
+    return counts

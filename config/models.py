@@ -29,3 +29,24 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key} ({self.state})"
+
+
+class OperatorAction(models.Model):
+    """The audit log: one row per operator action, written by the service that carries
+    it out, in the same transaction. Append-only; read-only in the admin."""
+
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    operator_name = models.CharField(max_length=150, help_text="As it was at the time.")
+    action = models.CharField(max_length=50)
+    concert_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["created_at"], name="operator_action_time")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.operator_name}: {self.action}"

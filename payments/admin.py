@@ -1,11 +1,12 @@
 """Operators' screens for payments: read-only; refunds go through the cancel service."""
 
 from django.contrib import admin, messages
+from django.urls import path
 from django.utils import timezone
 
 from config.errors import DomainError
 from config.pages import won
-from payments import services
+from payments import dashboard, services
 from payments.models import Payment
 from payments.selectors import money_reconcile
 
@@ -18,6 +19,27 @@ class PaymentAdmin(admin.ModelAdmin):
     list_select_related = ("user", "reservation__schedule__concert", "reservation__seat")
     date_hierarchy = "created_at"
     actions = ["refund", "reconcile_money"]
+
+    def get_urls(self):
+        site = self.admin_site
+        return [
+            path(
+                "dashboard/<int:concert_id>/",
+                site.admin_view(dashboard.dashboard_page),
+                name="sale-dashboard",
+            ),
+            path(
+                "dashboard/<int:concert_id>/live/",
+                site.admin_view(dashboard.dashboard_live),
+                name="sale-dashboard-live",
+            ),
+            path(
+                "dashboard/<int:concert_id>/control/",
+                site.admin_view(dashboard.dashboard_control),
+                name="sale-dashboard-control",
+            ),
+            *super().get_urls(),
+        ]
 
     def has_add_permission(self, request) -> bool:
         return False

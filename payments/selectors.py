@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet, Sum
 
-from concerts.models import Reservation
+from concerts import selectors as concert_selectors
+from concerts.exceptions import ConcertNotFound
+from concerts.models import Concert, Reservation
 from payments.exceptions import CheckoutNotFound, PaymentNotFound
 from payments.models import Payment
+from queueing import selectors as queue_selectors
 from wallet.models import LedgerEntry, Wallet
 from wallet.selectors import wallet_mismatches
 
@@ -153,3 +157,58 @@ def money_reconcile() -> MoneyReport:
     if orphans:
         report.problems.append(f"{orphans} ledger debit(s) belong to no payment")
     return report
+
+
+# --- the operators' live sale dashboard -----------------------------------------
+
+
+@dataclass(frozen=True)
+class SaleDashboard:
+    """One concert's sale, right now and over the last 30 minutes, for operators."""
+
+    concert: Concert
+    room: queue_selectors.RoomLive
+    dates: list[concert_selectors.DateSales]
+    revenue: int  # won paid for the concert's seats, less refunds
+    sales_series: list[int]  # seats paid per minute
+
+    @property
+    def held(self) -> int:
+        return sum(d.held for d in self.dates)
+
+    @property
+    def sold(self) -> int:
+        return sum(d.sold for d in self.dates)
+
+    @property
+    def admitted_last_minute(self) -> int:
+        return self.room.admissions_series[-1] if self.room.admissions_series else 0
+
+    @property
+    def early_polls_last_minute(self) -> int:
+        return self.room.early_polls_series[-1] if self.room.early_polls_series else 0
+
+
+def sale_dashboard(*, concert_id: int, now: datetime) -> SaleDashboard:
+    """The live sale: the line (queueing), seats per date (concerts) and the money
+    (payments), each read by its own app. A handful of queries, for a page that
+    refreshes every few seconds for a few operators."""
+    concert = Concert.objects.filter(pk=concert_id).first()
+    if concert is None:
+        raise ConcertNotFound()
+    room = queue_selectors.room_live(concert_id=concert_id, now=now)
+    revenue = (
+        Payment.objects.filter(
+            reservation__schedule__concert_id=concert_id, status=Payment.Status.PAID
+        ).aggregate(total=Sum("amount"))["total"]
+        or 0
+    )
+    return SaleDashboard(
+        concert=concert,
+        room=room,
+        dates=concert_selectors.sales_by_date(concert_id=concert_id, now=now),
+        revenue=revenue,
+        sales_series=concert_selectors.sales_per_minute(
+            concert_id=concert_id, minutes=room.minutes
+        ),
+    )

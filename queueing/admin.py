@@ -97,19 +97,20 @@ class WaitingRoomAdmin(admin.ModelAdmin):
             return
         now = timezone.now()
         for room in queryset:
-            admitted = services.queue_admit_next(
-                concert_id=room.concert_id, now=now, count=int(count)
-            )
+            try:
+                admitted = services.queue_operator_admit(
+                    concert_id=room.concert_id, count=int(count), operator=request.user, now=now
+                )
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                return
             self.message_user(request, f"{room.concert}: admitted {len(admitted)} fan(s).")
 
     def _set_paused(self, request, queryset, *, paused: bool) -> None:
         now = timezone.now()
         for room in queryset:
-            services.waiting_room_update(
-                concert_id=room.concert_id,
-                max_active=room.max_active,
-                admission_paused=paused,
-                now=now,
+            services.queue_operator_pause(
+                concert_id=room.concert_id, paused=paused, operator=request.user, now=now
             )
         verb = "Paused" if paused else "Resumed"
         self.message_user(request, f"{verb} {queryset.count()} waiting room(s).")
@@ -153,7 +154,9 @@ class QueueTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="End the selected tokens (frees their slots)")
     def end_tokens(self, request, queryset):
-        ended = services.queue_tokens_end(
-            ids=list(queryset.values_list("pk", flat=True)), now=timezone.now(), reason="operator"
+        ended = services.queue_operator_end_tokens(
+            ids=list(queryset.values_list("pk", flat=True)),
+            operator=request.user,
+            now=timezone.now(),
         )
         self.message_user(request, f"Ended {ended} token(s).")

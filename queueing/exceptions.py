@@ -99,3 +99,9 @@ class SaleAlreadyStarted(DomainError):
     code = "sale_already_started"
     http_status = 409
     message = "This sale has started; its schedule can no longer be changed."
+
+
+class CapacityInvalid(DomainError):
+    code = "capacity_invalid"
+    http_status = 400
+    message = "Capacity is a whole number of fans, from 0 to 100,000."

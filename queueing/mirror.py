@@ -102,7 +102,15 @@ _READ = """
 if redis.call('EXISTS', KEYS[3]) == 0 then return nil end
 if ARGV[4] == '1' then
   local nb = redis.call('GET', KEYS[2])
-  if nb and tonumber(ARGV[1]) < tonumber(nb) then return {'early', nb} end
+  if nb and tonumber(ARGV[1]) < tonumber(nb) then
+    local c = redis.call('HGET', KEYS[1], 'c')
+    if c then  -- counted per concert and minute, for the operators' dashboard
+      local k = ARGV[2] .. ':early:' .. c .. ':' .. math.floor(tonumber(ARGV[1]) / 60000)
+      redis.call('INCR', k)
+      redis.call('EXPIRE', k, 3600)
+    end
+    return {'early', nb}
+  end
 end
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return nil end
@@ -547,3 +555,18 @@ def forget() -> None:
             client.delete(f"{_base()}:ready")
         except REDIS_DOWN as exc:
             redis_failed(exc)
+
+
+def early_polls(*, concert_id: int, minutes: Sequence[int]) -> list[int]:
+    """Early polls refused per minute (minutes since the epoch) for the concert, as the
+    mirror's read script counted them; zeros without Redis. Polls refused while the
+    mirror is not ready (the PostgreSQL path) are not counted."""
+    client = redis_client()
+    if client is None or not minutes:
+        return [0] * len(minutes)
+    try:
+        counts = client.mget([f"{_base()}:early:{concert_id}:{m}" for m in minutes])
+    except REDIS_DOWN as exc:
+        redis_failed(exc)
+        return [0] * len(minutes)
+    return [int(c) if c else 0 for c in counts]

@@ -11,9 +11,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
+from queueing import mirror
 from queueing.models import BUCKET_SIZE, QueueBucket, QueueToken, WaitingRoom, is_token_key
 
 Status = QueueToken.Status
@@ -362,4 +364,86 @@ def waiting_room_list_with_stats(*, now: datetime) -> QuerySet[WaitingRoom]:
             filter=Q(**{f"{tokens}__status": Status.ACTIVE, f"{tokens}__active_until__gt": now}),
         ),
         admitted_last_minute=Count(tokens, filter=Q(**{f"{tokens}__admitted_at__gt": minute_ago})),
+    )
+
+
+# --- the operators' live view ---------------------------------------------------
+
+DASHBOARD_MINUTES = 30
+
+
+@dataclass(frozen=True)
+class RoomLive:
+    """A waiting room right now, and per minute over the last DASHBOARD_MINUTES."""
+
+    waiting: int
+    pre_queue: int
+    active: int
+    capacity: int
+    paused: bool
+    admission_rate: float  # fans a second, measured (see admission_rate)
+    eta_seconds: int | None  # for the whole line to be admitted at that rate
+    sale_starts_at: datetime | None
+    sale_started_at: datetime | None
+    minutes: list[datetime]  # the start of each minute
+    waiting_series: list[int]  # at each minute's end
+    active_series: list[int]
+    admissions_series: list[int]  # during each minute
+    early_polls_series: list[int]  # refused during each minute
+
+
+def room_live(*, concert_id: int, now: datetime) -> RoomLive:
+    """The operators' dashboard's view of the line: three queries and one Redis read."""
+    room = WaitingRoom.objects.get(pk=concert_id)
+    counts = QueueToken.objects.filter(concert_id=concert_id).aggregate(
+        waiting=Count("id", filter=Q(status=Status.WAITING)),
+        pre_queue=Count("id", filter=Q(status=Status.PRE_QUEUE)),
+        active=Count("id", filter=Q(status=Status.ACTIVE, active_until__gt=now)),
+    )
+    tokens = QueueToken._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH m AS (
+                SELECT generate_series(
+                    date_trunc('minute', %(now)s) - interval '{DASHBOARD_MINUTES - 1} minutes',
+                    date_trunc('minute', %(now)s), interval '1 minute') AS t
+            )
+            SELECT m.t,
+              (SELECT COUNT(*) FROM {tokens} q WHERE q.concert_id = %(c)s
+                 AND q.created_at < m.t + interval '1 minute'
+                 AND (q.admitted_at IS NULL OR q.admitted_at >= m.t + interval '1 minute')
+                 AND (q.ended_at IS NULL OR q.ended_at >= m.t + interval '1 minute')),
+              (SELECT COUNT(*) FROM {tokens} q WHERE q.concert_id = %(c)s
+                 AND q.admitted_at < m.t + interval '1 minute'
+                 AND q.active_until >= m.t + interval '1 minute'
+                 AND (q.ended_at IS NULL OR q.ended_at >= m.t + interval '1 minute')),
+              (SELECT COUNT(*) FROM {tokens} q WHERE q.concert_id = %(c)s
+                 AND q.admitted_at >= m.t AND q.admitted_at < m.t + interval '1 minute')
+            FROM m ORDER BY m.t
+            """,
+            {"now": now, "c": concert_id},
+        )
+        rows = cursor.fetchall()
+    minutes = [row[0] for row in rows]
+    rate = admission_rate(concert_id=concert_id, now=now)
+    early = mirror.early_polls(
+        concert_id=concert_id, minutes=[int(m.timestamp()) // 60 for m in minutes]
+    )
+    waiting = counts["waiting"]
+    return RoomLive(
+        waiting=waiting,
+        pre_queue=counts["pre_queue"],
+        active=counts["active"],
+        capacity=room.capacity,
+        paused=room.admission_paused,
+        admission_rate=rate,
+        eta_seconds=math.ceil(waiting / rate) if rate > 0 else None,
+        sale_starts_at=room.sale_starts_at,
+        sale_started_at=room.sale_started_at,
+        minutes=minutes,
+        waiting_series=[row[1] for row in rows],
+        active_series=[row[2] for row in rows],
+        admissions_series=[row[3] for row in rows],
+        early_polls_series=early,
     )

@@ -26,8 +26,10 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
+from config.audit import operator_action_record
 from queueing import mirror, selectors
 from queueing.exceptions import (
+    CapacityInvalid,
     ConcertNotFound,
     PollTooSoon,
     QueueNotOpen,
@@ -892,3 +894,102 @@ def queue_poll_record(*, key: str, poll_after: int, now: datetime) -> None:
     tolerance = min(1.0, poll_after * 0.2)
     not_before = int((now.timestamp() + poll_after - tolerance) * 1000)
     cache.set(_poll_key(key), not_before, poll_after + 5)
+
+
+# --- operators' controls (the live sale dashboard, the queue panel) ---------------
+#
+# Each is one service call that does the change and records it, with the operator's
+# name, in the audit log (config.audit), in one transaction.
+
+
+def queue_operator_pause(
+    *, concert_id: int, paused: bool, operator: AbstractBaseUser, now: datetime
+) -> WaitingRoom:
+    """Pause or resume admission (a resumed room admits at once, after commit)."""
+    with transaction.atomic():
+        room = waiting_room_get(concert_id=concert_id)
+        room = waiting_room_update(
+            concert_id=concert_id, max_active=room.max_active, admission_paused=paused, now=now
+        )
+        operator_action_record(
+            operator=operator, action="resume" if not paused else "pause",
+            concert_id=concert_id, now=now,
+        )  # fmt: skip
+    return room
+
+
+def queue_operator_capacity(
+    *, concert_id: int, max_active: int | None, operator: AbstractBaseUser, now: datetime
+) -> WaitingRoom:
+    """Set how many fans may have a turn at once (None: the default); more room admits
+    at once, less lets current turns run out."""
+    if max_active is not None and not 0 <= max_active <= MAX_CAPACITY:
+        raise CapacityInvalid(details={"max_active": max_active, "max": MAX_CAPACITY})
+    with transaction.atomic():
+        room = waiting_room_get(concert_id=concert_id)
+        before = room.max_active
+        room = waiting_room_update(
+            concert_id=concert_id, max_active=max_active,
+            admission_paused=room.admission_paused, now=now,
+        )  # fmt: skip
+        operator_action_record(
+            operator=operator, action="capacity", concert_id=concert_id, now=now,
+            details={"from": before, "to": max_active},
+        )  # fmt: skip
+    return room
+
+
+MAX_CAPACITY = 100_000
+
+
+def queue_operator_admit(
+    *, concert_id: int, count: int, operator: AbstractBaseUser, now: datetime
+) -> list[int]:
+    """Admit the next `count` fans in line order now, beyond capacity."""
+    if not 1 <= count <= 10_000:
+        raise CapacityInvalid("Admit between 1 and 10,000 fans at a time.")
+    with transaction.atomic():
+        waiting_room_get(concert_id=concert_id)
+        ids = queue_admit_next(concert_id=concert_id, now=now, count=count)
+        operator_action_record(
+            operator=operator, action="admit_next", concert_id=concert_id, now=now,
+            details={"asked": count, "admitted": len(ids)},
+        )  # fmt: skip
+    return ids
+
+
+def queue_operator_end_all_turns(
+    *, concert_id: int, operator: AbstractBaseUser, now: datetime
+) -> int:
+    """End every active turn of the concert (their holds stay until they lapse or are
+    paid; the freed slots refill from the line after commit)."""
+    with transaction.atomic():
+        waiting_room_get(concert_id=concert_id)
+        ids = list(
+            QueueToken.objects.filter(concert_id=concert_id, status=Status.ACTIVE).values_list(
+                "id", flat=True
+            )
+        )
+        ended = queue_tokens_end(ids=ids, now=now, reason="operator") if ids else 0
+        operator_action_record(
+            operator=operator, action="end_all_turns", concert_id=concert_id, now=now,
+            details={"ended": ended},
+        )  # fmt: skip
+    return ended
+
+
+def queue_operator_end_tokens(*, ids: list[int], operator: AbstractBaseUser, now: datetime) -> int:
+    """End these tokens if still live (the queue tokens admin action), logged per concert."""
+    with transaction.atomic():
+        concerts = Counter(
+            QueueToken.objects.filter(id__in=ids, status__in=QueueToken.LIVE_STATUSES).values_list(
+                "concert_id", flat=True
+            )
+        )
+        ended = queue_tokens_end(ids=ids, now=now, reason="operator")
+        for concert_id, n in sorted(concerts.items()):
+            operator_action_record(
+                operator=operator, action="end_tokens", concert_id=concert_id, now=now,
+                details={"ended": n},
+            )  # fmt: skip
+    return ended
