@@ -135,6 +135,20 @@ def _violated_constraint(exc: IntegrityError) -> str:
     return getattr(diag, "constraint_name", None) or str(exc)
 
 
+def _hold_insert(*, user_id: int, seat: Seat, concert: Concert, now: datetime) -> Reservation:
+    """A new hold of the seat for the fan, at its price, for the concert's hold time.
+    The partial unique index refuses it (IntegrityError) if the seat is held."""
+    return Reservation.objects.create(
+        user_id=user_id,
+        schedule_id=seat.schedule_id,
+        seat=seat,
+        status=Reservation.Status.HELD,
+        price=seat.price,
+        created_at=now,
+        expires_at=now + timedelta(seconds=concert.hold_ttl),
+    )
+
+
 def seat_hold_create(
     *,
     user: AbstractBaseUser,
@@ -202,15 +216,7 @@ def seat_hold_create(
             if went_to_the_waitlist:
                 reservation = None
             else:
-                reservation = Reservation.objects.create(
-                    user_id=user.pk,
-                    schedule=schedule,
-                    seat=seat,
-                    status=Reservation.Status.HELD,
-                    price=seat.price,
-                    created_at=now,
-                    expires_at=now + timedelta(seconds=concert.hold_ttl),
-                )
+                reservation = _hold_insert(user_id=user.pk, seat=seat, concert=concert, now=now)
                 queue_services.queue_turn_extend(
                     key=queue_key,
                     user=user,
@@ -454,18 +460,9 @@ def _waitlist_offer(*, schedule_id: int, seat_id: int, now: datetime) -> Waitlis
         if mine >= concert.seat_limit:  # at the limit already: this fan is done waiting
             WaitlistEntry.objects.filter(pk=entry.pk).update(status=WStatus.LAPSED, ended_at=now)
             continue
-        expires_at = now + timedelta(seconds=concert.hold_ttl)
         try:
             with transaction.atomic():
-                hold = Reservation.objects.create(
-                    user_id=entry.user_id,
-                    schedule_id=schedule_id,
-                    seat=seat,
-                    status=Reservation.Status.HELD,
-                    price=seat.price,
-                    created_at=now,
-                    expires_at=expires_at,
-                )
+                hold = _hold_insert(user_id=entry.user_id, seat=seat, concert=concert, now=now)
         except IntegrityError as exc:
             if LIVE_SEAT_CONSTRAINT not in _violated_constraint(exc):
                 raise
@@ -474,7 +471,7 @@ def _waitlist_offer(*, schedule_id: int, seat_id: int, now: datetime) -> Waitlis
             status=WStatus.OFFERED, offered_at=now, reservation=hold
         )
         queue_services.queue_turn_grant(
-            user_id=entry.user_id, concert_id=concert.pk, until=expires_at, now=now
+            user_id=entry.user_id, concert_id=concert.pk, until=hold.expires_at, now=now
         )
         seatcache.bump_after_commit([schedule_id])
         entry.status, entry.offered_at, entry.reservation = WStatus.OFFERED, now, hold
