@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -150,3 +150,60 @@ class QueueTokenApi(APIView):
             raise QueueTokenInvalid()
         services.queue_token_leave(token=token, now=timezone.now())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- operators: a concert's scheduled sale (staff only) --------------------------
+
+PRE_QUEUE_MAX_MINUTES = 24 * 60
+
+
+class SaleScheduleInput(serializers.Serializer):
+    sale_starts_at = serializers.DateTimeField(
+        allow_null=True, help_text="The on-sale time; null: no scheduled sale (open now)."
+    )
+    pre_queue_minutes = serializers.IntegerField(
+        min_value=0, max_value=PRE_QUEUE_MAX_MINUTES, default=0,
+        help_text="How long before the on-sale time fans may join the pre-queue.",
+    )  # fmt: skip
+
+
+class SaleScheduleOutput(serializers.Serializer):
+    concert_id = serializers.IntegerField()
+    sale_starts_at = serializers.DateTimeField(allow_null=True)
+    pre_queue_minutes = serializers.IntegerField()
+    line_opens_at = serializers.DateTimeField(allow_null=True, source="pre_queue_opens_at")
+    sale_started_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the start shuffled the pre-queue (then read-only)."
+    )
+    pre_queue_size = serializers.IntegerField()
+
+
+class SaleScheduleApi(APIView):
+    """A concert's scheduled sale, for operators (staff accounts): read it, or set it
+    (PUT) until the sale starts. Each change is recorded in the operators' audit log."""
+
+    permission_classes = [IsAdminUser]
+    error_codes = {
+        "get": ["permission_denied", "concert_not_found"],
+        "put": [
+            "permission_denied", "concert_not_found", "sale_already_started", "validation_error",
+        ],
+    }  # fmt: skip
+
+    @extend_schema(responses=SaleScheduleOutput)
+    def get(self, request: Request, concert_id: int) -> Response:
+        room = services.waiting_room_get(concert_id=concert_id)
+        return Response(SaleScheduleOutput(room).data)
+
+    @extend_schema(request=SaleScheduleInput, responses=SaleScheduleOutput)
+    def put(self, request: Request, concert_id: int) -> Response:
+        data = SaleScheduleInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        room = services.queue_operator_schedule_sale(
+            concert_id=concert_id,
+            sale_starts_at=data.validated_data["sale_starts_at"],
+            pre_queue_minutes=data.validated_data["pre_queue_minutes"],
+            operator=request.user,
+            now=timezone.now(),
+        )
+        return Response(SaleScheduleOutput(room).data)

@@ -993,3 +993,30 @@ def queue_operator_end_tokens(*, ids: list[int], operator: AbstractBaseUser, now
                 details={"ended": n},
             )  # fmt: skip
     return ended
+
+
+def queue_operator_schedule_sale(
+    *,
+    concert_id: int,
+    sale_starts_at: datetime | None,
+    pre_queue_minutes: int,
+    operator: AbstractBaseUser,
+    now: datetime,
+) -> WaitingRoom:
+    """Schedule (or unschedule, with None) a concert's sale and its pre-queue window,
+    logged. Refused once the sale has started (SaleAlreadyStarted)."""
+    with transaction.atomic():
+        room = waiting_room_get(concert_id=concert_id)
+        room = waiting_room_update(
+            concert_id=concert_id, max_active=room.max_active,
+            admission_paused=room.admission_paused, sale_starts_at=sale_starts_at,
+            pre_queue_minutes=pre_queue_minutes, now=now,
+        )  # fmt: skip
+        operator_action_record(
+            operator=operator, action="schedule_sale", concert_id=concert_id, now=now,
+            details={
+                "sale_starts_at": None if sale_starts_at is None else sale_starts_at.isoformat(),
+                "pre_queue_minutes": pre_queue_minutes,
+            },
+        )  # fmt: skip
+    return room

@@ -16,4 +16,5 @@ urlpatterns = [
 api_urlpatterns = [
     path("concerts/<int:concert_id>/queue", api.QueueIssueApi.as_view(), name="api-queue-issue"),
     path("queue", api.QueueTokenApi.as_view(), name="api-queue-token"),
+    path("concerts/<int:concert_id>/sale", api.SaleScheduleApi.as_view(), name="api-concert-sale"),
 ]

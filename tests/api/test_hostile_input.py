@@ -204,3 +204,28 @@ def test_an_anonymous_client_is_refused_before_any_input_is_read():
         assert_refused(response)
     assert row_counts() == before
     assert UserFactory  # (fixtures above create the signed-in fans)
+
+
+def test_hostile_values_for_a_sale_schedule_change_nothing(concert):
+    """The staff-only sale schedule (issue 16): every hostile value is a 4xx, and
+    neither the room nor the audit log changes."""
+    from django.contrib.auth import get_user_model
+
+    from queueing.models import WaitingRoom
+
+    staff = get_user_model().objects.create_user("ops", password="pw-ops-123456", is_staff=True)
+    client = token_client(staff)
+    room_before = WaitingRoom.objects.filter(pk=concert.pk).values().get()
+    before = row_counts()
+    for value in HOSTILE_TEXT + HOSTILE_TYPES + NOT_TEXT + HOSTILE_NUMBERS:
+        for body in (
+            {"sale_starts_at": value, "pre_queue_minutes": 10},
+            {"sale_starts_at": None, "pre_queue_minutes": value},
+        ):
+            minutes = body["pre_queue_minutes"]
+            if body["sale_starts_at"] is None and (minutes == 10 or minutes in (0, "100")):
+                continue  # valid: no sale (with a window of 10, 0 or "100" minutes)
+            response = client.put(f"/api/v1/concerts/{concert.id}/sale", body, format="json")
+            assert_refused(response)
+    assert row_counts() == before
+    assert WaitingRoom.objects.filter(pk=concert.pk).values().get() == room_before

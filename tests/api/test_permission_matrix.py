@@ -90,6 +90,9 @@ ROWS = [
     ("get", "/api/v1/tickets", None, 200, 200, 401),
     # Waitlists are the caller's own (no id of anyone else's in the path). The world's
     # date has free seats, so joining is refused, and nobody is on it to leave.
+    # Operators only (staff): neither fan may read or set a concert's sale schedule.
+    ("get", "/api/v1/concerts/{concert_id}/sale", None, 403, 403, 401),
+    ("put", "/api/v1/concerts/{concert_id}/sale", {"sale_starts_at": None}, 403, 403, 401),
     ("get", "/api/v1/waitlist", None, 200, 200, 401),
     ("post", "/api/v1/schedules/{schedule_id}/waitlist", None, 409, 409, 401),
     ("delete", "/api/v1/schedules/{schedule_id}/waitlist", None, 404, 404, 401),

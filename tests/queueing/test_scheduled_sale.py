@@ -206,3 +206,35 @@ def test_the_concert_api_shows_the_sale_schedule(sale):
     body = token_client(UserFactory()).get(f"/api/v1/concerts/{sale.id}").json()
     assert datetime.fromisoformat(body["sale_starts_at"]) == START
     assert datetime.fromisoformat(body["line_opens_at"]) == START - timedelta(minutes=30)
+
+
+def test_operators_schedule_a_sale_through_the_api_and_it_is_logged(concert):
+    from django.contrib.auth import get_user_model
+
+    from config.models import OperatorAction
+
+    staff = get_user_model().objects.create_user("ops", password="pw-ops-123456", is_staff=True)
+    client = token_client(staff)
+    url = f"/api/v1/concerts/{concert.id}/sale"
+    answer = client.put(
+        url, {"sale_starts_at": START.isoformat(), "pre_queue_minutes": 15}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert datetime.fromisoformat(body["sale_starts_at"]) == START
+    assert datetime.fromisoformat(body["line_opens_at"]) == START - timedelta(minutes=15)
+    assert (body["sale_started_at"], body["pre_queue_size"]) == (None, 0)
+    assert room(concert).pre_queue_minutes == 15
+    log = OperatorAction.objects.get()
+    assert (log.operator_name, log.action, log.concert_id) == ("ops", "schedule_sale", concert.id)
+    # Bad input is a clear 400, and nothing is written.
+    bad = client.put(url, {"sale_starts_at": "soon", "pre_queue_minutes": -1}, format="json")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "validation_error"
+    assert OperatorAction.objects.count() == 1
+    # Fans may not; once the sale has started, nobody may.
+    fan = token_client(UserFactory())
+    assert fan.put(url, {"sale_starts_at": None}, format="json").status_code == 403
+    services.queue_sale_start(concert_id=concert.id, now=START)
+    late = client.put(url, {"sale_starts_at": None}, format="json")
+    assert late.status_code == 409 and late.json()["error"]["code"] == "sale_already_started"
+    assert client.get(url).json()["sale_started_at"] is not None
