@@ -49,7 +49,7 @@ def main() -> None:
             )
         waited: list[float] = []
 
-        def late_line_up(concert_id: int = concert.pk) -> None:
+        def late_line_up(concert_id: int = concert.pk, start=start, waited=waited) -> None:
             from django.contrib.auth import get_user_model
 
             fan = get_user_model().objects.get(pk=biggest + 1)
