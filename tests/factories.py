@@ -59,3 +59,17 @@ def make_schedule(
         booking_closes_at=starts_at - closes_before_start,
         seat_price=seat_price,
     )
+
+
+def lapsed_holds_on_every_seat(schedule: Schedule, *, then) -> None:
+    """Every seat of the date held by a fan of its own since `then`, each hold lapsed
+    five minutes later and not yet written down by the sweep (bulk, for speed)."""
+    from concerts.models import Reservation
+
+    Reservation.objects.bulk_create(
+        Reservation(
+            user=UserFactory(), schedule=schedule, seat=seat, status="held", price=seat.price,
+            created_at=then, expires_at=then + timedelta(minutes=5),
+        )
+        for seat in schedule.seats.all()
+    )  # fmt: skip

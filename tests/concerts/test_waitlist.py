@@ -31,6 +31,20 @@ def join(user, schedule, now=None):
     return services.waitlist_join(user=user, schedule_id=schedule.id, now=now or timezone.now())
 
 
+def two_fans_waiting(schedule):
+    first, second = UserFactory(), UserFactory()
+    join(first, schedule)
+    join(second, schedule)
+    return first, second
+
+
+def let_go(holds, number, now=None):
+    """The fan holding seat `number` cancels the hold: the seat frees."""
+    payment_services.booking_cancel(
+        user_id=holds[number].user_id, reservation_id=holds[number].pk, now=now or timezone.now()
+    )
+
+
 def test_a_fan_cannot_join_while_the_date_has_a_free_seat(schedule):
     with pytest.raises(SeatsStillAvailable):
         join(UserFactory(), schedule)
@@ -47,11 +61,9 @@ def test_one_entry_per_fan_per_date(sold_out):
 
 def test_a_cancelled_hold_goes_to_the_first_fan_waiting_with_a_turn_to_pay(sold_out):
     schedule, holds = sold_out
-    first, second = UserFactory(), UserFactory()
-    join(first, schedule)
-    join(second, schedule)
+    first, second = two_fans_waiting(schedule)
     now = timezone.now()
-    payment_services.booking_cancel(user_id=holds[7].user_id, reservation_id=holds[7].pk, now=now)
+    let_go(holds, 7, now)
 
     entry = WaitlistEntry.objects.get(user=first)
     assert entry.status == "offered"
@@ -85,11 +97,9 @@ def test_the_offered_fan_pays_with_the_turn_that_came_with_the_offer(sold_out):
 
 def test_a_lapsed_offer_goes_to_the_next_fan(sold_out):
     schedule, holds = sold_out
-    first, second = UserFactory(), UserFactory()
-    join(first, schedule)
-    join(second, schedule)
+    first, second = two_fans_waiting(schedule)
     now = timezone.now()
-    payment_services.booking_cancel(user_id=holds[9].user_id, reservation_id=holds[9].pk, now=now)
+    let_go(holds, 9, now)
     offer = WaitlistEntry.objects.get(user=first).reservation
     later = offer.expires_at + timedelta(seconds=1)
     assert services.seat_holds_release_expired(now=later) >= 1  # the sweep, as beat runs it
@@ -101,11 +111,9 @@ def test_a_lapsed_offer_goes_to_the_next_fan(sold_out):
 
 def test_a_fan_trying_a_lapsed_offer_seat_first_is_refused_and_the_waitlist_keeps_it(sold_out):
     schedule, holds = sold_out
-    first, second = UserFactory(), UserFactory()
-    join(first, schedule)
-    join(second, schedule)
+    first, second = two_fans_waiting(schedule)
     now = timezone.now()
-    payment_services.booking_cancel(user_id=holds[9].user_id, reservation_id=holds[9].pk, now=now)
+    let_go(holds, 9, now)
     later = WaitlistEntry.objects.get(user=first).reservation.expires_at + timedelta(seconds=1)
     # Before any sweep, a fan with a turn goes for the seat whose offer just lapsed:
     stranger = UserFactory()
@@ -120,12 +128,8 @@ def test_a_fan_trying_a_lapsed_offer_seat_first_is_refused_and_the_waitlist_keep
 
 def test_leaving_the_waitlist_declines_an_open_offer_for_the_next_fan(sold_out):
     schedule, holds = sold_out
-    first, second = UserFactory(), UserFactory()
-    join(first, schedule)
-    join(second, schedule)
-    payment_services.booking_cancel(
-        user_id=holds[1].user_id, reservation_id=holds[1].pk, now=timezone.now()
-    )
+    first, second = two_fans_waiting(schedule)
+    let_go(holds, 1)
     services.waitlist_leave(user_id=first.pk, schedule_id=schedule.id, now=timezone.now())
     assert WaitlistEntry.objects.get(user=first).status == "left"
     assert WaitlistEntry.objects.get(user=second).reservation.seat.number == 1
@@ -143,9 +147,7 @@ def test_the_api_joins_lists_with_positions_offers_and_leaves(sold_out):
     assert (joined.json()["status"], joined.json()["position"]) == ("waiting", 2)
     assert client.post(f"/api/v1/schedules/{schedule.id}/waitlist").status_code == 200
     for number in (4, 5):  # two seats free: the first to the fan ahead, the next to this fan
-        payment_services.booking_cancel(
-            user_id=holds[number].user_id, reservation_id=holds[number].pk, now=timezone.now()
-        )
+        let_go(holds, number)
     (entry,) = client.get("/api/v1/waitlist").json()
     assert entry["status"] == "offered" and entry["position"] is None
     assert entry["offer"]["seat_number"] == 5

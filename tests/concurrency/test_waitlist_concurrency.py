@@ -25,7 +25,12 @@ from concerts.models import Reservation, WaitlistEntry
 from queueing.models import QueueToken
 from tests.concurrency.helpers import errors, run_concurrently
 from tests.conftest import admit
-from tests.factories import ConcertFactory, UserFactory, make_schedule
+from tests.factories import (
+    ConcertFactory,
+    UserFactory,
+    lapsed_holds_on_every_seat,
+    make_schedule,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,13 +41,7 @@ def lapsed_sell_out_with_a_waitlist(waiting: int):
     concert = ConcertFactory()
     schedule = make_schedule(concert)
     then = timezone.now() - timedelta(minutes=10)
-    Reservation.objects.bulk_create(
-        Reservation(
-            user=UserFactory(), schedule=schedule, seat=seat, status="held", price=seat.price,
-            created_at=then, expires_at=then + timedelta(minutes=5),
-        )
-        for seat in schedule.seats.all()
-    )  # fmt: skip
+    lapsed_holds_on_every_seat(schedule, then=then)
     fans = UserFactory.create_batch(waiting)
     for fan in fans:
         WaitlistEntry.objects.create(user=fan, schedule=schedule, created_at=then)

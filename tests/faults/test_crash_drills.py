@@ -23,7 +23,7 @@ from queueing import services as queue_services
 from queueing.models import QueueToken, WaitingRoom
 from tests.config.test_redis_down import DOWN
 from tests.conftest import admit, hold_seat
-from tests.factories import ConcertFactory, UserFactory, make_schedule
+from tests.factories import ConcertFactory, UserFactory, lapsed_holds_on_every_seat, make_schedule
 from wallet import services as wallet_services
 from wallet.models import LedgerEntry
 
@@ -49,14 +49,7 @@ services.seat_holds_release_expired(now=timezone.now())
 def test_a_sweep_killed_mid_transaction_changes_nothing_and_the_next_run_does_it_once():
     concert = ConcertFactory()
     schedule = make_schedule(concert)
-    past = timezone.now() - timedelta(minutes=10)
-    Reservation.objects.bulk_create(
-        Reservation(
-            user=UserFactory(), schedule=schedule, seat=seat, status="held", price=seat.price,
-            created_at=past, expires_at=past + timedelta(minutes=5),
-        )
-        for seat in schedule.seats.all()
-    )  # fmt: skip
+    lapsed_holds_on_every_seat(schedule, then=timezone.now() - timedelta(minutes=10))
     db = connection.settings_dict
     env = {
         **os.environ,
