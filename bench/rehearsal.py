@@ -28,6 +28,12 @@ known encode/httpx#3215), so the load generator measured itself.
 
 Every response carries the server's own time (`SERVER_TIMING=1`), so each endpoint
 is reported twice: as the fan saw it, and as Django spent it.
+
+With --pre-queue the concert is a scheduled sale (issue 16): its on-sale time is a
+few seconds after the rush, so every fan lines up in the pre-queue, polls as told,
+and is given a place drawn at random when beat starts the sale. The report then
+adds how the drawn place relates to the arrival order (Spearman's rho, ~0 when fair),
+and results and plots are written under "<fans>-pre-queue".
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ class Fan:
     auth: str
     kind: str  # buyer, expirer, broke, leaver, bot
     lined_up_at: float = 0.0
+    pre_queued: bool = False  # lined up in a scheduled sale's pre-queue (--pre-queue)
     token: str = ""
     token_id: int = 0
     first_estimate: int | None = None
@@ -243,11 +250,12 @@ async def fan_script(fan: Fan, client, concert_id: int, stats: Stats):
         fan.outcome = f"line-up {response.status_code}"
         return
     body = response.json()
+    fan.pre_queued = body["status"] == "pre_queue"
     fan.token = body["token"]
     fan.first_estimate = body["estimated_wait_seconds"]
     queue = {**auth, "X-Queue-Token": fan.token}
     gave_up_after = rng.uniform(5, 60) if fan.kind == "leaver" else None
-    while body["status"] == "waiting":
+    while body["status"] in ("waiting", "pre_queue"):
         if body.get("sold_out"):
             # Told by the poll that every seat is sold, the fan gives the place back.
             await call(client, stats, "leave", "DELETE", "/api/v1/queue", headers=queue)
@@ -380,8 +388,33 @@ async def before_the_sale(fans: list[Fan], client, stats: Stats) -> None:
     await asyncio.gather(*(top_up(f) for f in fans))
 
 
+def schedule_the_sale(concert_id: int) -> None:
+    """A scheduled sale whose pre-queue window is open now and whose on-sale time comes
+    PRE_QUEUE_GRACE seconds after the rush's last arrival."""
+    from datetime import timedelta
+
+    from django.db import connections
+    from django.utils import timezone
+
+    from queueing.models import WaitingRoom
+
+    starts = timezone.now() + timedelta(seconds=RUSH_SECONDS + PRE_QUEUE_GRACE)
+    WaitingRoom.objects.filter(pk=concert_id).update(sale_starts_at=starts, pre_queue_minutes=60)
+    connections.close_all()
+
+
+# Long enough for the rush's slowest line-up to land in the pre-queue (p99 5.7 s at 5,000).
+PRE_QUEUE_GRACE = 20.0
+
+
 async def run(
-    fans: list[Fan], url: str, concert_id: int, limit: float, stats: Stats, sampler: Sampler
+    fans: list[Fan],
+    url: str,
+    concert_id: int,
+    limit: float,
+    stats: Stats,
+    sampler: Sampler,
+    pre_queue: bool = False,
 ) -> Stats:
     import aiohttp
 
@@ -394,6 +427,8 @@ async def run(
         began = time.monotonic()
         await before_the_sale(fans, client, stats.before)
         stats.before.seconds = time.monotonic() - began
+        if pre_queue:  # the sale starts a little after the last fan has arrived
+            await asyncio.to_thread(schedule_the_sale, concert_id)
         # The on-sale: the rush's clock, and the sampler's, start now.
         stats.started = sampler.started = time.monotonic()
         sampler.start()
@@ -508,7 +543,38 @@ def report(fans: list[Fan], stats: Stats, concert_id: int, seconds: float) -> di
         },
         "requests_per_fan": round(sum(map(len, stats.latencies.values())) / max(1, len(fans)), 1),
     }
+    # A scheduled sale: among the fans who lined up in the pre-queue, does the place
+    # drawn at the start follow when they arrived? (Those who arrived after the start
+    # queue behind, first come, first served, and are counted apart.)
+    drawn = [
+        (fan.lined_up_at, tokens[fan.user_id]["id"])
+        for fan in fans
+        if fan.pre_queued and fan.user_id in tokens
+    ]
+    if len(drawn) > 2:
+        result["pre_queue"] = {
+            "fans": len(drawn),
+            "arrived_after_the_start": sum(1 for f in fans if f.token and not f.pre_queued),
+            "arrival_vs_place_spearman_rho": round(spearman(drawn), 4),
+        }
     return result
+
+
+def spearman(pairs: list[tuple[float, int]]) -> float:
+    """Spearman's rank correlation of (arrival time, place in line) pairs: 1 is first
+    come, first served; about 0 is a draw that arrival does not sway."""
+    n = len(pairs)
+
+    def ranks(values):
+        order = sorted(range(n), key=lambda i: values[i])
+        rank = [0] * n
+        for position, i in enumerate(order):
+            rank[i] = position
+        return rank
+
+    a, b = ranks([p[0] for p in pairs]), ranks([p[1] for p in pairs])
+    d2 = sum((x - y) ** 2 for x, y in zip(a, b, strict=True))
+    return 1 - 6 * d2 / (n * (n * n - 1))
 
 
 def polls_per_second(stats: Stats, budget: int) -> dict:
@@ -522,7 +588,7 @@ def polls_per_second(stats: Stats, budget: int) -> dict:
     }
 
 
-def plot(size: int, samples: list[dict], stats: Stats) -> None:
+def plot(size: int, samples: list[dict], stats: Stats, label: str = "") -> None:
     try:
         from bench import plots
     except ImportError:  # pragma: no cover - matplotlib is in the bench extra
@@ -530,10 +596,11 @@ def plot(size: int, samples: list[dict], stats: Stats) -> None:
         return
     docs = ROOT / "docs" / "rehearsal"
     docs.mkdir(exist_ok=True)
-    title = f"Rehearsal, {size:,} fans"
-    plots.room_over_time(samples, title, docs / f"room-{size}.png")
-    plots.latency_over_time(stats.timeline, title, docs / f"latency-{size}.png")
-    print(f"plots: docs/rehearsal/room-{size}.png, docs/rehearsal/latency-{size}.png")
+    title = f"Rehearsal, {size:,} fans{', a scheduled sale with a pre-queue' if label else ''}"
+    name = f"{size}{label}"
+    plots.room_over_time(samples, title, docs / f"room-{name}.png")
+    plots.latency_over_time(stats.timeline, title, docs / f"latency-{name}.png")
+    print(f"plots: docs/rehearsal/room-{name}.png, docs/rehearsal/latency-{name}.png")
 
 
 def compare(sizes: str) -> None:
@@ -656,7 +723,13 @@ def main() -> None:
         metavar="SIZES",
         help="print how the saved runs of these sizes grow, e.g. 1000,5000,20000",
     )
+    parser.add_argument(
+        "--pre-queue",
+        action="store_true",
+        help="a scheduled sale: everyone lines up in the pre-queue, shuffled at the start",
+    )
     args = parser.parse_args()
+    label = "-pre-queue" if args.pre_queue else ""
     if args.compare:
         compare(args.compare)
         return
@@ -678,7 +751,11 @@ def main() -> None:
     )
     stats.before = Stats()
     try:
-        asyncio.run(run(fans, stack.server.url, concert_id, args.max_seconds, stats, sampler))
+        asyncio.run(
+            run(
+                fans, stack.server.url, concert_id, args.max_seconds, stats, sampler, args.pre_queue
+            )
+        )
     finally:
         sampler.stop()
         stack.stop()
@@ -712,8 +789,8 @@ def main() -> None:
         "p99": round(1000 * (percentile(stats.loop_lag, 0.99) or 0), 1),
     }
     result["samples"] = samples
-    path = save(f"rehearsal-{args.fans}", result)
-    plot(args.fans, samples, stats)
+    path = save(f"rehearsal-{args.fans}{label}", result)
+    plot(args.fans, samples, stats, label)
     result.pop("samples")
     print(json.dumps(result, indent=2, default=str))
     print(f"raw results: {path.relative_to(ROOT)}")
@@ -730,6 +807,10 @@ def main() -> None:
         "admitted in line-up order": result["admission_order_inversions"] == 0,
         "bots overtook no honest fan": result["honest_fans_overtaken_by_bots"] == 0,
     }
+    if args.pre_queue:  # a fair draw: the place does not follow the arrival
+        checks["the draw ignored arrival order (|rho| < 0.1)"] = (
+            abs(result.get("pre_queue", {}).get("arrival_vs_place_spearman_rho", 1)) < 0.1
+        )
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     sys.exit(0 if all(checks.values()) else 1)
