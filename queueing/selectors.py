@@ -334,13 +334,12 @@ def waiting_room_with_active(
                         AND a.status = 'active' AND a.active_until > %s)
                    ELSE 0 END AS active_now,
                    (SELECT s.status FROM {tokens} s WHERE s.id = %s) AS token_status
-            FROM {WaitingRoom._meta.db_table} r,
-                 LATERAL (SELECT EXISTS (SELECT 1 FROM {tokens} q
-                          WHERE q.concert_id = r.concert_id AND q.status = 'waiting')
-                          AS anyone_waiting) w
+            FROM {WaitingRoom._meta.db_table} r
+            CROSS JOIN (SELECT EXISTS (SELECT 1 FROM {tokens} q
+                        WHERE q.concert_id = %s AND q.status = 'waiting') AS anyone_waiting) w
             WHERE r.concert_id = %s
             """,
-            [now, token_id, concert_id],
+            [connection.ops.adapt_datetimefield_value(now), token_id, concert_id, concert_id],
         )
     )
     return rooms[0] if rooms else None
@@ -400,6 +399,37 @@ def room_live(*, concert_id: int, now: datetime) -> RoomLive:
         pre_queue=Count("id", filter=Q(status=Status.PRE_QUEUE)),
         active=Count("id", filter=Q(status=Status.ACTIVE, active_until__gt=now)),
     )
+    if connection.vendor != "postgresql":
+        rows = _room_series_portable(concert_id=concert_id, now=now)
+    else:
+        rows = _room_series(concert_id=concert_id, now=now)
+    minutes = [row[0] for row in rows]
+    rate = admission_rate(concert_id=concert_id, now=now)
+    early = mirror.early_polls(
+        concert_id=concert_id, minutes=[int(m.timestamp()) // 60 for m in minutes]
+    )
+    waiting = counts["waiting"]
+    return RoomLive(
+        waiting=waiting,
+        pre_queue=counts["pre_queue"],
+        active=counts["active"],
+        capacity=room.capacity,
+        paused=room.admission_paused,
+        admission_rate=rate,
+        eta_seconds=math.ceil(waiting / rate) if rate > 0 else None,
+        sale_starts_at=room.sale_starts_at,
+        sale_started_at=room.sale_started_at,
+        minutes=minutes,
+        waiting_series=[row[1] for row in rows],
+        active_series=[row[2] for row in rows],
+        admissions_series=[row[3] for row in rows],
+        early_polls_series=early,
+    )
+
+
+def _room_series(*, concert_id: int, now: datetime) -> list[tuple]:
+    """(minute, in line at its end, active at its end, admitted during it) for the last
+    DASHBOARD_MINUTES minutes, in one PostgreSQL query."""
     tokens = QueueToken._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
@@ -424,26 +454,38 @@ def room_live(*, concert_id: int, now: datetime) -> RoomLive:
             """,
             {"now": now, "c": concert_id},
         )
-        rows = cursor.fetchall()
-    minutes = [row[0] for row in rows]
-    rate = admission_rate(concert_id=concert_id, now=now)
-    early = mirror.early_polls(
-        concert_id=concert_id, minutes=[int(m.timestamp()) // 60 for m in minutes]
+        return cursor.fetchall()
+
+
+def _room_series_portable(*, concert_id: int, now: datetime) -> list[tuple]:
+    """_room_series for the embedded SQLite database, counted in Python from the
+    tokens of the window (a demo's sizes). PostgreSQL never takes this path."""
+    last = now.replace(second=0, microsecond=0)
+    minutes = [
+        last - timedelta(minutes=DASHBOARD_MINUTES - 1 - i) for i in range(DASHBOARD_MINUTES)
+    ]
+    tokens = list(
+        QueueToken.objects.filter(concert_id=concert_id, created_at__lt=now)
+        .exclude(ended_at__lt=minutes[0])
+        .values_list("created_at", "admitted_at", "ended_at", "active_until")
     )
-    waiting = counts["waiting"]
-    return RoomLive(
-        waiting=waiting,
-        pre_queue=counts["pre_queue"],
-        active=counts["active"],
-        capacity=room.capacity,
-        paused=room.admission_paused,
-        admission_rate=rate,
-        eta_seconds=math.ceil(waiting / rate) if rate > 0 else None,
-        sale_starts_at=room.sale_starts_at,
-        sale_started_at=room.sale_started_at,
-        minutes=minutes,
-        waiting_series=[row[1] for row in rows],
-        active_series=[row[2] for row in rows],
-        admissions_series=[row[3] for row in rows],
-        early_polls_series=early,
-    )
+
+    def after(moment, end):
+        return moment is None or moment >= end
+
+    rows = []
+    for start in minutes:
+        end = start + timedelta(minutes=1)
+        rows.append(
+            (
+                start,
+                sum(1 for c, a, e, _ in tokens if c < end and after(a, end) and after(e, end)),
+                sum(
+                    1
+                    for _, a, e, u in tokens
+                    if a is not None and a < end and u is not None and u >= end and after(e, end)
+                ),
+                sum(1 for _, a, _, _ in tokens if a is not None and start <= a < end),
+            )
+        )
+    return rows

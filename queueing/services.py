@@ -23,7 +23,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 
 from config.audit import operator_action_record
@@ -282,6 +282,8 @@ def _insert_waiting(
     A room with a scheduled sale that has not started (as this statement's snapshot
     sees it) inserts nothing and returns (None, None): the caller takes the pre-queue
     path, which re-reads the room under the line lock."""
+    if connection.vendor != "postgresql":
+        return _insert_waiting_portable(user_id=user_id, concert_id=concert_id, now=now)
     tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
     rooms = WaitingRoom._meta.db_table
     key = new_token_key()
@@ -338,6 +340,28 @@ def _insert_waiting(
     token._state.adding, token._state.db = False, "default"  # as if loaded
     capacity = WaitingRoom(max_active=max_active).capacity
     return token, _RoomState(paused, capacity, active_now)
+
+
+def _insert_waiting_portable(
+    *, user_id: int, concert_id: int, now: datetime
+) -> tuple[QueueToken | None, _RoomState | None]:
+    """_insert_waiting for the embedded SQLite database (`make run` with no servers),
+    through the ORM: one write transaction, which SQLite runs alone (BEGIN IMMEDIATE),
+    so the line lock has nothing to add. PostgreSQL never takes this path."""
+    with transaction.atomic():
+        room = WaitingRoom.objects.filter(pk=concert_id).first()
+        if room is None:
+            raise ConcertNotFound()
+        if room.sale_starts_at is not None and room.sale_started_at is None:
+            return None, None
+        token = QueueToken.objects.create(
+            concert_id=concert_id, user_id=user_id, status=Status.WAITING,
+            created_at=now, last_seen_at=now,
+        )  # fmt: skip
+        _bucket_add(concert_id=concert_id, number=token.bucket, stripe=token.stripe, delta=1)
+        paused = room.admission_paused
+        active_now = 0 if paused else selectors.active_count(concert_id=concert_id, now=now)
+    return token, _RoomState(paused, room.capacity, active_now)
 
 
 # --- scheduled sales: the pre-queue and its shuffle -------------------------
@@ -424,34 +448,11 @@ def queue_sale_start(*, concert_id: int, now: datetime, seed: str | None = None)
         }
         seed = seed or secrets.token_hex(32)
         order = pre_queue_order(seed=seed, user_ids=list(rows))
-        tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
-                [tokens, len(order)],
-            )
-            new_ids = sorted(row[0] for row in cursor.fetchall())
-            old_ids = [rows[user_id][0] for user_id in order]
-            # Their idle clock starts now: a fan in the pre-queue need not poll before
-            # the sale, but must keep polling once it has started.
-            cursor.execute(
-                f"""
-                UPDATE {tokens} t SET id = m.new_id, status = 'waiting', last_seen_at = %s
-                FROM unnest(%s::bigint[], %s::bigint[]) AS m(old_id, new_id)
-                WHERE t.id = m.old_id
-                """,
-                [now, old_ids, new_ids],
-            )
-            cursor.execute(
-                f"""
-                INSERT INTO {buckets} (concert_id, number, stripe, waiting)
-                SELECT %s, id / {BUCKET_SIZE}, id %% {BUCKET_STRIPES}, COUNT(*)
-                FROM unnest(%s::bigint[]) AS id GROUP BY 2, 3 ORDER BY 2, 3
-                ON CONFLICT (concert_id, number, stripe)
-                DO UPDATE SET waiting = {buckets}.waiting + EXCLUDED.waiting
-                """,
-                [concert_id, new_ids],
-            )
+        old_ids = [rows[user_id][0] for user_id in order]
+        if connection.vendor == "postgresql":
+            new_ids = _rekey_in_order(concert_id=concert_id, old_ids=old_ids, now=now)
+        else:
+            new_ids = _rekey_in_order_portable(concert_id=concert_id, old_ids=old_ids, now=now)
         WaitingRoom.objects.filter(pk=concert_id).update(
             sale_started_at=now, shuffle_seed=seed, pre_queue_size=len(order)
         )
@@ -466,6 +467,54 @@ def queue_sale_start(*, concert_id: int, now: datetime, seed: str | None = None)
         "sale of concert %s started: %s fans shuffled, seed %s", concert_id, len(order), seed
     )
     return len(order)
+
+
+def _rekey_in_order(*, concert_id: int, old_ids: list[int], now: datetime) -> list[int]:
+    """Give these pre-queue tokens new ids from the sequence, in this order, and count
+    them waiting in their buckets (PostgreSQL: three statements, whatever their number)."""
+    tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [tokens, len(old_ids)],
+        )
+        new_ids = sorted(row[0] for row in cursor.fetchall())
+        # Their idle clock starts now: a fan in the pre-queue need not poll before
+        # the sale, but must keep polling once it has started.
+        cursor.execute(
+            f"""
+            UPDATE {tokens} t SET id = m.new_id, status = 'waiting', last_seen_at = %s
+            FROM unnest(%s::bigint[], %s::bigint[]) AS m(old_id, new_id)
+            WHERE t.id = m.old_id
+            """,
+            [now, old_ids, new_ids],
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO {buckets} (concert_id, number, stripe, waiting)
+            SELECT %s, id / {BUCKET_SIZE}, id %% {BUCKET_STRIPES}, COUNT(*)
+            FROM unnest(%s::bigint[]) AS id GROUP BY 2, 3 ORDER BY 2, 3
+            ON CONFLICT (concert_id, number, stripe)
+            DO UPDATE SET waiting = {buckets}.waiting + EXCLUDED.waiting
+            """,
+            [concert_id, new_ids],
+        )
+    return new_ids
+
+
+def _rekey_in_order_portable(*, concert_id: int, old_ids: list[int], now: datetime) -> list[int]:
+    """_rekey_in_order for the embedded SQLite database, row by row (a demo's sizes):
+    new ids above every id there is, in this order. PostgreSQL never takes this path."""
+    top = QueueToken.objects.aggregate(top=models.Max("id"))["top"] or 0
+    new_ids = [top + 1 + i for i in range(len(old_ids))]
+    for old_id, new_id in zip(old_ids, new_ids, strict=True):
+        QueueToken.objects.filter(pk=old_id).update(
+            id=new_id, status=Status.WAITING, last_seen_at=now
+        )
+    counts = Counter((new_id // BUCKET_SIZE, new_id % BUCKET_STRIPES) for new_id in new_ids)
+    for (number, stripe), n in sorted(counts.items()):
+        _bucket_add(concert_id=concert_id, number=number, stripe=stripe, delta=n)
+    return new_ids
 
 
 def queue_sales_start_due(*, now: datetime) -> int:
@@ -493,6 +542,8 @@ def _lock_line(*, concert_id: int, shared: bool = False) -> None:
     """Exclusive: wait for line-ups of this concert in flight to commit, and hold new
     ones back, until the caller's transaction ends (see _insert_waiting). Shared: what
     a line-up holds while it makes its token."""
+    if connection.vendor != "postgresql":
+        return  # the embedded SQLite: every write transaction holds the whole database
     with connection.cursor() as cursor:
         key = (LINE_LOCK << 40) + concert_id % (1 << 40)
         lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"

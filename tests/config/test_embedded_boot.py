@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -31,6 +32,21 @@ def free_port() -> int:
 def fetch(url: str) -> tuple[int, bytes]:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.status, response.read()
+
+
+def call(base: str, method: str, path: str, body=None, headers=None) -> dict:
+    """One JSON API call; a 4xx or 5xx fails the test with the answer's body."""
+    request = urllib.request.Request(
+        base + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
 
 
 def test_run_command_boots_on_embedded_defaults(tmp_path):
@@ -81,6 +97,27 @@ def test_run_command_boots_on_embedded_defaults(tmp_path):
             assert time.monotonic() < deadline, output[-3000:]
             time.sleep(0.5)
         assert proc.poll() is None
+
+        # A fan's whole journey over the API, on SQLite: register, line up (the demo's
+        # rooms have free capacity), see the dates and seats, hold, top up and pay.
+        fan = call(base, "POST", "/api/v1/auth/register",
+                   {"username": "embedded-fan", "password": "long-enough-pass-1"})  # fmt: skip
+        auth = {"Authorization": f"Token {fan['token']}"}
+        concert_id = json.loads(fetch(base + "/api/v1/concerts")[1])["results"][0]["concert_id"]
+        turn = call(base, "POST", f"/api/v1/concerts/{concert_id}/queue", None, auth)
+        assert turn["status"] == "active", turn
+        gated = {**auth, "X-Queue-Token": turn["token"]}
+        dates = call(base, "GET", f"/api/v1/concerts/{concert_id}/dates", None, gated)
+        schedule_id = dates["dates"][0]["schedule_id"]
+        seats = call(base, "GET", f"/api/v1/schedules/{schedule_id}/seats", None, gated)
+        seat = seats["seats"][0]
+        hold = call(base, "POST", "/api/v1/reservations",
+                    {"schedule_id": schedule_id, "seat_number": seat["number"]}, gated)  # fmt: skip
+        call(base, "POST", "/api/v1/wallet/charges", {"amount": seat["price"]},
+             {**auth, "Idempotency-Key": "embedded-1"})  # fmt: skip
+        paid = call(base, "POST", "/api/v1/payments", {"reservation_id": hold["reservation_id"]},
+                    {**gated, "Idempotency-Key": "embedded-2"})  # fmt: skip
+        assert paid["status"] == "paid", paid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -174,3 +174,15 @@ def test_admit_helper_fans_count_as_active(concert, schedule):
     admit(UserFactory(), concert.id)
     board = sale_dashboard(concert_id=concert.id, now=timezone.now())
     assert board.room.active == 1
+
+
+def test_the_embedded_databases_series_count_as_postgresql_does(busy_sale):
+    """The embedded SQLite's dashboard series (counted in Python) agree with
+    PostgreSQL's one query, on the same rows."""
+    from queueing import selectors as queue_selectors
+
+    concert, _, _ = busy_sale
+    now = timezone.now()
+    assert queue_selectors._room_series_portable(
+        concert_id=concert.id, now=now
+    ) == queue_selectors._room_series(concert_id=concert.id, now=now)
