@@ -212,16 +212,15 @@ def queue_token_issue(
     # sale that was due.
     for _ in range(3):
         try:
-            token, room = _insert_waiting(user_id=user.pk, concert_id=concert_id, now=now)
-            if token is None:  # a scheduled sale that had not started, as the statement saw it
-                token, sale = _line_up_before_the_sale(
-                    user_id=user.pk, concert_id=concert_id, now=now
-                )
-                if token is not None:
-                    return token, True  # in the pre-queue: no place, no admission, no mirror
-                if sale == _Sale.DUE:
-                    queue_sale_start(concert_id=concert_id, now=now)
-                continue  # the sale has started: line up behind the pre-queue
+            made = _insert_waiting(user_id=user.pk, concert_id=concert_id, now=now)
+            if made.sale == _Sale.PRE_QUEUE:
+                return made.token, True  # no place yet: no admission, no mirror
+            if made.sale == _Sale.NOT_OPEN:
+                raise QueueNotOpen(sale_starts_at=made.sale_starts_at, opens_at=made.opens_at)
+            if made.sale == _Sale.DUE:  # the on-sale time has come: start it, then line up
+                queue_sale_start(concert_id=concert_id, now=now)
+                continue
+            token, room = made.token, made.room
             break
         except IntegrityError as exc:
             if _violated(exc) != LIVE_TOKEN_CONSTRAINT:
@@ -265,23 +264,44 @@ class _RoomState(NamedTuple):
     active_now: int
 
 
-def _insert_waiting(
-    *, user_id: int, concert_id: int, now: datetime
-) -> tuple[QueueToken | None, _RoomState | None]:
-    """A new waiting token and its bucket count, in ONE statement (so one round trip,
-    atomic by itself): the token's id, from the sequence, is its place in line. The
-    same statement reads what the admission pre-check needs (paused, capacity, the
-    active turns). Raises ConcertNotFound, having written nothing, without a room.
+class _Sale(enum.Enum):
+    """What a line-up found the room's sale to be."""
+
+    OPEN = "open"  # no scheduled sale, or it has started: a place at the back
+    PRE_QUEUE = "pre_queue"  # its pre-queue window: a token, no place until the start
+    NOT_OPEN = "not_open"  # before the window: refused
+    DUE = "due"  # the on-sale time has come but the sale has not been started yet
+
+
+class _Made(NamedTuple):
+    """What the line-up statement made (a token, or why none)."""
+
+    sale: _Sale
+    token: QueueToken | None = None
+    room: _RoomState | None = None
+    sale_starts_at: datetime | None = None
+    opens_at: datetime | None = None
+
+
+def _insert_waiting(*, user_id: int, concert_id: int, now: datetime) -> _Made:
+    """A new token and, for a place in line, its bucket count, in ONE statement (so
+    one round trip, atomic by itself): the token's id, from the sequence, is its
+    place in line. The same statement reads what the admission pre-check needs
+    (paused, capacity, the active turns). Raises ConcertNotFound, having written
+    nothing, without a room.
 
     The statement first takes the concert's line lock in shared mode, so line-ups
-    never wait for each other; an admission run takes it exclusively (_lock_line).
-    An id is drawn and committed while the shared lock is held, so when admission
-    holds the lock, every token with a smaller id than any it can see has committed:
-    the first `free` it reads are exactly the first in line.
+    never wait for each other; an admission run or a sale's start takes it
+    exclusively (_lock_line). An id is drawn and committed while the shared lock is
+    held, so when admission holds the lock, every token with a smaller id than any
+    it can see has committed: the first `free` it reads are exactly the first in line.
 
-    A room with a scheduled sale that has not started (as this statement's snapshot
-    sees it) inserts nothing and returns (None, None): the caller takes the pre-queue
-    path, which re-reads the room under the line lock."""
+    A scheduled sale: after the lock, `queueing_sale_open` (a VOLATILE function: a
+    snapshot of its own) says whether the sale has started, so a start that
+    committed while this statement waited for the lock is seen; the rest of the
+    statement's snapshot may predate it. In the pre-queue window the token is made
+    in the pre-queue (no bucket); before the window, or once the on-sale time has
+    come but the sale has not started, nothing is made and _Made says why."""
     if connection.vendor != "postgresql":
         return _insert_waiting_portable(user_id=user_id, concert_id=concert_id, now=now)
     tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
@@ -294,57 +314,66 @@ def _insert_waiting(
         cursor.execute(
             f"""
             WITH r AS (
-                SELECT concert_id, max_active, admission_paused,
-                       (sale_starts_at IS NULL OR sale_started_at IS NOT NULL) AS open
+                SELECT concert_id, max_active, admission_paused, sale_starts_at,
+                       sale_starts_at - make_interval(mins => pre_queue_minutes) AS opens_at
                 FROM {rooms} WHERE concert_id = %(concert)s
             ), l AS (
                 SELECT pg_advisory_xact_lock_shared({LINE_LOCK << 40} + concert_id %% {1 << 40})
                 FROM r
+            ), o AS (
+                SELECT queueing_sale_open(%(concert)s::bigint) AS open FROM l
             ), t AS (
                 INSERT INTO {tokens} (key, concert_id, user_id, status, created_at,
                                       last_seen_at, end_reason)
-                SELECT %(key)s, %(concert)s, %(user)s, 'waiting', %(now)s, %(now)s, ''
-                FROM l, r WHERE r.open
-                RETURNING id
+                SELECT %(key)s, %(concert)s, %(user)s,
+                       CASE WHEN o.open THEN 'waiting' ELSE 'pre_queue' END,
+                       %(now)s, %(now)s, ''
+                FROM o, r
+                WHERE o.open OR (%(now)s >= r.opens_at AND %(now)s < r.sale_starts_at)
+                RETURNING id, status
             ), b AS (
                 INSERT INTO {buckets} (concert_id, number, stripe, waiting)
-                SELECT %(concert)s, id / {BUCKET_SIZE}, id %% {BUCKET_STRIPES}, 1 FROM t
+                SELECT %(concert)s, id / {BUCKET_SIZE}, id %% {BUCKET_STRIPES}, 1
+                FROM t WHERE t.status = 'waiting'
                 ON CONFLICT (concert_id, number, stripe)
                 DO UPDATE SET waiting = {buckets}.waiting + 1
             )
-            SELECT t.id, r.max_active, r.admission_paused,
-                   CASE WHEN r.admission_paused OR t.id IS NULL THEN 0 ELSE
+            SELECT t.id, t.status, r.sale_starts_at, r.opens_at,
+                   r.max_active, r.admission_paused,
+                   CASE WHEN r.admission_paused OR t.status IS DISTINCT FROM 'waiting'
+                   THEN 0 ELSE
                      (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = %(concert)s
                         AND a.status = 'active' AND a.active_until > %(now)s)
                    END
-            FROM r LEFT JOIN t ON TRUE
+            FROM r CROSS JOIN o LEFT JOIN t ON TRUE
             """,
             {"concert": concert_id, "key": key, "user": user_id, "now": now},
         )
         row = cursor.fetchone()
     if row is None:
         raise ConcertNotFound()
-    token_id, max_active, paused, active_now = row
+    token_id, status, sale_starts_at, opens_at, max_active, paused, active_now = row
     if token_id is None:
-        return None, None
+        sale = _Sale.NOT_OPEN if now < opens_at else _Sale.DUE
+        return _Made(sale, sale_starts_at=sale_starts_at, opens_at=opens_at)
     token = QueueToken(
         id=token_id,
         key=key,
         concert_id=concert_id,
         user_id=user_id,
-        status=Status.WAITING,
+        status=status,
         created_at=now,
         last_seen_at=now,
         end_reason="",
     )
     token._state.adding, token._state.db = False, "default"  # as if loaded
+    if status == Status.PRE_QUEUE:
+        return _Made(_Sale.PRE_QUEUE, token=token)
     capacity = WaitingRoom(max_active=max_active).capacity
-    return token, _RoomState(paused, capacity, active_now)
+    return _Made(_Sale.OPEN, token=token, room=_RoomState(paused, capacity, active_now))
 
 
-def _insert_waiting_portable(
-    *, user_id: int, concert_id: int, now: datetime
-) -> tuple[QueueToken | None, _RoomState | None]:
+def _insert_waiting_portable(*, user_id: int, concert_id: int, now: datetime) -> _Made:
     """_insert_waiting for the embedded SQLite database (`make run` with no servers),
     through the ORM: one write transaction, which SQLite runs alone (BEGIN IMMEDIATE),
     so the line lock has nothing to add. PostgreSQL never takes this path."""
@@ -352,57 +381,26 @@ def _insert_waiting_portable(
         room = WaitingRoom.objects.filter(pk=concert_id).first()
         if room is None:
             raise ConcertNotFound()
+        status = Status.WAITING
         if room.sale_starts_at is not None and room.sale_started_at is None:
-            return None, None
+            opens_at = room.pre_queue_opens_at
+            if not opens_at <= now < room.sale_starts_at:
+                sale = _Sale.NOT_OPEN if now < opens_at else _Sale.DUE
+                return _Made(sale, sale_starts_at=room.sale_starts_at, opens_at=opens_at)
+            status = Status.PRE_QUEUE
         token = QueueToken.objects.create(
-            concert_id=concert_id, user_id=user_id, status=Status.WAITING,
+            concert_id=concert_id, user_id=user_id, status=status,
             created_at=now, last_seen_at=now,
         )  # fmt: skip
+        if status == Status.PRE_QUEUE:
+            return _Made(_Sale.PRE_QUEUE, token=token)
         _bucket_add(concert_id=concert_id, number=token.bucket, stripe=token.stripe, delta=1)
         paused = room.admission_paused
         active_now = 0 if paused else selectors.active_count(concert_id=concert_id, now=now)
-    return token, _RoomState(paused, room.capacity, active_now)
+    return _Made(_Sale.OPEN, token=token, room=_RoomState(paused, room.capacity, active_now))
 
 
 # --- scheduled sales: the pre-queue and its shuffle -------------------------
-
-
-class _Sale(enum.Enum):
-    OPEN = "open"  # no scheduled sale, or it has started: line up at the back
-    DUE = "due"  # the on-sale time has passed but the sale has not been started yet
-
-
-def _line_up_before_the_sale(
-    *, user_id: int, concert_id: int, now: datetime
-) -> tuple[QueueToken | None, _Sale | None]:
-    """A pre-queue token for a scheduled sale whose window is open, or why not.
-
-    The line lock is taken (shared) in a statement of its own, BEFORE the room is
-    read: the read then sees every sale start that committed, since a start holds
-    the lock exclusively. So a pre-queue token is either committed before the start
-    takes the lock (and shuffled by it) or sees the sale started and is not made:
-    none is ever left behind in the pre-queue after the shuffle.
-    Raises QueueNotOpen before the window; IntegrityError if the fan has a live token.
-    """
-    with transaction.atomic():
-        _lock_line(concert_id=concert_id, shared=True)
-        room = WaitingRoom.objects.filter(pk=concert_id).first()
-        if room is None:
-            raise ConcertNotFound()
-        if room.sale_starts_at is None or room.sale_started_at is not None:
-            return None, _Sale.OPEN
-        if now >= room.sale_starts_at:
-            return None, _Sale.DUE
-        if now < room.pre_queue_opens_at:
-            raise QueueNotOpen(sale_starts_at=room.sale_starts_at, opens_at=room.pre_queue_opens_at)
-        token = QueueToken.objects.create(
-            concert_id=concert_id,
-            user_id=user_id,
-            status=Status.PRE_QUEUE,
-            created_at=now,
-            last_seen_at=now,
-        )
-    return token, None
 
 
 def pre_queue_order(*, seed: str, user_ids: Sequence[int]) -> list[int]:

@@ -74,13 +74,14 @@ def test_control_lost_bucket_updates_break_positions(monkeypatch):
             concert_id=concert_id, number=token.pk // BUCKET_SIZE,
             stripe=token.pk % BUCKET_STRIPES, delta=1,
         )  # fmt: skip
-        return token, services._RoomState(admission_paused=False, capacity=0, active_now=0)
+        room = services._RoomState(admission_paused=False, capacity=0, active_now=0)
+        return services._Made(services._Sale.OPEN, token=token, room=room)
 
     monkeypatch.setattr(services, "_insert_waiting", racy_insert)
     n = race_width(200)
     concert = make_concert(max_active=0)
     users = UserFactory.create_batch(n)
-    run_concurrently(issue, [(u, concert.id) for u in users])
+    assert errors(run_concurrently(issue, [(u, concert.id) for u in users])) == []
     # The tokens are all there, but the count the positions rest on lost updates.
     assert QueueToken.objects.filter(concert=concert).count() == n
     waiting = sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True))
@@ -266,10 +267,10 @@ def _admission_while_a_line_up_is_in_flight():
     def slow_line_up():
         try:
             with transaction.atomic():
-                token, _ = services._insert_waiting(
+                made = services._insert_waiting(
                     user_id=fan_a.pk, concert_id=concert.id, now=timezone.now()
                 )
-                out["a"] = token.pk
+                out["a"] = made.token.pk
                 drawn.set()
                 release.wait(30)  # still in flight: id drawn, nothing committed
         finally:

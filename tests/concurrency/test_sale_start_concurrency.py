@@ -3,10 +3,11 @@
 - Two beats start the same sale at once: it starts exactly once (the room's row lock,
   then a re-check). The control takes the lock away and the sale starts twice, the
   second start overwriting the audit record with an empty pre-queue.
-- A fan joins the pre-queue while the start runs: the start waits for that line-up
-  (the line lock, which the line-up takes before it reads the room), so the fan is
-  shuffled in. The control skips the line-up's lock, and the fan is left behind in a
-  pre-queue that has already been shuffled.
+- A fan lines up while the start runs: the line-up's statement waits for the line
+  lock, then reads whether the sale has started through a VOLATILE function (a
+  snapshot of its own), sees the start, and queues behind the pre-queue. The control
+  makes that function STABLE (the statement's snapshot, taken before the start
+  committed), and the fan is left in a pre-queue that has already been shuffled.
 """
 
 from __future__ import annotations
@@ -95,41 +96,22 @@ def wait_until_blocked_on_a_lock(deadline: float = 30) -> None:
     raise AssertionError("nobody waited for the lock")
 
 
-def a_line_up_in_flight_during_the_start(monkeypatch, *, line_up_locks: bool):
-    """One fan's line-up has read the room (not started) and is about to make its
-    pre-queue token when the sale starts. Returns that fan's token afterwards."""
+def a_line_up_waiting_for_the_start(monkeypatch, *, fresh_read: bool):
+    """The start has taken the line lock and is shuffling when a fan lines up: the fan's
+    statement (its clock still before the on-sale time) waits for the lock, and reads
+    the room once the start has committed. Returns the fan's token and the outcomes."""
     concert, start = scheduled_sale(pre_queue=10)
     fan = UserFactory()
-    inside, go = threading.Event(), threading.Event()
-    real_create = QueueToken.objects.create
+    shuffling, finish = threading.Event(), threading.Event()
+    real_order = services.pre_queue_order
 
-    def create_when_told(**fields):
-        inside.set()
-        assert go.wait(30)
-        return real_create(**fields)
+    def order_slowly(**kwargs):  # called under the exclusive line lock
+        shuffling.set()
+        assert finish.wait(30)
+        return real_order(**kwargs)
 
-    monkeypatch.setattr(QueueToken.objects, "create", create_when_told)
-    if not line_up_locks:
-        real_lock_line = services._lock_line
-
-        def lock_line_but_not_for_line_ups(*, concert_id, shared=False):
-            if not shared:
-                real_lock_line(concert_id=concert_id)
-
-        monkeypatch.setattr(services, "_lock_line", lock_line_but_not_for_line_ups)
+    monkeypatch.setattr(services, "pre_queue_order", order_slowly)
     outcome: list = []
-
-    def join():
-        try:
-            outcome.append(
-                services.queue_token_issue(
-                    user=fan, concert_id=concert.id, now=start - timedelta(seconds=1)
-                )
-            )
-        except Exception as exc:  # asserted on below
-            outcome.append(exc)
-        finally:
-            connections.close_all()
 
     def begin_sale():
         try:
@@ -137,32 +119,52 @@ def a_line_up_in_flight_during_the_start(monkeypatch, *, line_up_locks: bool):
         finally:
             connections.close_all()
 
-    joiner = threading.Thread(target=join)
-    joiner.start()
-    assert inside.wait(30)  # the line-up read the room: the sale has not started
-    starter = threading.Thread(target=begin_sale)
-    starter.start()
-    if line_up_locks:
-        wait_until_blocked_on_a_lock()  # the start waits for the line-up in flight
-    else:
-        starter.join(30)  # nothing makes it wait
-    go.set()
-    joiner.join(30)
-    starter.join(30)
-    assert not joiner.is_alive() and not starter.is_alive()
+    def join():
+        try:
+            outcome.append(
+                services.queue_token_issue(
+                    user=fan, concert_id=concert.id, now=start - timedelta(seconds=1)
+                )[0].status
+            )
+        except Exception as exc:  # asserted on below
+            outcome.append(exc)
+        finally:
+            connections.close_all()
+
+    if not fresh_read:  # the control: the room read with the statement's own snapshot
+        set_volatility("STABLE")
+    try:
+        starter = threading.Thread(target=begin_sale)
+        starter.start()
+        assert shuffling.wait(30)  # the start holds the line lock
+        joiner = threading.Thread(target=join)
+        joiner.start()
+        wait_until_blocked_on_a_lock()  # the fan's statement waits for it
+        finish.set()
+        starter.join(30)
+        joiner.join(30)
+        assert not joiner.is_alive() and not starter.is_alive()
+    finally:
+        if not fresh_read:
+            set_volatility("VOLATILE")
     return concert, QueueToken.objects.get(user=fan, concert=concert), outcome
 
 
-def test_a_fan_joining_the_pre_queue_while_the_sale_starts_is_shuffled_in(monkeypatch):
-    concert, token, outcome = a_line_up_in_flight_during_the_start(monkeypatch, line_up_locks=True)
-    assert 11 in outcome  # the start counted the fan in flight
+def set_volatility(kind: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER FUNCTION queueing_sale_open(bigint) {kind}")
+
+
+def test_a_fan_lining_up_while_the_sale_starts_queues_behind_the_pre_queue(monkeypatch):
+    concert, token, outcome = a_line_up_waiting_for_the_start(monkeypatch, fresh_read=True)
+    assert 10 in outcome and "waiting" in outcome
     assert token.status == "waiting"
-    assert 1 <= selectors.queue_position(token=token) <= 11
+    assert selectors.queue_position(token=token) == 11  # behind the ten shuffled
     assert not QueueToken.objects.filter(concert=concert, status="pre_queue").exists()
 
 
-def test_control_without_the_line_ups_lock_a_fan_is_left_in_the_pre_queue(monkeypatch):
-    concert, token, outcome = a_line_up_in_flight_during_the_start(monkeypatch, line_up_locks=False)
-    assert 10 in outcome  # the start ran without the fan in flight ...
-    assert token.status == "pre_queue"  # ... who is stranded, with no place, after it
+def test_control_with_a_stale_read_of_the_room_a_fan_is_left_in_the_pre_queue(monkeypatch):
+    concert, token, outcome = a_line_up_waiting_for_the_start(monkeypatch, fresh_read=False)
+    assert 10 in outcome and "pre_queue" in outcome  # the statement's snapshot said
+    assert token.status == "pre_queue"  # "not started": the fan is stranded, no place
     assert WaitingRoom.objects.get(pk=concert.pk).sale_started_at is not None
