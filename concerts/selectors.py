@@ -343,10 +343,6 @@ def waitlist_for_user(*, user_id: int, now: datetime) -> list[WaitlistEntry]:
     return entries
 
 
-def waitlist_for_schedule(*, schedule_id: int) -> QuerySet[WaitlistEntry]:
-    return WaitlistEntry.objects.filter(schedule_id=schedule_id).select_related("user")
-
-
 # --- the operators' live view ---------------------------------------------------
 
 
