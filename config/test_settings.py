@@ -17,7 +17,7 @@ os.environ.setdefault("CACHE_KEY_PREFIX", f"cr-test-{secrets.token_hex(6)}")
 from config.settings import *  # noqa: E402,F403
 from config.settings import DATABASES  # noqa: E402
 
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+if DATABASES["default"]["ENGINE"] not in ("django.db.backends.postgresql", "config.postgresql"):
     raise RuntimeError(
         "The test suite runs on PostgreSQL only; set DATABASE_URL to a postgres URL."
     )

@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from config.idempotency import Answer, fingerprint, run_once
 from wallet.exceptions import BalanceLimitExceeded, InsufficientBalance, InvalidAmount
 from wallet.models import LedgerEntry, Wallet
-from wallet.serializers import ChargeOutput
+from wallet.serializers import charge_body
 
 Kind = LedgerEntry.Kind
 
@@ -46,19 +46,63 @@ def _check_whole_won(amount: object) -> int:
 
 
 def _move(
-    *, user_id: int, delta: int, now: datetime, guard: str = "", params: tuple = ()
-) -> tuple[int, int] | None:
-    """Add `delta` to the fan's balance where `guard` (SQL on the row) holds, in one
-    `UPDATE ... RETURNING`: the statement takes the row lock, re-reads the latest
-    balance under it, and says (wallet id, new balance), or None when the guard
-    refused or there is no wallet. The lock lasts until the transaction ends."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Wallet._meta.db_table} SET balance = balance + %s, updated_at = %s"
-            f" WHERE user_id = %s {guard} RETURNING {Wallet._meta.pk.column}, balance",
-            [delta, now, user_id, *params],
-        )
-        return cursor.fetchone()
+    *,
+    user_id: int,
+    kind: str,
+    amount: int,
+    delta: int,
+    now: datetime,
+    ref: LedgerRef | None,
+    guard: str = "",
+    params: tuple = (),
+) -> LedgerEntry | None:
+    """Add `delta` to the fan's balance where `guard` (SQL on the row) holds, and write
+    its ledger entry, in one statement: `UPDATE ... RETURNING` feeding the `INSERT`.
+    The UPDATE takes the row lock and re-reads the latest balance under it. Outside
+    a transaction the statement commits by itself, so the row lock lasts for the
+    statement and its commit only, with no round trip or Python in between (the
+    hot-wallet case); inside one (a payment) it lasts until that transaction ends.
+    None: the guard refused or there is no wallet, and nothing was written."""
+    refs = ref._asdict() if ref else {"payment_id": None, "reservation_id": None}
+    update = (
+        f"UPDATE {Wallet._meta.db_table} SET balance = balance + %s, updated_at = %s"
+        f" WHERE user_id = %s {guard} RETURNING {Wallet._meta.pk.column}, balance"
+    )
+    update_params = [delta, now, user_id, *params]
+    insert = (
+        f"INSERT INTO {LedgerEntry._meta.db_table}"
+        f" (wallet_id, kind, amount, balance_after, created_at, payment_id, reservation_id)"
+    )
+    insert_params = [kind, amount, now, refs["payment_id"], refs["reservation_id"]]
+    if connection.vendor != "postgresql":  # make run's embedded SQLite: two statements
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(update, update_params)
+            moved = cursor.fetchone()
+            if moved is None:
+                return None
+            cursor.execute(
+                f"{insert} VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                [moved[0], kind, amount, moved[1], now, *insert_params[3:]],
+            )
+            row = (cursor.fetchone()[0], *moved)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH moved AS ({update}) {insert}"
+                f" SELECT {Wallet._meta.pk.column}, %s, %s, balance, %s, %s, %s FROM moved"
+                f" RETURNING id, wallet_id, balance_after",
+                update_params + insert_params,
+            )
+            row = cursor.fetchone()
+    if row is None:
+        return None
+    entry = LedgerEntry(
+        id=row[0], wallet_id=row[1], kind=kind, amount=amount, balance_after=row[2],
+        created_at=now, **refs,
+    )  # fmt: skip
+    entry._state.adding = False
+    entry._state.db = "default"
+    return entry
 
 
 def wallet_charge_submit(
@@ -69,7 +113,7 @@ def wallet_charge_submit(
 
     def execute() -> tuple[int, dict]:
         entry = wallet_charge(user_id=user_id, amount=amount, now=now)
-        return 201, ChargeOutput({"balance": entry.balance_after, "entry": entry}).data
+        return 201, charge_body(entry)
 
     return run_once(
         user_id=user_id,
@@ -146,32 +190,25 @@ def _locked_apply(
     guard: tuple[str, tuple] = ("", ()),
     refusal: Callable[[int], Exception] | None = None,
 ) -> LedgerEntry:
-    """Every balance change: one guarded `UPDATE ... RETURNING` (the row lock, the
-    rule and the move at once), then its ledger entry, in one transaction (or the
-    caller's). A refused rule writes nothing. The CHECK constraint on the balance
-    stands beneath the guard."""
+    """Every balance change: one guarded statement that takes the row lock, checks
+    the rule, moves the balance and writes the ledger entry (see `_move`). Only a
+    refusal or a fan's first top-up (no wallet yet) costs more, in a transaction of
+    its own (or the caller's). A refused rule writes nothing. The CHECK constraint
+    on the balance stands beneath the guard."""
     amount = _check_whole_won(amount)
     delta = -amount if kind == Kind.PAYMENT else amount
+    move = dict(
+        user_id=user_id, kind=kind, amount=amount, delta=delta, now=now, ref=ref,
+        guard=guard[0], params=guard[1],
+    )  # fmt: skip
+    entry = _move(**move)
+    if entry is not None:
+        return entry
     with transaction.atomic():
-        moved = _move(user_id=user_id, delta=delta, now=now, guard=guard[0], params=guard[1])
-        if moved is None:
+        Wallet.objects.get_or_create(user_id=user_id)  # a fan's first top-up: no wallet yet
+        entry = _move(**move)  # again: the balance may have moved since the refusal
+        if entry is None:
+            assert refusal is not None, "an unguarded change cannot be refused"
             balance = Wallet.objects.filter(user_id=user_id).values_list("balance", flat=True)
-            balance = balance.first()
-            if balance is None:  # the fan's first top-up: create the wallet, then move
-                Wallet.objects.get_or_create(user_id=user_id)
-                moved = _move(
-                    user_id=user_id, delta=delta, now=now, guard=guard[0], params=guard[1]
-                )
-                balance = 0
-            if moved is None:
-                assert refusal is not None, "an unguarded change cannot be refused"
-                raise refusal(balance)
-        wallet_id, balance_after = moved
-        return LedgerEntry.objects.create(
-            wallet_id=wallet_id,
-            kind=kind,
-            amount=amount,
-            balance_after=balance_after,
-            created_at=now,
-            **(ref._asdict() if ref else {}),
-        )
+            raise refusal(balance.get())
+        return entry

@@ -79,9 +79,10 @@ def test_50_debits_of_30000_on_100000_exactly_3_succeed():
     assert LedgerEntry.objects.filter(wallet_id=fan.pk, kind="payment").count() == 3
 
 
-def read_then_write(*, user_id, delta, now, guard="", params=()):
-    """The control's stand-in for the guarded UPDATE ... RETURNING: read the balance
-    without a lock, check the rule on that read, write the computed balance back."""
+def read_then_write(*, user_id, kind, amount, delta, now, ref, guard="", params=()):
+    """The control's stand-in for the one guarded statement (UPDATE ... RETURNING
+    feeding the ledger INSERT): read the balance without a lock, check the rule on
+    that read, write the computed balance back, then write the ledger entry."""
     wallet = Wallet.objects.filter(user_id=user_id).first()
     if wallet is None:
         return None  # no wallet yet: the service creates it and asks again
@@ -90,7 +91,10 @@ def read_then_write(*, user_id, delta, now, guard="", params=()):
     if "<=" in guard and wallet.balance + params[0] > params[1]:
         return None
     Wallet.objects.filter(pk=wallet.pk).update(balance=wallet.balance + delta)
-    return wallet.pk, wallet.balance + delta
+    return LedgerEntry.objects.create(
+        wallet_id=wallet.pk, kind=kind, amount=amount, balance_after=wallet.balance + delta,
+        created_at=now, **(ref._asdict() if ref else {}),
+    )  # fmt: skip
 
 
 def test_control_without_the_wallet_lock_updates_are_lost(monkeypatch):

@@ -295,3 +295,26 @@ def test_the_admin_reconcile_action_reports_a_match_and_names_a_mismatch(fan, ot
     assert reconcile() == ["All 2 wallet(s) reconcile."]
     Wallet.objects.filter(pk=other_fan.pk).update(balance=9_999)  # a raw, unledgered change
     assert reconcile() == [f"MISMATCH {other_fan.username}: balance ₩9,999, ledger ₩7,000"]
+
+
+def test_the_charge_answer_built_directly_equals_the_documented_serializer(fan):
+    from wallet.serializers import ChargeOutput, charge_body
+
+    for amount in (1_000, 250_000):
+        entry = services.wallet_charge(user_id=fan.pk, amount=amount, now=timezone.now())
+        stored = LedgerEntry.objects.get(pk=entry.pk)  # as read back, not as returned
+        assert (
+            charge_body(entry)
+            == ChargeOutput({"balance": stored.balance_after, "entry": stored}).data
+        )
+
+
+def test_a_move_returns_the_entry_exactly_as_stored(fan):
+    services.wallet_charge(user_id=fan.pk, amount=50_000, now=timezone.now())
+    ref = LedgerRef(payment_id=7, reservation_id=9)
+    entry = services.wallet_debit(user_id=fan.pk, amount=20_000, now=timezone.now(), ref=ref)
+    stored = LedgerEntry.objects.get(pk=entry.pk)
+    fields = ("wallet_id", "kind", "amount", "balance_after", "created_at", "payment_id",
+              "reservation_id")  # fmt: skip
+    assert [getattr(entry, f) for f in fields] == [getattr(stored, f) for f in fields]
+    assert (stored.kind, stored.balance_after, stored.payment_id) == ("payment", 30_000, 7)
