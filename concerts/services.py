@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils.text import slugify
 
@@ -32,6 +32,7 @@ from concerts.models import (
     Seat,
     WaitlistEntry,
 )
+from config import rawsql
 from queueing import services as queue_services
 
 
@@ -114,20 +115,32 @@ End = Reservation.EndReason
 LIVE_SEAT_CONSTRAINT = "reservation_one_live_per_seat"
 
 
+# The lock statements are plain SQL: on the sale-day paths, compiling them through
+# the ORM cost more than running them (config.rawsql).
+
+
 def _lock_fan(*, user_id: int) -> None:
     """Serialise one fan's holds, so the per-fan limit holds under concurrency."""
-    get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {get_user_model()._meta.db_table} WHERE id = %s"
+            f"{rawsql.for_no_key_update()}",
+            [user_id],
+        )
 
 
 def _lock_seat(*, schedule_id: int, seat_number: int) -> Seat:
     """Lock the seat row; every change to who holds a seat happens under this lock."""
-    seat = Seat.objects.select_for_update(no_key=True).filter(
-        schedule_id=schedule_id, number=seat_number
-    )
-    found = seat.first()
-    if found is None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {rawsql.select(Seat, 's')} FROM {Seat._meta.db_table} s"
+            f" WHERE s.schedule_id = %s AND s.number = %s{rawsql.for_no_key_update()}",
+            [schedule_id, seat_number],
+        )
+        row = cursor.fetchone()
+    if row is None:
         raise SeatNotFound()
-    return found
+    return rawsql.instances(row, Seat)[0]
 
 
 def _violated_constraint(exc: IntegrityError) -> str:
@@ -263,10 +276,15 @@ def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:
     held, lapsed = Reservation.Status.HELD, Q(expires_at__lte=now)
     if reason not in (End.PAID, End.EXPIRED):  # these free a seat that was taken
         seatcache.bump_after_commit(rows.values_list("schedule_id", flat=True).distinct())
-    if reason == End.PAID:
-        return rows.filter(status=held, expires_at__gt=now).update(
-            status=Reservation.Status.CONFIRMED, confirmed_at=now, expires_at=None
-        )
+    if reason == End.PAID:  # plain SQL: every payment runs it
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Reservation._meta.db_table} SET status = %s, confirmed_at = %s,"
+                f" expires_at = NULL WHERE id IN ({', '.join(['%s'] * len(ids))})"
+                f" AND status = %s AND expires_at > %s",
+                rawsql.params([Reservation.Status.CONFIRMED, now, *ids, held, now]),
+            )
+            return cursor.rowcount
     if reason == End.EXPIRED:
         ended = rows.filter(lapsed, status=held).update(
             status=Reservation.Status.EXPIRED, ended_at=now, end_reason=End.EXPIRED
@@ -317,14 +335,36 @@ def reservation_lock(*, user_id: int, reservation_id: int) -> Reservation:
     """Lock the fan, the seat and the reservation row, in the global lock order, and
     return the reservation as it now stands. The caller owns the transaction.
     Anyone else's reservation is ReservationNotFound."""
-    reservation = selectors.reservation_get_for(user_id=user_id, reservation_id=reservation_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT r.schedule_id, s.number FROM {Reservation._meta.db_table} r"
+            f" JOIN {Seat._meta.db_table} s ON s.id = r.seat_id WHERE r.id = %s AND r.user_id = %s",
+            [reservation_id, user_id],
+        )
+        found = cursor.fetchone()
+    if found is None:
+        raise ReservationNotFound()
     _lock_fan(user_id=user_id)
-    _lock_seat(schedule_id=reservation.schedule_id, seat_number=reservation.seat.number)
-    return (
-        Reservation.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("seat", "schedule__concert")
-        .get(pk=reservation_id)
-    )
+    _lock_seat(schedule_id=found[0], seat_number=found[1])
+    # The reservation row, locked, with its seat, date and concert (one statement,
+    # as select_related would read them).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {rawsql.select(Reservation, 'r')}, {rawsql.select(Seat, 's')},"
+            f" {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')}"
+            f" FROM {Reservation._meta.db_table} r"
+            f" JOIN {Seat._meta.db_table} s ON s.id = r.seat_id"
+            f" JOIN {Schedule._meta.db_table} d ON d.id = r.schedule_id"
+            f" JOIN {Concert._meta.db_table} c ON c.id = d.concert_id"
+            f" WHERE r.id = %s{rawsql.for_no_key_update(of='r')}",
+            [reservation_id],
+        )
+        row = cursor.fetchone()
+    models = (Reservation, Seat, Schedule, Concert)
+    reservation, seat, schedule, concert = rawsql.instances(row, *models)
+    schedule.concert = concert
+    reservation.seat, reservation.schedule = seat, schedule
+    return reservation
 
 
 def reservation_end_locked(*, reservation: Reservation, now: datetime, reason: str) -> Reservation:

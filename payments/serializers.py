@@ -42,3 +42,34 @@ class CheckoutOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=["paid", "partly_refunded", "refunded"])
     paid_at = serializers.DateTimeField()
     payments = PaymentOutput(many=True, help_text="One per seat, each with its ticket.")
+
+
+_datetime = serializers.DateTimeField()
+
+
+def _when(value) -> str | None:
+    return None if value is None else _datetime.to_representation(value)
+
+
+def payment_body(payment) -> dict:
+    """PaymentOutput(payment).data, built directly: every payment answers with it, and
+    the nested serializers cost as much as a statement. A test holds the two equal."""
+    ticket = None
+    if payment.status == "paid":
+        reservation = payment.reservation
+        ticket = {
+            "concert_id": reservation.schedule.concert_id,
+            "schedule_id": reservation.schedule_id,
+            "starts_at": _when(reservation.schedule.starts_at),
+            "seat_number": reservation.seat.number,
+        }
+    return {
+        "payment_id": payment.id,
+        "reservation_id": payment.reservation_id,
+        "amount": payment.amount,
+        "status": payment.status,
+        "failure_reason": payment.failure_reason or None,
+        "paid_at": _when(payment.paid_at),
+        "refunded_at": _when(payment.refunded_at),
+        "ticket": ticket,
+    }

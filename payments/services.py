@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 
+from concerts import selectors as concert_selectors
 from concerts import services as concert_services
 from concerts.models import Reservation
+from config import rawsql
 from config.idempotency import Answer, fingerprint, run_once
 from payments.exceptions import (
     AlreadyPaid,
@@ -34,7 +36,7 @@ from payments.exceptions import (
     ReservationNotPayable,
 )
 from payments.models import Payment
-from payments.serializers import CheckoutOutput, PaymentOutput
+from payments.serializers import CheckoutOutput, payment_body
 from queueing import services as queue_services
 from wallet import services as wallet_services
 from wallet.exceptions import InsufficientBalance
@@ -71,7 +73,7 @@ def payment_submit(
 
     def execute() -> tuple[int, dict]:
         (payment,) = _pay(user=user, reservation_ids=[reservation_id], queue_key=queue_key, now=now)
-        return 201, PaymentOutput(payment).data
+        return 201, payment_body(payment)
 
     return run_once(
         user_id=user.pk,
@@ -161,13 +163,8 @@ def _pay(
             if len(concert_ids) != 1:
                 raise CheckoutInvalid("All the seats in one payment must be for one concert.")
             (concert_id,) = concert_ids
-            still_held = (
-                Reservation.objects.filter(
-                    Reservation.live_q(now=now), user_id=user.pk, status=RStatus.HELD
-                )
-                .filter(schedule__concert_id=concert_id)
-                .exclude(pk__in=ids)
-                .exists()
+            still_held = concert_selectors.reservation_other_live_hold_exists(
+                user_id=user.pk, concert_id=concert_id, other_than=ids, now=now
             )
             # The turn ends at checkout, once the fan has no live hold left for the
             # concert; paying for some seats keeps it for the others.
@@ -251,8 +248,9 @@ def _ledger_ref(payment: Payment, *, seats: int = 1) -> LedgerRef:
 def _payment_record(
     reservation: Reservation, *, status: str, now: datetime, failure_reason: str = ""
 ) -> Payment:
-    """A payment attempt for the reservation's price: paid, or failed with its reason."""
-    return Payment.objects.create(
+    """A payment attempt for the reservation's price: paid, or failed with its reason.
+    Plain SQL (one INSERT ... RETURNING id): every payment writes one."""
+    payment = Payment(
         user_id=reservation.user_id,
         reservation=reservation,
         amount=reservation.price,
@@ -261,6 +259,17 @@ def _payment_record(
         created_at=now,
         paid_at=now if status == Payment.Status.PAID else None,
     )
+    fields = [f for f in Payment._meta.concrete_fields if not f.primary_key]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Payment._meta.db_table} ({', '.join(f.column for f in fields)})"
+            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id",
+            rawsql.params([getattr(payment, f.attname) for f in fields]),
+        )
+        payment.pk = cursor.fetchone()[0]
+    payment._state.adding = False
+    payment._state.db = "default"
+    return payment
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 
+from config import rawsql
 from config.audit import operator_action_record
 from queueing import mirror, selectors
 from queueing.exceptions import (
@@ -663,22 +664,30 @@ def _end_tokens(*, ids: list[int], now: datetime, reason: str, status: str = Sta
             .select_for_update(no_key=True)
             .values_list("id", "concert_id", "status", "key", "user_id")
         )
-        if not rows:
-            return 0
-        QueueToken.objects.filter(id__in=[r[0] for r in rows]).update(
-            status=status, ended_at=now, end_reason=reason
-        )
-        _buckets_remove(tokens=[(r[0], r[1]) for r in rows if r[2] == Status.WAITING])
-        mirror.put_after_commit(
-            mirror.Row(r[0], r[3], r[1], r[4], status, ended_at=now, end_reason=reason)
-            for r in rows
-        )
-        # Only an ended turn frees a slot: a fan leaving the line changes nobody's
-        # capacity, and a sold-out line emptying (15,000 leaves in a minute in the
-        # 20,000-fan rehearsal) must not cost an admission check each.
-        for concert_id in sorted({r[1] for r in rows if r[2] == Status.ACTIVE}):
-            _admit_after_commit(concert_id=concert_id, now=now)
+        _end_locked(rows=rows, now=now, reason=reason, status=status)
     return len(rows)
+
+
+def _end_locked(*, rows: list[tuple], now: datetime, reason: str, status: str) -> None:
+    """End these live tokens, row-locked by the caller: (id, concert, status, key, user)."""
+    if not rows:
+        return
+    ids = [r[0] for r in rows]
+    with connection.cursor() as cursor:  # plain SQL: a payment ends a turn each time
+        cursor.execute(
+            f"UPDATE {QueueToken._meta.db_table} SET status = %s, ended_at = %s,"
+            f" end_reason = %s WHERE id IN ({', '.join(['%s'] * len(ids))})",
+            rawsql.params([status, now, reason, *ids]),
+        )
+    _buckets_remove(tokens=[(r[0], r[1]) for r in rows if r[2] == Status.WAITING])
+    mirror.put_after_commit(
+        mirror.Row(r[0], r[3], r[1], r[4], status, ended_at=now, end_reason=reason) for r in rows
+    )
+    # Only an ended turn frees a slot: a fan leaving the line changes nobody's
+    # capacity, and a sold-out line emptying (15,000 leaves in a minute in the
+    # 20,000-fan rehearsal) must not cost an admission check each.
+    for concert_id in sorted({r[1] for r in rows if r[2] == Status.ACTIVE}):
+        _admit_after_commit(concert_id=concert_id, now=now)
 
 
 def queue_token_leave(*, token: QueueToken, now: datetime) -> None:
@@ -698,11 +707,16 @@ def _lock_turn(
     transaction and checked under that lock; raises the gate's errors."""
     if not key:
         raise QueueTokenMissing()
-    token = (
-        QueueToken.objects.select_for_update(no_key=True).filter(key=key).first()
-        if is_token_key(key)
-        else None
-    )
+    token = None
+    if is_token_key(key):
+        with connection.cursor() as cursor:  # plain SQL: every hold and payment runs it
+            cursor.execute(
+                f"SELECT {rawsql.select(QueueToken, 't')} FROM {QueueToken._meta.db_table} t"
+                f" WHERE t.key = %s{rawsql.for_no_key_update()}",
+                [key],
+            )
+            row = cursor.fetchone()
+        token = rawsql.instances(row, QueueToken)[0] if row else None
     _check_pass(token, user=user, concert_id=concert_id, now=now)
     return token
 
@@ -793,7 +807,8 @@ def queue_turn_end(
     Call inside the caller's transaction: if it rolls back, the turn goes on; if it
     commits, the freed slot is refilled right after."""
     token = _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
-    _end_tokens(ids=[token.pk], now=now, reason=reason, status=Status.ENDED)
+    row = (token.pk, token.concert_id, token.status, token.key, token.user_id)
+    _end_locked(rows=[row], now=now, reason=reason, status=Status.ENDED)
     return token
 
 

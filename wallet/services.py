@@ -10,6 +10,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connection, transaction
 
+from config import rawsql
 from config.idempotency import Answer, fingerprint, run_once
 from wallet.exceptions import BalanceLimitExceeded, InsufficientBalance, InvalidAmount
 from wallet.models import LedgerEntry, Wallet
@@ -76,13 +77,13 @@ def _move(
     insert_params = [kind, amount, now, refs["payment_id"], refs["reservation_id"]]
     if connection.vendor != "postgresql":  # make run's embedded SQLite: two statements
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(update, update_params)
+            cursor.execute(update, rawsql.params(update_params))
             moved = cursor.fetchone()
             if moved is None:
                 return None
             cursor.execute(
                 f"{insert} VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                [moved[0], kind, amount, moved[1], now, *insert_params[3:]],
+                rawsql.params([moved[0], kind, amount, moved[1], now, *insert_params[3:]]),
             )
             row = (cursor.fetchone()[0], *moved)
     else:
@@ -91,7 +92,7 @@ def _move(
                 f"WITH moved AS ({update}) {insert}"
                 f" SELECT {Wallet._meta.pk.column}, %s, %s, balance, %s, %s, %s FROM moved"
                 f" RETURNING id, wallet_id, balance_after",
-                update_params + insert_params,
+                rawsql.params(update_params + insert_params),
             )
             row = cursor.fetchone()
     if row is None:

@@ -11,10 +11,11 @@ from payments.models import Payment
 from queueing import services as queue_services
 from queueing.exceptions import QueueTokenExpired
 from queueing.models import QueueToken, WaitingRoom
-from tests.conftest import admitted_client, token_client
+from tests.conftest import admitted_client, hold_seat, token_client
 from tests.factories import UserFactory, make_schedule
 from tests.payments.conftest import fund, hold
 from wallet import selectors as wallet_selectors
+from wallet import services as wallet_services
 from wallet.models import LedgerEntry, Wallet
 
 pytestmark = pytest.mark.django_db
@@ -340,3 +341,21 @@ def test_every_way_a_hold_ends_records_why(paying_fan, schedule, other_fan, conc
     pay(admitted_client(other_fan, concert), short.id)  # ₩0: refused, seat given back
     reasons = dict(Reservation.objects.values_list("id", "end_reason"))
     assert reasons[cancelled.id] == "cancelled" and reasons[short.id] == "payment_failed"
+
+
+def test_the_payment_answer_built_directly_equals_the_documented_serializer(fan, concert, schedule):
+    from payments.models import Payment
+    from payments.serializers import PaymentOutput, payment_body
+
+    client = admitted_client(fan, concert)
+    wallet_services.wallet_charge(user_id=fan.pk, amount=200_000, now=timezone.now())
+    reservation = hold_seat(fan, schedule, 6)
+    response = client.post("/api/v1/payments", {"reservation_id": reservation.id})
+    assert response.status_code == 201
+    stored = Payment.objects.select_related("reservation__seat", "reservation__schedule").get()
+    assert response.json() == PaymentOutput(stored).data == payment_body(stored)
+    failed = Payment(
+        id=9, reservation_id=reservation.id, amount=1, status="failed",
+        failure_reason="hold_expired", created_at=timezone.now(),
+    )  # fmt: skip
+    assert payment_body(failed) == PaymentOutput(failed).data
