@@ -95,10 +95,78 @@ def concert_get_with_schedules(*, concert_id: int) -> Concert:
 
 
 def schedule_get(*, schedule_id: int) -> Schedule:
-    try:
-        return Schedule.objects.select_related("concert").get(pk=schedule_id)
-    except Schedule.DoesNotExist:
-        raise ScheduleNotFound() from None
+    """The date with its concert (one plain SQL read: every hold starts with it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')}"
+            f" FROM {Schedule._meta.db_table} d"
+            f" JOIN {Concert._meta.db_table} c ON c.id = d.concert_id WHERE d.id = %s",
+            [schedule_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise ScheduleNotFound()
+    schedule, concert = rawsql.instances(row, Schedule, Concert)
+    schedule.concert = concert
+    return schedule
+
+
+def schedule_get_with_holder(
+    *, schedule_id: int, seat_number: int, now: datetime
+) -> tuple[Schedule, tuple[int, int] | None]:
+    """The date with its concert, and (reservation id, fan) of the seat's live
+    reservation (confirmed, or held and unexpired) or None: one plain SQL read, as
+    every hold starts with both. The holder is read without a lock: a hint that
+    spares a fan the seat's lock queue, never the decision. (There is at most one
+    live reservation per seat, so the two subqueries read the same row.)"""
+    holder = (
+        f"FROM {Reservation._meta.db_table} r JOIN {Seat._meta.db_table} s ON s.id = r.seat_id"
+        f" WHERE r.schedule_id = d.id AND s.number = %s"
+        f" AND (r.status = %s OR (r.status = %s AND r.expires_at > %s)) LIMIT 1"
+    )
+    live = [seat_number, Reservation.Status.CONFIRMED, Reservation.Status.HELD, now]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')},"
+            f" (SELECT r.id {holder}), (SELECT r.user_id {holder})"
+            f" FROM {Schedule._meta.db_table} d"
+            f" JOIN {Concert._meta.db_table} c ON c.id = d.concert_id WHERE d.id = %s",
+            rawsql.params([*live, *live, schedule_id]),
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise ScheduleNotFound()
+    schedule, concert = rawsql.instances(row, Schedule, Concert)
+    schedule.concert = concert
+    return schedule, (None if row[-2] is None else (row[-2], row[-1]))
+
+
+def reservation_live_count_for(*, user_id: int, schedule_id: int, now: datetime) -> int:
+    """How many live reservations (confirmed, or held and unexpired) the fan has on
+    the date: the per-fan seat limit counts them. Plain SQL: every hold asks."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {Reservation._meta.db_table} r"
+            f" WHERE r.schedule_id = %s AND r.user_id = %s"
+            f" AND (r.status = %s OR (r.status = %s AND r.expires_at > %s))",
+            rawsql.params(
+                [schedule_id, user_id, Reservation.Status.CONFIRMED, Reservation.Status.HELD, now]
+            ),
+        )
+        return cursor.fetchone()[0]
+
+
+def seat_current_reservation(*, seat_id: int) -> Reservation | None:
+    """The seat's newest reservation that is held or confirmed (its hold may have
+    lapsed), read under the caller's seat lock. Plain SQL: every hold asks."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {rawsql.select(Reservation, 'r')} FROM {Reservation._meta.db_table} r"
+            f" WHERE r.seat_id = %s AND r.status IN (%s, %s) ORDER BY r.id DESC LIMIT 1",
+            [seat_id, *Reservation.LIVE_STATUSES],
+        )
+        row = cursor.fetchone()
+    return rawsql.instances(row, Reservation)[0] if row else None
 
 
 def schedule_concert_id(*, schedule_id: int) -> int:

@@ -151,7 +151,7 @@ def _violated_constraint(exc: IntegrityError) -> str:
 def _hold_insert(*, user_id: int, seat: Seat, concert: Concert, now: datetime) -> Reservation:
     """A new hold of the seat for the fan, at its price, for the concert's hold time.
     The partial unique index refuses it (IntegrityError) if the seat is held."""
-    return Reservation.objects.create(
+    reservation = Reservation(
         user_id=user_id,
         schedule_id=seat.schedule_id,
         seat=seat,
@@ -160,6 +160,17 @@ def _hold_insert(*, user_id: int, seat: Seat, concert: Concert, now: datetime) -
         created_at=now,
         expires_at=now + timedelta(seconds=concert.hold_ttl),
     )
+    fields = [f for f in Reservation._meta.concrete_fields if not f.primary_key]
+    with connection.cursor() as cursor:  # plain SQL: every hold inserts one
+        cursor.execute(
+            f"INSERT INTO {Reservation._meta.db_table} ({', '.join(f.column for f in fields)})"
+            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id",
+            rawsql.params([f.get_db_prep_save(getattr(reservation, f.attname), connection)
+                           for f in fields]),
+        )  # fmt: skip
+        reservation.pk = cursor.fetchone()[0]
+    reservation._state.adding, reservation._state.db = False, "default"
+    return reservation
 
 
 def seat_hold_create(
@@ -182,34 +193,29 @@ def seat_hold_create(
     """
     if not 1 <= seat_number <= SEATS_PER_SCHEDULE:
         raise SeatNotFound()
-    schedule = selectors.schedule_get(schedule_id=schedule_id)
+    # A seat visibly taken (read with the date) is refused without queueing for its
+    # lock; a free-looking seat is re-checked under the lock below, which alone
+    # decides who gets it.
+    schedule, taken = selectors.schedule_get_with_holder(
+        schedule_id=schedule_id, seat_number=seat_number, now=now
+    )
     concert = schedule.concert
     queue_services.queue_gate_pass(key=queue_key, user=user, concert_id=concert.pk, now=now)
     if not schedule.is_open_for_booking(now=now):
         raise BookingClosed()
-    live = Reservation.live_q(now=now)
-    # A seat visibly taken is refused without queueing for its lock; a free-looking
-    # seat is re-checked under the lock below, which alone decides who gets it.
-    taken = (
-        Reservation.objects.filter(live, schedule=schedule, seat__number=seat_number)
-        .values_list("pk", "user_id")
-        .first()
-    )
     if taken is not None:
         _refuse_taken(seat_number=seat_number, holder=taken, user_id=user.pk)
     went_to_the_waitlist = False
     try:
         with transaction.atomic():
             _lock_fan(user_id=user.pk)
-            mine = Reservation.objects.filter(live, schedule=schedule, user_id=user.pk).count()
+            mine = selectors.reservation_live_count_for(
+                user_id=user.pk, schedule_id=schedule.pk, now=now
+            )
             if mine >= concert.seat_limit:
                 raise SeatLimitReached(details={"limit": concert.seat_limit})
             seat = _lock_seat(schedule_id=schedule.pk, seat_number=seat_number)
-            current = (
-                Reservation.objects.filter(seat=seat, status__in=Reservation.LIVE_STATUSES)
-                .order_by("-id")
-                .first()
-            )
+            current = selectors.seat_current_reservation(seat_id=seat.pk)
             if current is not None:
                 if current.is_live(now=now):
                     _refuse_taken(

@@ -736,7 +736,11 @@ def queue_turn_extend(
     """
     token = _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
     if token.active_until < until:
-        QueueToken.objects.filter(pk=token.pk).update(active_until=until)
+        with connection.cursor() as cursor:  # plain SQL: every hold runs it
+            cursor.execute(
+                f"UPDATE {QueueToken._meta.db_table} SET active_until = %s WHERE id = %s",
+                rawsql.params([until, token.pk]),
+            )
         token.active_until = until
         mirror.put_after_commit([mirror.Row.of(token)])
     return token
