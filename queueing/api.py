@@ -69,7 +69,8 @@ _datetime = serializers.DateTimeField()
 
 
 def token_response(view: selectors.TokenView, *, now, status_code: int = 200) -> Response:
-    services.queue_poll_record(key=view.token.key, poll_after=view.poll_after_seconds, now=now)
+    if not view.poll_recorded:  # the mirror's read script set it in the same round trip
+        services.queue_poll_record(key=view.token.key, poll_after=view.poll_after_seconds, now=now)
     response = Response(token_body(view), status=status_code)
     response["Retry-After"] = str(view.poll_after_seconds)
     if status_code == 201:

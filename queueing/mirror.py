@@ -93,12 +93,33 @@ end
 return 1
 """
 
+# queueing.selectors.poll_after_seconds, in Lua, for the read script: a poll is paced
+# (its next deadline set) in the same round trip that reads it. pos: the place in
+# line, -1 unless waiting; rate: admissions a second; floor, front, maxb: as in
+# selectors. A test holds the two equal over a grid of inputs.
+_POLL_AFTER = """
+local function poll_after(pos, rate, floor, front, maxb)
+  if pos < 0 then return math.max(5, floor) end
+  local base
+  if pos <= 10 then base = front else base = math.ceil(front * math.sqrt(pos / 10)) end
+  base = math.min(base, maxb)
+  base = math.min(base, math.max(front, math.ceil(pos / rate)))
+  return math.max(base, floor)
+end
+"""
+
 # One round trip for a poll or a gate pass. KEYS: token hash, poll-deadline cache key,
 # ready marker, presence hash. ARGV: now (ms), mirror key base, record presence (0/1),
-# check the poll deadline (0/1).
+# check the poll deadline and pace the poll (0/1), then for pacing: the poll budget's
+# floor, FRONT_POLL, MAX_BASE_POLL, the shared rate's cache key less the concert id,
+# and the rate's scale.
 # Returns nil (not mirrored: use PostgreSQL), {'early', not_before_ms}, or
-# {fields..., position} with position -1 unless waiting.
-_READ = """
+# {fields..., 'pos', position} with position -1 unless waiting, and when paced,
+# 'pa', the seconds to the next poll, and 'rate', the shared rate it used (a poll
+# whose concert has no shared rate yet is not paced here: Python paces it).
+_READ = (
+    _POLL_AFTER
+    + """
 if redis.call('EXISTS', KEYS[3]) == 0 then return nil end
 if ARGV[4] == '1' then
   local nb = redis.call('GET', KEYS[2])
@@ -128,8 +149,32 @@ if t['r'] == '1' then
 end
 table.insert(h, 'pos')
 table.insert(h, tostring(pos))
+if ARGV[4] == '1' then
+  local rate = redis.call('GET', ARGV[8] .. t['c'])
+  if rate or pos < 0 then
+    local pa = poll_after(pos, (tonumber(rate) or 1) / tonumber(ARGV[9]), tonumber(ARGV[5]),
+      tonumber(ARGV[6]), tonumber(ARGV[7]))
+    local tol = math.min(1.0, pa * 0.2)
+    redis.call('SET', KEYS[2], math.floor(tonumber(ARGV[1]) + (pa - tol) * 1000), 'EX', pa + 5)
+    table.insert(h, 'pa')
+    table.insert(h, tostring(pa))
+    table.insert(h, 'rate')
+    table.insert(h, rate or '0')
+  end
+end
 return h
 """
+)
+
+
+@dataclass(frozen=True)
+class Paced:
+    """How the read script paced a poll: the place it saw, the seconds to the next
+    poll (the deadline is set), and the shared rate it used (None: not needed)."""
+
+    position: int  # -1 unless waiting
+    poll_after: int
+    rate: int | None  # in the shared estimate's units (selectors.RATE_SCALE)
 
 
 class Early(Exception):
@@ -246,13 +291,20 @@ def put_after_commit(rows: Iterable[Row]) -> None:
 
 
 def read(
-    *, key: str, now: datetime, poll_key: str | None = None, presence: bool = True
+    *,
+    key: str,
+    now: datetime,
+    poll_key: str | None = None,
+    pacing: Sequence[str] = (),
+    presence: bool = True,
 ) -> QueueToken | None:
     """The token as the mirror has it (one round trip, no SQL), or None: not mirrored,
     or Redis is down; the caller then reads PostgreSQL.
 
-    Raises Early when `poll_key` names a poll deadline that has not passed. The
-    returned token is unsaved (read-only), with `position_at_read` set when waiting.
+    Raises Early when `poll_key` names a poll deadline that has not passed. With
+    `poll_key` and `pacing` (the script's pacing arguments, see _READ), the poll is
+    also paced: the token's `paced_at_read` says how. The returned token is unsaved
+    (read-only), with `position_at_read` set when waiting.
     """
     client = redis_client()
     if client is None or not is_token_key(key):
@@ -268,8 +320,11 @@ def read(
                 f"{base}:ready",
                 f"{base}:p",
             ],
-            args=[_ts(now), base, "1" if presence else "0", "1" if poll_key else "0"],
-        )
+            args=[
+                _ts(now), base, "1" if presence else "0", "1" if poll_key else "0",
+                *(pacing if poll_key else ()),
+            ],
+        )  # fmt: skip
     except REDIS_DOWN as exc:
         redis_failed(exc)
         return None
@@ -293,6 +348,12 @@ def read(
     token.from_mirror = True
     if t["pos"] != "-1":
         token.position_at_read = int(t["pos"])
+    if "pa" in t:
+        token.paced_at_read = Paced(
+            position=int(t["pos"]),
+            poll_after=int(t["pa"]),
+            rate=int(t["rate"]) or None,
+        )
     if presence and token.status == Status.WAITING:
         token.last_seen_at = now  # recorded in the same round trip
     return token

@@ -157,22 +157,33 @@ def room_is_paused(*, concert_id: int) -> bool:
     return WaitingRoom.objects.filter(pk=concert_id, admission_paused=True).exists()
 
 
+RATE_SCALE = 1000  # the shared rate is kept in thousandths of an admission a second
+
+
+def rate_cache_key(concert_id: int | str) -> str:
+    return f"queue:rate:{concert_id}"
+
+
 def admission_rate(*, concert_id: int, now: datetime) -> float:
     """Admissions per second for a concert over the last RATE_WINDOW seconds.
 
     With no admissions in the window it falls back to capacity / QUEUE_ACTIVE_TTL:
-    every slot turns over at least once per active TTL. Cached for 5 s per concert.
+    every slot turns over at least once per active TTL. Cached for 5 s per concert,
+    shared as a whole number of thousandths (so the mirror's read script can use
+    the same value to pace a poll: see mirror._POLL_AFTER).
     """
 
-    def compute() -> float:
+    def compute() -> int:
         since = now - timedelta(seconds=RATE_WINDOW)
         admitted = QueueToken.objects.filter(concert_id=concert_id, admitted_at__gt=since).count()
         if admitted:
-            return admitted / RATE_WINDOW
-        capacity = room_capacity(concert_id=concert_id) or settings.QUEUE_MAX_ACTIVE
-        return max(1, capacity) / max(1, settings.QUEUE_ACTIVE_TTL)
+            rate = admitted / RATE_WINDOW
+        else:
+            capacity = room_capacity(concert_id=concert_id) or settings.QUEUE_MAX_ACTIVE
+            rate = max(1, capacity) / max(1, settings.QUEUE_ACTIVE_TTL)
+        return max(1, round(rate * RATE_SCALE))
 
-    return _shared_estimate(f"queue:rate:{concert_id}", compute)
+    return _shared_estimate(rate_cache_key(concert_id), compute) / RATE_SCALE
 
 
 def poll_after_seconds(*, position: int | None, eta: int | None) -> int:
@@ -239,6 +250,7 @@ class TokenView:
     paused: bool = False  # the room's admission is paused: places hold, nobody moves
     sold_out: bool = False  # every seat of the open dates is sold (advisory, see above)
     sale_starts_at: datetime | None = None  # set while the token is in the pre-queue
+    poll_recorded: bool = False  # the poll deadline is already set (by the mirror's read)
 
 
 def _end_reason(token: QueueToken, status: str) -> str | None:
@@ -267,8 +279,17 @@ def queue_token_view(*, token: QueueToken, now: datetime) -> TokenView:
             sale_starts_at=starts_at,
         )
     position = queue_position(token=token) if status == Status.WAITING else None
+    # The mirror's read script may have paced the poll already, from the same place
+    # and rate (mirror._POLL_AFTER); its answer stands if it saw what we see.
+    paced = getattr(token, "paced_at_read", None)
+    if paced is not None and paced.position != (position or -1):
+        paced = None
     if status == Status.WAITING:
-        eta = math.ceil(position / admission_rate(concert_id=token.concert_id, now=now))
+        if paced and paced.rate:
+            rate = paced.rate / RATE_SCALE
+        else:
+            rate = admission_rate(concert_id=token.concert_id, now=now)
+        eta = math.ceil(position / rate)
     elif status == Status.ACTIVE:
         eta = 0
     else:
@@ -284,11 +305,14 @@ def queue_token_view(*, token: QueueToken, now: datetime) -> TokenView:
         status=status,
         position=position,
         estimated_wait_seconds=eta,
-        poll_after_seconds=poll_after_seconds(position=position, eta=eta),
+        poll_after_seconds=paced.poll_after
+        if paced
+        else poll_after_seconds(position=position, eta=eta),
         expires_at=expires_at,
         end_reason=_end_reason(token, status),
         sold_out=status in QueueToken.LIVE_STATUSES
         and concert_sold_out(concert_id=token.concert_id, now=now),
+        poll_recorded=paced is not None,
     )
 
 

@@ -944,7 +944,7 @@ def queue_token_poll(*, key: str, now: datetime) -> QueueToken | None:
     fan's presence. From the mirror in one Redis round trip and no SQL; from
     PostgreSQL when the mirror cannot answer. None: no such token."""
     try:
-        token = mirror.read(key=key, now=now, poll_key=_poll_key(key))
+        token = mirror.read(key=key, now=now, poll_key=_poll_key(key), pacing=_pacing())
     except mirror.Early as early:
         raise _too_soon(not_before_ms=early.not_before_ms, now=now) from None
     if token is not None:
@@ -954,6 +954,17 @@ def queue_token_poll(*, key: str, now: datetime) -> QueueToken | None:
     if token is not None and selectors.effective_status(token, now=now) == Status.WAITING:
         queue_token_touch(token=token, now=now)
     return token
+
+
+def _pacing() -> tuple[str, ...]:
+    """What the mirror's read script needs to pace a poll as poll_after_seconds does."""
+    return (
+        str(selectors.budget_floor_seconds()),
+        str(selectors.FRONT_POLL),
+        str(selectors.MAX_BASE_POLL),
+        cache.make_key(selectors.rate_cache_key("")),
+        str(selectors.RATE_SCALE),
+    )
 
 
 def queue_poll_record(*, key: str, poll_after: int, now: datetime) -> None:

@@ -2,6 +2,7 @@
 Redis with no SQL, kept true by after-commit writes that only move forward, and
 repaired from PostgreSQL when it is corrupted or lost."""
 
+import math
 from datetime import timedelta
 
 import pytest
@@ -202,3 +203,78 @@ def test_the_poll_body_is_what_the_documented_serializer_says(line):
     for token in QueueToken.objects.filter(concert=concert):  # active, waiting, left
         view = selectors.queue_token_view(token=token, now=now)
         assert token_body(view) == QueueTokenOutput(view).data
+
+
+# --- a poll paced in the read's own round trip ----------------------------------
+
+
+def test_the_scripts_pacing_equals_poll_after_seconds(monkeypatch):
+    """mirror._POLL_AFTER is selectors.poll_after_seconds in Lua: the same answer for
+    every place, rate and budget floor tried (waiting, and -1 for everyone else)."""
+    client = redis_client()
+    script = client.register_script(
+        mirror._POLL_AFTER
+        + "return poll_after(tonumber(ARGV[1]), tonumber(ARGV[2]) / tonumber(ARGV[6]),"
+        " tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))"
+    )
+    checked = 0
+    for floor in (0, 1, 3, 7, 40):
+        monkeypatch.setattr(selectors, "budget_floor_seconds", lambda floor=floor: floor)
+        for rate in (1, 17, 167, 1000, 2500, 50_000):
+            for position in (-1, 1, 2, 9, 10, 11, 40, 99, 101, 1_000, 9_999, 250_000):
+                lua = script(
+                    args=[position, rate, floor, selectors.FRONT_POLL, selectors.MAX_BASE_POLL,
+                          selectors.RATE_SCALE],
+                )  # fmt: skip
+                if position < 0:
+                    python = selectors.poll_after_seconds(position=None, eta=None)
+                else:
+                    eta = math.ceil(position / (rate / selectors.RATE_SCALE))
+                    python = selectors.poll_after_seconds(position=position, eta=eta)
+                assert lua == python, (floor, rate, position)
+                checked += 1
+    assert checked == 5 * 6 * 12
+
+
+def test_a_mirrored_poll_is_paced_in_the_same_round_trip(line, monkeypatch):
+    _, tokens = line
+    poll(tokens[0])  # the shared admission rate now exists for the script to use
+    commands: list[str] = []
+    client = redis_client()
+    real = client.execute_command
+
+    def counted(*args, **kwargs):
+        commands.append(str(args[0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, "execute_command", counted)
+    monkeypatch.setattr(services, "queue_poll_record", lambda **kw: pytest.fail("paced twice"))
+    response = poll(tokens[3])
+    assert response.status_code == 200
+    assert commands == ["EVALSHA"]  # the read, the presence and the next deadline
+    body = response.json()
+    rate = selectors.admission_rate(concert_id=tokens[3].concert_id, now=timezone.now())
+    assert body["poll_after_seconds"] == selectors.poll_after_seconds(
+        position=4, eta=math.ceil(4 / rate)
+    )
+    assert body["estimated_wait_seconds"] == math.ceil(4 / rate)
+    assert response["Retry-After"] == str(body["poll_after_seconds"])
+    early = poll(tokens[3])  # the deadline the script set holds
+    assert early.status_code == 429
+    assert early.json()["error"]["code"] == "poll_too_soon"
+
+
+def test_without_a_shared_rate_the_poll_is_paced_by_python(line, monkeypatch):
+    concert, tokens = line
+    selectors.clear_local_estimates()
+    clear_own_cache_keys()  # no shared rate, and no mirror: rebuild it
+    mirror.rebuild()
+    recorded = []
+    real = services.queue_poll_record
+    monkeypatch.setattr(
+        services, "queue_poll_record", lambda **kw: recorded.append(kw) or real(**kw)
+    )
+    response = poll(tokens[1])
+    assert response.status_code == 200
+    assert [r["poll_after"] for r in recorded] == [response.json()["poll_after_seconds"]]
+    assert poll(tokens[1]).status_code == 429
