@@ -309,25 +309,59 @@ def read(
     client = redis_client()
     if client is None or not is_token_key(key):
         return None
-    backend = redis_backend()
-    base = _base()
     try:
         script = client.register_script(_READ)
-        found = script(
-            keys=[
-                f"{base}:t:{key}",
-                backend.make_key(poll_key) if poll_key else f"{base}:none",
-                f"{base}:ready",
-                f"{base}:p",
-            ],
-            args=[
-                _ts(now), base, "1" if presence else "0", "1" if poll_key else "0",
-                *(pacing if poll_key else ()),
-            ],
-        )  # fmt: skip
+        found = script(**_read_args(key, now, poll_key, pacing, presence))
     except REDIS_DOWN as exc:
         redis_failed(exc)
         return None
+    return _token_read(found, key=key, now=now, presence=presence)
+
+
+def put_and_read(
+    row: Row, *, now: datetime, poll_key: str, pacing: Sequence[str]
+) -> QueueToken | None:
+    """A new token's first write and its first read, paced as a poll, in one pipelined
+    round trip (a line-up). Call only once the token has committed; None as `read`."""
+    client = redis_client()
+    if client is None or row.status == Status.PRE_QUEUE:
+        return None
+    try:
+        pipe = client.pipeline(transaction=False)
+        keys, args = _put_args(row)
+        client.register_script(_PUT)(keys=keys, args=args, client=pipe)
+        read_args = _read_args(row.key, now, poll_key, pacing, presence=False)
+        client.register_script(_READ)(**read_args, client=pipe)
+        _, found = pipe.execute()
+    except REDIS_DOWN as exc:
+        redis_failed(exc)
+        return None
+    try:
+        return _token_read(found, key=row.key, now=now, presence=False)
+    except Early:  # a new token has no deadline yet; never, but never a 500 either
+        return None
+
+
+def _read_args(
+    key: str, now: datetime, poll_key: str | None, pacing: Sequence[str], presence: bool
+) -> dict:
+    backend = redis_backend()
+    base = _base()
+    return {
+        "keys": [
+            f"{base}:t:{key}",
+            backend.make_key(poll_key) if poll_key else f"{base}:none",
+            f"{base}:ready",
+            f"{base}:p",
+        ],
+        "args": [
+            _ts(now), base, "1" if presence else "0", "1" if poll_key else "0",
+            *(pacing if poll_key else ()),
+        ],
+    }  # fmt: skip
+
+
+def _token_read(found, *, key: str, now: datetime, presence: bool) -> QueueToken | None:
     if found is None:
         return None
     if found[0] == b"early":
@@ -350,9 +384,7 @@ def read(
         token.position_at_read = int(t["pos"])
     if "pa" in t:
         token.paced_at_read = Paced(
-            position=int(t["pos"]),
-            poll_after=int(t["pa"]),
-            rate=int(t["rate"]) or None,
+            position=int(t["pos"]), poll_after=int(t["pa"]), rate=int(t["rate"]) or None
         )
     if presence and token.status == Status.WAITING:
         token.last_seen_at = now  # recorded in the same round trip

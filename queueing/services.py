@@ -235,18 +235,32 @@ def queue_token_issue(
         _end_tokens(ids=[existing.pk], now=now, reason="lapsed")
     else:  # pragma: no cover - a live token reappeared, or a sale restarted, repeatedly
         raise QueueTokenInvalid()
-    mirror.put_after_commit([mirror.Row.of(token)])
+    assert room is not None
+    seen = None
+    room_full = room.admission_paused or room.capacity - room.active_now <= 0
+    if room_full and not connection.in_atomic_block and mirror.enabled():
+        # The sale-day case: the statement committed by itself and saw no free slot,
+        # so no admission runs here. Mirror the token and read its place, paced as a
+        # poll, in one round trip.
+        seen = mirror.put_and_read(
+            mirror.Row.of(token), now=now, poll_key=_poll_key(token.key), pacing=_pacing()
+        )
+    else:
+        mirror.put_after_commit([mirror.Row.of(token)])
     # Admit at once where capacity is free. The answer must say what the database
     # says: in a burst, another fan's admission run may admit this token first.
-    assert room is not None
     admission = _admit(concert_id=concert_id, now=now, count=None, watch=token.pk, room=room)
     if admission.watched_status == Status.ACTIVE:
         token.refresh_from_db(fields=["status", "admitted_at", "active_until"])
-    else:
-        # The place in line, from the mirror (one Redis read) where it can say.
+        return token, True
+    if seen is None:
+        # The place in line, after the admission run, from the mirror (one Redis
+        # read) where it can say.
         seen = mirror.read(key=token.key, now=now, presence=False)
-        if seen is not None and seen.status == Status.WAITING:
-            token.position_at_read = seen.position_at_read
+    if seen is not None and seen.status == Status.WAITING:
+        token.position_at_read = seen.position_at_read
+        if getattr(seen, "paced_at_read", None) is not None:
+            token.paced_at_read = seen.paced_at_read
     return token, True
 
 

@@ -278,3 +278,47 @@ def test_without_a_shared_rate_the_poll_is_paced_by_python(line, monkeypatch):
     assert response.status_code == 200
     assert [r["poll_after"] for r in recorded] == [response.json()["poll_after_seconds"]]
     assert poll(tokens[1]).status_code == 429
+
+
+def test_a_line_up_into_a_full_room_is_mirrored_read_and_paced_in_one_round_trip(line, monkeypatch):
+    concert, tokens = line  # capacity 0: nobody is admitted here
+    poll(tokens[0])  # the shared admission rate exists
+    client = redis_client()
+    calls: list[str] = []
+    real_command, real_pipeline = client.execute_command, client.pipeline
+
+    def command(*args, **kwargs):
+        calls.append(str(args[0]))
+        return real_command(*args, **kwargs)
+
+    def pipeline(*args, **kwargs):
+        calls.append("pipeline")
+        return real_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(client, "execute_command", command)
+    monkeypatch.setattr(client, "pipeline", pipeline)
+    monkeypatch.setattr(services, "queue_poll_record", lambda **kw: pytest.fail("paced twice"))
+    fan = UserFactory()
+    api = APIClient()
+    api.force_authenticate(fan)
+    response = api.post(f"/api/v1/concerts/{concert.id}/queue")
+    assert response.status_code == 201
+    assert calls == ["pipeline"]  # the token's first write and its first read, together
+    body = response.json()
+    assert body["position"] == 6 and body["status"] == "waiting"
+    token = QueueToken.objects.get(key=body["token"])
+    assert mirrored(token).position_at_read == 6
+    monkeypatch.undo()
+    assert APIClient().get("/api/v1/queue", HTTP_X_QUEUE_TOKEN=token.key).status_code == 429
+
+
+def test_a_line_up_with_a_free_slot_reads_its_place_after_the_admission_run(line):
+    concert, tokens = line
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=2)  # two slots free
+    fan = UserFactory()
+    api = APIClient()
+    api.force_authenticate(fan)
+    body = api.post(f"/api/v1/concerts/{concert.id}/queue").json()
+    # The run admitted the first two in line; the newcomer is behind the other three.
+    assert (body["status"], body["position"]) == ("waiting", 4)
+    assert QueueToken.objects.filter(concert=concert, status="active").count() == 2
