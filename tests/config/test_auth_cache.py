@@ -58,3 +58,26 @@ def test_control_without_invalidation_the_cache_would_still_let_it_in(key, monke
     assert me(key).status_code == 200
     Token.objects.filter(key=key).delete()
     assert me(key).status_code == 200  # stale: the invalidation is what refuses it
+
+
+def test_the_database_read_answers_exactly_as_drfs_token_authentication():
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from config.auth import _from_database
+
+    drf = TokenAuthentication()
+    fan = UserFactory()
+    key = Token.objects.create(user=fan).key
+    (user, token), (orm_user, orm_token) = _from_database(key), drf.authenticate_credentials(key)
+    fields = lambda obj: {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}  # noqa: E731
+    assert fields(user) == fields(orm_user) and fields(token) == fields(orm_token)
+    assert token.user is user and user.is_authenticated
+    for bad in ("no-such-key", key):
+        if bad == key:
+            type(fan).objects.filter(pk=fan.pk).update(is_active=False)
+        with pytest.raises(AuthenticationFailed) as ours:
+            _from_database(bad)
+        with pytest.raises(AuthenticationFailed) as theirs:
+            drf.authenticate_credentials(bad)
+        assert str(ours.value.detail) == str(theirs.value.detail)
