@@ -254,5 +254,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Django logs every 4xx answer as a warning. On sale day those are expected
+        # outcomes by the thousand a second (a seat someone else got, a poll too
+        # soon), each answered with its error code and counted on the dashboard: a
+        # log line each would bury the 5xx, which are still logged (as errors).
+        "django.request": {"level": env.str("REQUEST_LOG_LEVEL", default="ERROR")},
+    },
 }
