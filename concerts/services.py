@@ -341,16 +341,19 @@ def reservation_lock(*, user_id: int, reservation_id: int) -> Reservation:
     """Lock the fan, the seat and the reservation row, in the global lock order, and
     return the reservation as it now stands. The caller owns the transaction.
     Anyone else's reservation is ReservationNotFound."""
+    # The fan's row, locked, and the reservation's seat, read in the same statement
+    # (the fan is the first lock of the order; the seat is only read here).
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT r.schedule_id, s.number FROM {Reservation._meta.db_table} r"
-            f" JOIN {Seat._meta.db_table} s ON s.id = r.seat_id WHERE r.id = %s AND r.user_id = %s",
+            f"SELECT r.schedule_id, s.number FROM {get_user_model()._meta.db_table} u"
+            f" JOIN {Reservation._meta.db_table} r ON r.user_id = u.id AND r.id = %s"
+            f" JOIN {Seat._meta.db_table} s ON s.id = r.seat_id"
+            f" WHERE u.id = %s{rawsql.for_no_key_update(of='u')}",
             [reservation_id, user_id],
         )
         found = cursor.fetchone()
     if found is None:
         raise ReservationNotFound()
-    _lock_fan(user_id=user_id)
     _lock_seat(schedule_id=found[0], seat_number=found[1])
     # The reservation row, locked, with its seat, date and concert (one statement,
     # as select_related would read them).

@@ -15,6 +15,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
+from config import rawsql
 from queueing import mirror
 from queueing.models import BUCKET_SIZE, QueueBucket, QueueToken, WaitingRoom, is_token_key
 
@@ -349,10 +350,10 @@ def waiting_room_with_active(
     `token_status`, all in one query. Plain SQL: it runs after every line-up and
     every freed slot, and compiling it through the ORM cost more than running it."""
     tokens = QueueToken._meta.db_table
-    rooms = list(
-        WaitingRoom.objects.raw(
+    with connection.cursor() as cursor:
+        cursor.execute(
             f"""
-            SELECT r.*, w.anyone_waiting,
+            SELECT {rawsql.select(WaitingRoom, "r")}, w.anyone_waiting,
                    CASE WHEN w.anyone_waiting THEN
                      (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = r.concert_id
                         AND a.status = 'active' AND a.active_until > %s)
@@ -363,10 +364,15 @@ def waiting_room_with_active(
                         WHERE q.concert_id = %s AND q.status = 'waiting') AS anyone_waiting) w
             WHERE r.concert_id = %s
             """,
-            [connection.ops.adapt_datetimefield_value(now), token_id, concert_id, concert_id],
+            rawsql.params([now, token_id, concert_id, concert_id]),
         )
-    )
-    return rooms[0] if rooms else None
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (room,) = rawsql.instances(row, WaitingRoom)
+    room.anyone_waiting, room.active_now, room.token_status = row[-3:]
+    room.anyone_waiting = bool(room.anyone_waiting)
+    return room
 
 
 def active_count(*, concert_id: int, now: datetime) -> int:

@@ -682,17 +682,21 @@ def _end_tokens(*, ids: list[int], now: datetime, reason: str, status: str = Sta
     return len(rows)
 
 
-def _end_locked(*, rows: list[tuple], now: datetime, reason: str, status: str) -> None:
-    """End these live tokens, row-locked by the caller: (id, concert, status, key, user)."""
+def _end_locked(
+    *, rows: list[tuple], now: datetime, reason: str, status: str, written: bool = False
+) -> None:
+    """End these live tokens, row-locked by the caller: (id, concert, status, key, user).
+    `written`: the caller has already updated the rows (only the rest is left)."""
     if not rows:
         return
     ids = [r[0] for r in rows]
-    with connection.cursor() as cursor:  # plain SQL: a payment ends a turn each time
-        cursor.execute(
-            f"UPDATE {QueueToken._meta.db_table} SET status = %s, ended_at = %s,"
-            f" end_reason = %s WHERE id IN ({', '.join(['%s'] * len(ids))})",
-            rawsql.params([status, now, reason, *ids]),
-        )
+    if not written:
+        with connection.cursor() as cursor:  # plain SQL: a payment ends a turn each time
+            cursor.execute(
+                f"UPDATE {QueueToken._meta.db_table} SET status = %s, ended_at = %s,"
+                f" end_reason = %s WHERE id IN ({', '.join(['%s'] * len(ids))})",
+                rawsql.params([status, now, reason, *ids]),
+            )
     _buckets_remove(tokens=[(r[0], r[1]) for r in rows if r[2] == Status.WAITING])
     mirror.put_after_commit(
         mirror.Row(r[0], r[3], r[1], r[4], status, ended_at=now, end_reason=reason) for r in rows
@@ -824,6 +828,26 @@ def queue_turn_end(
     """Check the fan's turn under its row lock and end it (a payment ends the turn).
     Call inside the caller's transaction: if it rolls back, the turn goes on; if it
     commits, the freed slot is refilled right after."""
+    if key and is_token_key(key) and user.is_authenticated:
+        # The usual case in one statement: the fan's own live turn for this concert,
+        # ended under the row lock the UPDATE takes (what _lock_turn checks, as SQL).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {QueueToken._meta.db_table} SET status = %s, ended_at = %s,"
+                f" end_reason = %s WHERE key = %s AND user_id = %s AND concert_id = %s"
+                f" AND status = %s AND active_until > %s"
+                f" RETURNING {rawsql.select(QueueToken, QueueToken._meta.db_table)}",
+                rawsql.params(
+                    [Status.ENDED, now, reason, key, user.pk, concert_id, Status.ACTIVE, now]
+                ),
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            token = rawsql.instances(row, QueueToken)[0]
+            ended = (token.pk, token.concert_id, Status.ACTIVE, token.key, token.user_id)
+            _end_locked(rows=[ended], now=now, reason=reason, status=Status.ENDED, written=True)
+            return token
+    # Refused: under the lock, the gate says why (the same checks, in Python).
     token = _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
     row = (token.pk, token.concert_id, token.status, token.key, token.user_id)
     _end_locked(rows=[row], now=now, reason=reason, status=Status.ENDED)
