@@ -96,6 +96,15 @@ else:
     DATABASES = {"default": env.db("DATABASE_URL")}
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if env.bool("DB_PREPARED_STATEMENTS", default=True):
+        # Parameters bound by the server, and a statement run 5 times on a connection
+        # prepared there: PostgreSQL then skips parsing and planning it. The sale-day
+        # paths repeat the same dozen statements, and planning was much of their
+        # database time (docs/performance.md). Off behind a pooler in transaction
+        # mode (PgBouncer before 1.21), which cannot keep a connection's statements.
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=5
+        )
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # The same backend, with a health check that needs no round trip.
         DATABASES["default"]["ENGINE"] = "config.postgresql"

@@ -1,5 +1,6 @@
-"""The database health check (config/postgresql): no round trip while the server is
-there, and a dropped connection is replaced before a request's first query."""
+"""The database connection (config/postgresql and its settings): a health check with no
+round trip while the server is there, a dropped connection replaced before a
+request's first query, and statements prepared on the server."""
 
 from __future__ import annotations
 
@@ -86,3 +87,17 @@ def test_control_a_check_of_the_local_state_alone_misses_the_drop():
     assert pgconn.status == psycopg.pq.ConnStatus.OK
     assert pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
     connection.close()
+
+
+def test_a_statement_a_connection_runs_often_is_prepared_on_the_server():
+    """DB_PREPARED_STATEMENTS (on by default): parameters bound by the server, and a
+    statement run 5 times on a connection prepared there, so it is planned once."""
+    options = settings.DATABASES["default"]["OPTIONS"]
+    assert options["server_side_binding"] is True and options["prepare_threshold"] == 5
+    statement = "SELECT count(*) FROM auth_user WHERE id > %s"
+    with connection.cursor() as cursor:
+        for n in range(6):
+            cursor.execute(statement, [n])
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("FROM auth_user WHERE id > $1" in text for text in prepared), prepared
