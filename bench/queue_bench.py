@@ -28,7 +28,7 @@ def seed(cursor, concert_id: int, first_user: int, count: int) -> None:
         INSERT INTO queueing_queuetoken
             (key, concert_id, user_id, status, created_at, last_seen_at, end_reason)
         SELECT md5(random()::text) || md5(g::text), %s, g, 'waiting', now(), now(), ''
-        FROM generate_series(%s, %s) g ORDER BY g
+        FROM generate_series(%s::bigint, %s::bigint) g ORDER BY g
         """,
         [concert_id, first_user, first_user + count - 1],
     )
@@ -68,7 +68,7 @@ def main() -> None:
             """
             INSERT INTO authtoken_token (key, user_id, created)
             SELECT substr(md5(g::text) || md5(random()::text), 1, 40), g, now()
-            FROM generate_series(%s, %s) g
+            FROM generate_series(%s::bigint, %s::bigint) g
             """,
             [SMALL + BIG + 1, users],
         )
