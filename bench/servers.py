@@ -54,7 +54,7 @@ def main() -> None:
             INSERT INTO auth_user (id, password, is_superuser, username, first_name,
                                    last_name, email, is_staff, is_active, date_joined)
             SELECT g, '!', false, 'waiting' || g, '', '', '', false, true, now()
-            FROM generate_series(%s, %s) g
+            FROM generate_series(%s::bigint, %s::bigint) g
             """,
             [FANS + 1, FANS + WAITING],
         )
@@ -64,7 +64,7 @@ def main() -> None:
             INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,
                 last_seen_at, end_reason)
             SELECT md5(random()::text) || md5(g::text), %s, g, 'waiting', now(), now(), ''
-            FROM generate_series(%s, %s) g
+            FROM generate_series(%s::bigint, %s::bigint) g
             """,
             [line.id, FANS + 1, FANS + WAITING],
         )
