@@ -291,7 +291,18 @@ def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:
                 rawsql.params([Reservation.Status.CONFIRMED, now, *ids, held, now]),
             )
             return cursor.rowcount
-    if reason == End.EXPIRED:
+    if reason == End.EXPIRED and connection.vendor == "postgresql":
+        # The sweep's batches of thousands: one array parameter, not thousands of
+        # placeholders (which psycopg parsed anew for every batch).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Reservation._meta.db_table} SET status = %s, ended_at = %s,"
+                f" end_reason = %s WHERE id = ANY(%s::bigint[]) AND status = %s"
+                f" AND expires_at <= %s",
+                [Reservation.Status.EXPIRED, now, End.EXPIRED, list(ids), held, now],
+            )
+            ended = cursor.rowcount
+    elif reason == End.EXPIRED:
         ended = rows.filter(lapsed, status=held).update(
             status=Reservation.Status.EXPIRED, ended_at=now, end_reason=End.EXPIRED
         )
@@ -472,12 +483,42 @@ def waitlist_leave(*, user_id: int, schedule_id: int, now: datetime) -> Waitlist
 
 def _waitlist_after_seats_freed(*, ids: Sequence[int], now: datetime) -> None:
     """Within reservation_end's transaction: offers that just ended lapse, and each
-    seat just freed on a date with fans waiting goes to the first of them. One query
-    when nobody waits."""
+    seat just freed on a date with fans waiting goes to the first of them. Two
+    statements when nobody waits (plain SQL with one array parameter on PostgreSQL:
+    the expiry sweep passes thousands of ids)."""
+    if connection.vendor == "postgresql":
+        freed = _waitlist_freed_sql(ids=ids, now=now)
+    else:
+        freed = _waitlist_freed_orm(ids=ids, now=now)
+    for schedule_id, seat_id in freed:
+        _waitlist_offer(schedule_id=schedule_id, seat_id=seat_id, now=now)
+
+
+def _waitlist_freed_sql(*, ids: Sequence[int], now: datetime) -> list[tuple[int, int]]:
+    entries, reservations = WaitlistEntry._meta.db_table, Reservation._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {entries} w SET status = %s, ended_at = %s FROM {reservations} r"
+            f" WHERE r.id = w.reservation_id AND w.reservation_id = ANY(%s::bigint[])"
+            f" AND w.status = %s AND r.status <> %s",
+            [WStatus.LAPSED, now, list(ids), WStatus.OFFERED, Reservation.Status.CONFIRMED],
+        )
+        cursor.execute(
+            f"SELECT DISTINCT r.schedule_id, r.seat_id FROM {reservations} r"
+            f" WHERE r.id = ANY(%s::bigint[]) AND r.ended_at = %s AND r.status NOT IN (%s, %s)"
+            f" AND EXISTS (SELECT 1 FROM {entries} w WHERE w.schedule_id = r.schedule_id"
+            f" AND w.status = %s) ORDER BY r.seat_id",
+            [list(ids), now, *Reservation.LIVE_STATUSES, WStatus.WAITING],
+        )
+        return cursor.fetchall()
+
+
+def _waitlist_freed_orm(*, ids: Sequence[int], now: datetime) -> list[tuple[int, int]]:
+    """The same, through the ORM (make run's embedded SQLite)."""
     WaitlistEntry.objects.filter(reservation_id__in=ids, status=WStatus.OFFERED).exclude(
         reservation__status=Reservation.Status.CONFIRMED
     ).update(status=WStatus.LAPSED, ended_at=now)
-    freed = list(
+    return list(
         Reservation.objects.filter(id__in=ids, ended_at=now)
         .exclude(status__in=Reservation.LIVE_STATUSES)
         .filter(schedule__waitlist__status=WStatus.WAITING)
@@ -485,8 +526,6 @@ def _waitlist_after_seats_freed(*, ids: Sequence[int], now: datetime) -> None:
         .distinct()
         .order_by("seat_id")
     )
-    for schedule_id, seat_id in freed:
-        _waitlist_offer(schedule_id=schedule_id, seat_id=seat_id, now=now)
 
 
 def _waitlist_offer(*, schedule_id: int, seat_id: int, now: datetime) -> WaitlistEntry | None:

@@ -172,3 +172,34 @@ def test_operators_see_the_waitlist_in_the_admin(sold_out, operator_client):
     assert (
         operator_client.get(f"/admin/concerts/waitlistentry/{entry.pk}/change/").status_code == 200
     )
+
+
+def test_the_sweeps_sql_and_the_embedded_orm_free_the_same_seats_to_the_same_fans(sold_out):
+    """_waitlist_freed_sql (PostgreSQL, one array parameter) and _waitlist_freed_orm
+    (make run's SQLite) do the same: lapse the offers that ended, name the freed seats
+    of dates with fans waiting."""
+    from django.db import transaction
+
+    schedule, holds = sold_out
+    two_fans_waiting(schedule)
+    let_go(holds, 4)  # an offer to the first fan, then its time runs out
+    offer = WaitlistEntry.objects.get(status="offered")
+    later = offer.reservation.expires_at + timedelta(seconds=1)
+    Reservation.objects.filter(pk__in=[holds[7].pk, holds[9].pk]).update(
+        expires_at=later - timedelta(seconds=2)
+    )
+    ids = [offer.reservation_id, holds[7].pk, holds[9].pk]
+    outcomes = []
+    for helper in (services._waitlist_freed_sql, services._waitlist_freed_orm):
+        with transaction.atomic():
+            Reservation.objects.filter(pk__in=ids).update(
+                status="expired", ended_at=later, end_reason="expired"
+            )
+            freed = helper(ids=ids, now=later)
+            states = sorted(WaitlistEntry.objects.values_list("id", "status"))
+            outcomes.append((freed, states))
+            transaction.set_rollback(True)
+    assert outcomes[0] == outcomes[1]
+    freed, states = outcomes[0]
+    assert freed == sorted((schedule.pk, holds[n].seat_id) for n in (4, 7, 9))
+    assert ("lapsed" in dict(states).values()) and len(states) == 2
