@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import (
@@ -240,7 +241,16 @@ class Availability:
     """A date (read-only: it may come from the cache) and its available seats by number."""
 
     schedule: Schedule
-    seats: list[Seat]
+    seats: list[AvailableSeat]
+
+
+class AvailableSeat(NamedTuple):
+    """A free seat as the seat list shows it. A plain tuple, not a Seat: the list is
+    read on every seat-map request, and fifty model instances cost more than the
+    rest of the answer."""
+
+    number: int
+    price: int
 
 
 def schedule_availability(*, schedule_id: int, now: datetime) -> Availability:
@@ -265,10 +275,10 @@ def schedule_availability(*, schedule_id: int, now: datetime) -> Availability:
     )
     if not schedule.is_open_for_booking(now=now):
         return Availability(schedule, [])
-    return Availability(schedule, [Seat(number=n, price=p) for n, p in answer["seats"]])
+    return Availability(schedule, [AvailableSeat(n, p) for n, p in answer["seats"]])
 
 
-def seat_list_available(*, schedule: Schedule, now: datetime) -> list[Seat]:
+def seat_list_available(*, schedule: Schedule, now: datetime) -> list[AvailableSeat]:
     """Available seats of a date, by number; none outside its booking window."""
     return schedule_availability(schedule_id=schedule.pk, now=now).seats
 
