@@ -160,17 +160,7 @@ def _hold_insert(*, user_id: int, seat: Seat, concert: Concert, now: datetime) -
         created_at=now,
         expires_at=now + timedelta(seconds=concert.hold_ttl),
     )
-    fields = [f for f in Reservation._meta.concrete_fields if not f.primary_key]
-    with connection.cursor() as cursor:  # plain SQL: every hold inserts one
-        cursor.execute(
-            f"INSERT INTO {Reservation._meta.db_table} ({', '.join(f.column for f in fields)})"
-            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id",
-            rawsql.params([f.get_db_prep_save(getattr(reservation, f.attname), connection)
-                           for f in fields]),
-        )  # fmt: skip
-        reservation.pk = cursor.fetchone()[0]
-    reservation._state.adding, reservation._state.db = False, "default"
-    return reservation
+    return rawsql.insert(reservation)  # plain SQL: every hold inserts one
 
 
 def seat_hold_create(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import transaction
 
 from concerts import selectors as concert_selectors
 from concerts import services as concert_services
@@ -259,17 +259,7 @@ def _payment_record(
         created_at=now,
         paid_at=now if status == Payment.Status.PAID else None,
     )
-    fields = [f for f in Payment._meta.concrete_fields if not f.primary_key]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {Payment._meta.db_table} ({', '.join(f.column for f in fields)})"
-            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id",
-            rawsql.params([getattr(payment, f.attname) for f in fields]),
-        )
-        payment.pk = cursor.fetchone()[0]
-    payment._state.adding = False
-    payment._state.db = "default"
-    return payment
+    return rawsql.insert(payment)
 
 
 @dataclass(frozen=True)

@@ -60,3 +60,21 @@ def test_params_leave_values_as_they_are_on_postgresql():
     assert rawsql.params([1, "x", now, None]) == [1, "x", now, None]
     assert rawsql.for_no_key_update() == " FOR NO KEY UPDATE"
     assert rawsql.for_no_key_update(of="r") == " FOR NO KEY UPDATE OF r"
+
+
+def test_an_insert_writes_the_row_save_would_write(fan, schedule):
+    seat = Seat.objects.get(schedule=schedule, number=3)
+    now = timezone.now()
+    made = rawsql.insert(
+        Reservation(
+            user_id=fan.pk, schedule_id=schedule.pk, seat=seat, status="held", price=seat.price,
+            created_at=now, expires_at=now,
+        )
+    )  # fmt: skip
+    assert made.pk and not made._state.adding
+    assert _values(made) == _values(Reservation.objects.get(pk=made.pk))
+
+
+def test_an_insert_refuses_a_model_with_save_receivers(schedule):
+    with pytest.raises(TypeError):  # the seat cache listens to Seat saves
+        rawsql.insert(Seat(schedule=schedule, number=51, price=1))
