@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from django.core.cache import caches
 from django.db import transaction
 
-from config.cache import REDIS_DOWN, redis_client, redis_failed
+from config.cache import REDIS_DOWN, redis_client, redis_failed, redis_script
 
 MAX_AGE = 30  # seconds
 
@@ -65,9 +65,10 @@ def store(schedule_id: int, *, seen_version: str, answer: dict) -> None:
     if client is None:
         return
     try:
-        client.register_script(_STORE)(
-            keys=[_key(schedule_id)], args=[seen_version, json.dumps(answer), MAX_AGE]
-        )
+        redis_script(client, _STORE)(
+            keys=[_key(schedule_id)], args=[seen_version, json.dumps(answer), MAX_AGE],
+            client=client,
+        )  # fmt: skip
     except REDIS_DOWN as exc:
         redis_failed(exc)
 

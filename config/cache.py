@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -124,3 +126,44 @@ def redis_failed(exc: Exception) -> None:
     backend = redis_backend()
     if backend is not None:
         backend._cache.mark_down(exc)
+
+
+# --- Lua scripts ------------------------------------------------------------------
+
+_scripts: dict[str, Any] = {}
+
+
+def redis_script(client, text: str):
+    """The redis-py Script for this Lua text, made once per process (register_script
+    hashes the whole text on every call). Call it with `client=` the client to use."""
+    script = _scripts.get(text)
+    if script is None:
+        script = _scripts[text] = client.register_script(text)
+    return script
+
+
+def redis_scripts_pipelined(client, calls: Sequence[tuple[str, Sequence, Sequence]]) -> list:
+    """Run Lua scripts, each (text, keys, args), in order in one pipelined round trip.
+
+    By EVALSHA alone: redis-py's own pipeline asks SCRIPT EXISTS before every
+    execute, a second round trip. A script Redis lacks (after a restart or a SCRIPT
+    FLUSH) is loaded then, and only the calls that failed for it are run again, in
+    order, in a second round trip. Other errors are raised as from pipe.execute()."""
+    pipe = client.pipeline(transaction=False)
+    for text, keys, args in calls:
+        pipe.evalsha(redis_script(client, text).sha, len(keys), *keys, *args)
+    results = pipe.execute(raise_on_error=False)
+    missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+    if missing:
+        for text in {calls[i][0] for i in missing}:
+            redis_script(client, text).sha = client.script_load(text)
+        pipe = client.pipeline(transaction=False)
+        for i in missing:
+            text, keys, args = calls[i]
+            pipe.evalsha(redis_script(client, text).sha, len(keys), *keys, *args)
+        for i, result in zip(missing, pipe.execute(raise_on_error=False), strict=True):
+            results[i] = result
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results

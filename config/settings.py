@@ -255,6 +255,10 @@ WALLET_MAX_BALANCE = env.int("WALLET_MAX_BALANCE", default=10_000_000)
 # separate the server's time from their own; off by default (it tells timings).
 SERVER_TIMING = env.bool("SERVER_TIMING", default=False)
 
+# A plain poll (GET /api/v1/queue, no Authorization, no session) skips DRF's dispatch
+# and the session, CSRF, auth and messages middleware (config/fastlane.py). Same answer.
+FAST_LANE = env.bool("FAST_LANE", default=True)
+
 # Mount bench/baseline.py's comparison endpoints (benchmarks only).
 BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
 

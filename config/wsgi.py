@@ -6,6 +6,10 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 application = get_wsgi_application()
+if settings.FAST_LANE:  # a plain poll skips the full stack (config/fastlane.py)
+    from config.fastlane import FastLane, lanes
+
+    application = FastLane(application, lanes())
 
 
 def with_server_timing(app):

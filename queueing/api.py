@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import QUEUE_TOKEN_HEADER as HEADER
 from config.api import QUEUE_TOKEN_PARAMETER
+from config.errors import DomainError
 from queueing import selectors, services
 from queueing.exceptions import QueueTokenInvalid, QueueTokenMissing, QueueTokenUnknown
 
@@ -68,14 +72,29 @@ def token_body(view: selectors.TokenView) -> dict:
 _datetime = serializers.DateTimeField()
 
 
-def token_response(view: selectors.TokenView, *, now, status_code: int = 200) -> Response:
+def _answered(view: selectors.TokenView, *, now) -> dict:
+    """The token's answer, its next poll recorded."""
     if not view.poll_recorded:  # the mirror's read script set it in the same round trip
         services.queue_poll_record(key=view.token.key, poll_after=view.poll_after_seconds, now=now)
-    response = Response(token_body(view), status=status_code)
+    return token_body(view)
+
+
+def token_response(view: selectors.TokenView, *, now, status_code: int = 200) -> Response:
+    response = Response(_answered(view, now=now), status=status_code)
     response["Retry-After"] = str(view.poll_after_seconds)
     if status_code == 201:
         response["Location"] = "/api/v1/queue"  # polled with the token in X-Queue-Token
     return response
+
+
+def _polled(key: str | None, *, now) -> selectors.TokenView:
+    """One poll: the token with this secret, read (and paced) by the poll service."""
+    if not key:
+        raise QueueTokenMissing()
+    token = services.queue_token_poll(key=key, now=now)
+    if token is None:
+        raise QueueTokenUnknown()
+    return selectors.queue_token_view(token=token, now=now)
 
 
 class QueueIssueApi(APIView):
@@ -125,7 +144,8 @@ class QueueTokenApi(APIView):
     def _owned(self, request: Request, token):
         if token is None:
             raise QueueTokenUnknown()
-        if request.headers.get("Authorization") or request.COOKIES.get("sessionid"):
+        signed_in = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        if request.headers.get("Authorization") or signed_in:
             user = request.user
             if user.is_authenticated and user.pk != token.user_id:
                 raise QueueTokenInvalid()
@@ -133,12 +153,11 @@ class QueueTokenApi(APIView):
 
     @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses={200: QueueTokenOutput})
     def get(self, request: Request) -> Response:
+        """A plain poll (no Authorization, no session: nobody to check the owner
+        against) usually comes the fast lane instead, to `poll_lane` (config.fastlane)."""
         now = timezone.now()
-        key = request.headers.get(HEADER)
-        if not key:
-            raise QueueTokenMissing()
-        token = self._owned(request, services.queue_token_poll(key=key, now=now))
-        view = selectors.queue_token_view(token=token, now=now)
+        view = _polled(request.headers.get(HEADER), now=now)
+        self._owned(request, view.token)
         return token_response(view, now=now)
 
     @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses={204: None})
@@ -151,6 +170,36 @@ class QueueTokenApi(APIView):
             raise QueueTokenInvalid()
         services.queue_token_leave(token=token, now=timezone.now())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _allow(api: type[APIView]) -> str:
+    """The Allow header DRF gives `api`'s answers (as_view's setup adds HEAD to a GET)."""
+    instance = api()
+    instance.setup(HttpRequest())
+    return ", ".join(instance.allowed_methods)
+
+
+_POLL_ALLOW = _allow(QueueTokenApi)
+_json = JSONRenderer()
+
+
+def poll_lane(request: HttpRequest) -> HttpResponse:
+    """QueueTokenApi's GET for a plain poll, served by config.fastlane without DRF's
+    dispatch or the full middleware: the same service calls, the same answer (status,
+    headers and body; tests compare the two in every state a poll answers)."""
+    now = timezone.now()
+    try:
+        view = _polled(request.headers.get(HEADER), now=now)
+    except DomainError as exc:
+        response = HttpResponse(_json.render(exc.body()), status=exc.http_status)
+        for name, value in exc.headers.items():
+            response[name] = value
+    else:
+        response = HttpResponse(_json.render(_answered(view, now=now)))
+        response["Retry-After"] = str(view.poll_after_seconds)
+    response["Content-Type"] = "application/json"
+    response["Allow"] = _POLL_ALLOW
+    return response
 
 
 # --- operators: a concert's scheduled sale (staff only) --------------------------

@@ -40,7 +40,14 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
-from config.cache import REDIS_DOWN, redis_backend, redis_client, redis_failed
+from config.cache import (
+    REDIS_DOWN,
+    redis_backend,
+    redis_client,
+    redis_failed,
+    redis_script,
+    redis_scripts_pipelined,
+)
 from queueing.models import QueueToken, is_token_key
 
 logger = logging.getLogger(__name__)
@@ -271,12 +278,7 @@ def put(rows: Sequence[Row]) -> None:
     if client is None or not rows:
         return
     try:
-        script = client.register_script(_PUT)
-        pipe = client.pipeline(transaction=False)
-        for row in rows:
-            keys, args = _put_args(row)
-            script(keys=keys, args=args, client=pipe)
-        pipe.execute()
+        redis_scripts_pipelined(client, [(_PUT, *_put_args(row)) for row in rows])
     except REDIS_DOWN as exc:
         redis_failed(exc)
 
@@ -310,8 +312,8 @@ def read(
     if client is None or not is_token_key(key):
         return None
     try:
-        script = client.register_script(_READ)
-        found = script(**_read_args(key, now, poll_key, pacing, presence))
+        keys, args = _read_args(key, now, poll_key, pacing, presence)
+        found = redis_script(client, _READ)(keys=keys, args=args, client=client)
     except REDIS_DOWN as exc:
         redis_failed(exc)
         return None
@@ -327,12 +329,13 @@ def put_and_read(
     if client is None or row.status == Status.PRE_QUEUE:
         return None
     try:
-        pipe = client.pipeline(transaction=False)
-        keys, args = _put_args(row)
-        client.register_script(_PUT)(keys=keys, args=args, client=pipe)
-        read_args = _read_args(row.key, now, poll_key, pacing, presence=False)
-        client.register_script(_READ)(**read_args, client=pipe)
-        _, found = pipe.execute()
+        _, found = redis_scripts_pipelined(
+            client,
+            [
+                (_PUT, *_put_args(row)),
+                (_READ, *_read_args(row.key, now, poll_key, pacing, presence=False)),
+            ],
+        )
     except REDIS_DOWN as exc:
         redis_failed(exc)
         return None
@@ -344,21 +347,18 @@ def put_and_read(
 
 def _read_args(
     key: str, now: datetime, poll_key: str | None, pacing: Sequence[str], presence: bool
-) -> dict:
+) -> tuple[list[str], list[str]]:
     backend = redis_backend()
-    base = _base()
-    return {
-        "keys": [
-            f"{base}:t:{key}",
-            backend.make_key(poll_key) if poll_key else f"{base}:none",
-            f"{base}:ready",
-            f"{base}:p",
-        ],
-        "args": [
-            _ts(now), base, "1" if presence else "0", "1" if poll_key else "0",
-            *(pacing if poll_key else ()),
-        ],
-    }  # fmt: skip
+    base = backend.make_key("qm")
+    return [
+        f"{base}:t:{key}",
+        backend.make_key(poll_key) if poll_key else f"{base}:none",
+        f"{base}:ready",
+        f"{base}:p",
+    ], [
+        _ts(now), base, "1" if presence else "0", "1" if poll_key else "0",
+        *(pacing if poll_key else ()),
+    ]  # fmt: skip
 
 
 def _token_read(found, *, key: str, now: datetime, presence: bool) -> QueueToken | None:
@@ -490,13 +490,11 @@ def _repair(client, rows: Sequence[Row]) -> int:
     # Read PostgreSQL again, after the mirror: this state is at least as new as the
     # hash it replaces. The write counter guards against a transition in between.
     fresh = {r.id: r for r in _rows(QueueToken.objects.filter(id__in=[r.id for r, _ in stale]))}
-    script = client.register_script(_PUT)
-    pipe = client.pipeline(transaction=False)
-    for row, counter in stale:
-        if row.id in fresh:
-            keys, args = _put_args(fresh[row.id], cas=counter or "0")
-            script(keys=keys, args=args, client=pipe)
-    return sum(pipe.execute())
+    calls = [
+        (_PUT, *_put_args(fresh[row.id], cas=counter or "0")) for row, counter in stale
+        if row.id in fresh
+    ]  # fmt: skip
+    return sum(redis_scripts_pipelined(client, calls))
 
 
 def _zset_extras(client, concert_id: int) -> int:
@@ -532,13 +530,12 @@ def _repair_forced(client, rows: Sequence[Row]) -> int:
         return 0
     before = _mirror_state(client, rows)
     fresh = {r.id: r for r in _rows(QueueToken.objects.filter(id__in=[r.id for r in rows]))}
-    script = client.register_script(_PUT)
-    pipe = client.pipeline(transaction=False)
-    for row, state in zip(rows, before, strict=True):
-        if row.id in fresh:
-            keys, args = _put_args(fresh[row.id], cas=state[2] or "0")
-            script(keys=keys, args=args, client=pipe)
-    return sum(pipe.execute())
+    calls = [
+        (_PUT, *_put_args(fresh[row.id], cas=state[2] or "0"))
+        for row, state in zip(rows, before, strict=True)
+        if row.id in fresh
+    ]
+    return sum(redis_scripts_pipelined(client, calls))
 
 
 def rebuild(*, concert_id: int | None = None) -> int | None:

@@ -322,3 +322,50 @@ def test_a_line_up_with_a_free_slot_reads_its_place_after_the_admission_run(line
     # The run admitted the first two in line; the newcomer is behind the other three.
     assert (body["status"], body["position"]) == ("waiting", 4)
     assert QueueToken.objects.filter(concert=concert, status="active").count() == 2
+
+
+INCR = "return redis.call('INCR', KEYS[1])"
+INCR_BY_TWO = "return redis.call('INCRBY', KEYS[1], 2)"
+
+
+def test_scripts_in_a_pipeline_take_one_round_trip(monkeypatch):
+    from django.core.cache import cache
+    from redis.client import Pipeline
+
+    from config.cache import redis_scripts_pipelined
+
+    client = redis_client()
+    key = cache.make_key("test:pipelined")
+    extra: list = []
+    real = Pipeline.immediate_execute_command
+
+    def immediate(self, *args, **kwargs):
+        extra.append(args[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "immediate_execute_command", immediate)
+    assert redis_scripts_pipelined(client, [(INCR, [key], []), (INCR_BY_TWO, [key], [])]) == [1, 3]
+    assert extra == []  # EVALSHA only, no SCRIPT EXISTS first
+    # Control: redis-py's own way asks SCRIPT EXISTS before every execute.
+    pipe = client.pipeline(transaction=False)
+    client.register_script(INCR)(keys=[key], client=pipe)
+    pipe.execute()
+    assert extra == ["SCRIPT EXISTS"]
+    client.delete(key)
+
+
+def test_a_script_redis_lacks_is_loaded_and_only_its_calls_run_again():
+    from django.core.cache import cache
+
+    from config.cache import redis_script, redis_scripts_pipelined
+
+    client = redis_client()
+    first, second = cache.make_key("test:first"), cache.make_key("test:second")
+    redis_script(client, INCR_BY_TWO).sha = "0" * 40  # as if Redis had restarted
+    results = redis_scripts_pipelined(
+        client, [(INCR, [first], []), (INCR_BY_TWO, [second], []), (INCR, [first], [])]
+    )
+    assert results == [1, 2, 2]  # the calls that ran are not run again
+    assert client.get(first) == b"2" and client.get(second) == b"2"
+    assert redis_script(client, INCR_BY_TWO).sha != "0" * 40
+    client.delete(first, second)

@@ -1,0 +1,240 @@
+"""The fast lane (config/fastlane.py, issue 13): a plain poll skips DRF's dispatch and
+most of the middleware, and answers exactly what the full way answers.
+
+Each comparison runs one WSGI request the full way (Django's WSGIHandler, DRF's
+view) and the same request through the lane, from the same state, and compares the
+status, every header and the body."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.core import signals
+from django.core.cache import cache
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import connection
+from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from config import fastlane
+from queueing import mirror, services
+from queueing.models import QueueToken, WaitingRoom
+from tests.conftest import clear_own_cache_keys
+from tests.factories import ConcertFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Fallback:
+    """Stands for the full way behind the lane, and counts what reached it."""
+
+    def __init__(self) -> None:
+        self.app = WSGIHandler()
+        self.calls = 0
+
+    def __call__(self, environ, start_response):
+        self.calls += 1
+        return self.app(environ, start_response)
+
+
+def run(app, environ: dict) -> tuple[str, dict, bytes]:
+    out = {}
+
+    def start_response(status, headers, exc_info=None):
+        out["status"], out["headers"] = status, headers
+
+    body = app(dict(environ), start_response)
+    content = b"".join(body)
+    body.close()  # as a WSGI server does: Django sends request_finished
+    return out["status"], dict(out["headers"]), content
+
+
+@pytest.fixture
+def ways():
+    fallback = Fallback()
+    return fallback, fastlane.FastLane(fallback, fastlane.lanes())
+
+
+@pytest.fixture
+def line():
+    """Four fans waiting (capacity 0), issued through the service, so mirrored."""
+    concert = ConcertFactory()
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=0)
+    now = timezone.now()
+    return concert, [
+        services.queue_token_issue(user=UserFactory(), concert_id=concert.id, now=now)[0]
+        for _ in range(4)
+    ]
+
+
+def poll_env(key: str, **extra) -> dict:
+    return RequestFactory(HTTP_HOST="testserver").get(
+        "/api/v1/queue", HTTP_X_QUEUE_TOKEN=key, **extra
+    ).environ
+
+
+def forget_poll(key: str) -> None:
+    """Undo a poll's pacing, so the same poll can be asked again the other way."""
+    cache.delete(services._poll_key(key))
+
+
+def same_answer(ways, environ: dict, *, key: str | None = None) -> tuple[str, dict, bytes]:
+    """Ask the full way, then (the poll's pacing undone) the lane: the answers match."""
+    fallback, lane = ways
+    full = run(fallback.app, environ)
+    if key:
+        forget_poll(key)
+    calls = fallback.calls
+    fast = run(lane, environ)
+    assert fallback.calls == calls, "the lane passed it on"
+    assert fast == full
+    return fast
+
+
+def test_every_middleware_is_either_on_the_lane_or_skipped_for_a_reason():
+    lane, skipped = list(fastlane.LANE_MIDDLEWARE), set(fastlane.SKIPPED)
+    assert not set(lane) & skipped
+    assert set(lane) | skipped == set(settings.MIDDLEWARE)
+    assert lane == [m for m in settings.MIDDLEWARE if m in lane]  # in the same order
+
+
+def test_the_service_takes_the_lane_by_default():
+    from config import wsgi
+
+    assert settings.FAST_LANE
+    assert isinstance(wsgi.application, fastlane.FastLane)
+
+
+def test_a_waiting_and_an_active_poll_answer_the_same_either_way(ways, line):
+    concert, tokens = line
+    status, headers, body = same_answer(ways, poll_env(tokens[2].key), key=tokens[2].key)
+    assert status == "200 OK" and b'"position":3' in body
+    assert headers["X-Frame-Options"] == "DENY" and headers["Allow"] == "GET, DELETE, HEAD, OPTIONS"
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=1)
+    services.queue_admit_next(concert_id=concert.id, now=timezone.now())
+    status, _, body = same_answer(ways, poll_env(tokens[0].key), key=tokens[0].key)
+    assert status == "200 OK" and b'"status":"active"' in body
+
+
+def test_an_ended_turn_answers_the_same_either_way(ways, line):
+    _, tokens = line
+    services.queue_token_leave(token=tokens[1], now=timezone.now())
+    status, _, body = same_answer(ways, poll_env(tokens[1].key), key=tokens[1].key)
+    assert status == "200 OK" and b'"status":"left"' in body
+
+
+def test_an_early_poll_answers_the_same_429_either_way_with_no_sql(ways, line):
+    _, tokens = line
+    key = tokens[3].key
+    # a deadline 30.5 s away: both answers say 31 s unless half a second passes between
+    cache.set(services._poll_key(key), int(timezone.now().timestamp() * 1000) + 30_500, 60)
+    with CaptureQueriesContext(connection) as queries:
+        status, headers, body = same_answer(ways, poll_env(key))
+    assert status.startswith("429") and headers["Retry-After"] == "31"
+    assert b'"poll_too_soon"' in body
+    assert len(queries) == 0
+
+
+def test_unknown_and_malformed_tokens_answer_the_same_404_either_way(ways, line):
+    for key in ("a" * 64, "not-a-token"):
+        status, _, body = same_answer(ways, poll_env(key))
+        assert status.startswith("404") and b'"queue_token_not_found"' in body
+
+
+def test_a_mirrored_poll_on_the_lane_runs_no_sql(ways, line):
+    _, tokens = line
+    _, lane = ways
+    run(lane, poll_env(tokens[0].key))  # the shared pacing estimates are warm
+    with CaptureQueriesContext(connection) as queries:
+        status, _, _ = run(lane, poll_env(tokens[1].key))
+    assert status == "200 OK" and len(queries) == 0
+
+
+def test_without_the_mirror_the_lane_reads_postgresql_and_answers_the_same(ways, line):
+    _, tokens = line
+    clear_own_cache_keys()  # Redis restarted: no mirror until beat rebuilds it
+    assert not mirror.is_ready()
+    with CaptureQueriesContext(connection) as queries:
+        status, _, body = same_answer(ways, poll_env(tokens[2].key), key=tokens[2].key)
+    assert status == "200 OK" and b'"position":3' in body
+    assert len(queries) > 0
+
+
+def test_security_headers_and_redirects_are_the_same_either_way(ways, line, settings):
+    _, tokens = line
+    settings.SECURE_HSTS_SECONDS = 3600
+    settings.SECURE_SSL_REDIRECT = True
+    fallback = Fallback()  # the middleware reads these settings when it is made
+    ways = (fallback, fastlane.FastLane(fallback, fastlane.lanes()))
+    key = tokens[0].key
+    _, headers, _ = same_answer(ways, poll_env(key, HTTP_X_FORWARDED_PROTO="https"), key=key)
+    assert headers["Strict-Transport-Security"].startswith("max-age=3600")
+    status, headers, _ = same_answer(ways, poll_env(key))  # plain http: redirected
+    assert status.startswith("301") and headers["Location"].startswith("https://")
+
+
+def test_control_without_the_middleware_chain_the_answers_differ(ways, line, monkeypatch):
+    _, tokens = line
+    monkeypatch.setattr(fastlane, "LANE_MIDDLEWARE", ())
+    fallback = Fallback()
+    bare_lane = fastlane.FastLane(fallback, fastlane.lanes())
+    full = run(fallback.app, poll_env(tokens[0].key))
+    forget_poll(tokens[0].key)
+    fast = run(bare_lane, poll_env(tokens[0].key))
+    assert fast[0] == full[0] and fast[2] == full[2]
+    assert fast[1] != full[1] and "X-Frame-Options" not in fast[1]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"HTTP_AUTHORIZATION": "Token x"},  # a signed-in poller must own the token
+        {"HTTP_COOKIE": f"{settings.SESSION_COOKIE_NAME}=abc"},
+        {"HTTP_ACCEPT": "text/html"},  # DRF answers 406
+        {"QUERY_STRING": "format=json"},
+        {"HTTP_HOST": "evil.example"},  # Django answers 400
+        {"REQUEST_METHOD": "HEAD"},
+        {"REQUEST_METHOD": "DELETE"},
+    ],
+)
+def test_anything_but_a_plain_get_goes_the_full_way(ways, line, extra):
+    fallback, lane = ways
+    _, tokens = line
+    run(lane, {**poll_env(tokens[0].key), **extra})
+    assert fallback.calls == 1
+
+
+def test_other_paths_go_the_full_way(ways):
+    fallback, lane = ways
+    status, _, _ = run(lane, RequestFactory(HTTP_HOST="testserver").get("/healthz").environ)
+    assert fallback.calls == 1 and status == "200 OK"
+
+
+def test_a_lane_request_has_djangos_request_lifecycle(ways, line):
+    _, tokens = line
+    _, lane = ways
+    seen = []
+
+    def started(**kwargs):
+        seen.append("started")
+
+    def finished(**kwargs):
+        seen.append("finished")
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    try:
+        run(lane, poll_env(tokens[0].key))
+    finally:
+        signals.request_started.disconnect(started)
+        signals.request_finished.disconnect(finished)
+    assert seen == ["started", "finished"]
+
+
+def test_a_poll_from_the_lane_is_paced_like_any_other(ways, line):
+    _, tokens = line
+    _, lane = ways
+    assert run(lane, poll_env(tokens[1].key))[0] == "200 OK"
+    assert run(lane, poll_env(tokens[1].key))[0].startswith("429")
+    assert QueueToken.objects.get(pk=tokens[1].pk).status == "waiting"
