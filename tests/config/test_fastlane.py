@@ -69,9 +69,11 @@ def line():
 
 
 def poll_env(key: str, **extra) -> dict:
-    return RequestFactory(HTTP_HOST="testserver").get(
-        "/api/v1/queue", HTTP_X_QUEUE_TOKEN=key, **extra
-    ).environ
+    return (
+        RequestFactory(HTTP_HOST="testserver")
+        .get("/api/v1/queue", HTTP_X_QUEUE_TOKEN=key, **extra)
+        .environ
+    )
 
 
 def forget_poll(key: str) -> None:
