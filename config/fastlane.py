@@ -1,38 +1,47 @@
-"""The fast lane: a few hot, plain GETs answered through a short middleware chain.
+"""The fast lane: a few hot GETs answered through a short middleware chain.
 
-A fan's poll (`GET /api/v1/queue` with the token in X-Queue-Token) is the one
-request the whole waiting room repeats, thousands of times a second on sale day.
-It needs no session, no CSRF check, no user and no URL resolving, yet the full
-Django stack and DRF's dispatch cost more than the poll's own work (one Redis round
-trip). So the WSGI application routes such a request to its view directly, through
-the middleware that shapes its answer (`LANE_MIDDLEWARE`: the security headers, the
-SSL redirect, HSTS, X-Frame-Options, Content-Length), with Django's own request
-lifecycle: the script prefix, `request_started`, a `WSGIRequest`, exceptions turned
-into responses, and `request_finished` when the server closes the response.
+A fan's poll (`GET /api/v1/queue` with the token in X-Queue-Token) is the request
+the whole waiting room repeats, thousands of times a second on sale day, and an
+admitted fan's seat map (`GET /api/v1/schedules/{id}/seats`) comes right after. They
+need no session, no CSRF check and no URL resolving, and their answers come from
+Redis, yet the full Django stack and DRF's dispatch cost more than that work. So the
+WSGI application routes such a request to its view directly, through the middleware
+that shapes its answer (`LANE_MIDDLEWARE`: the security headers, the SSL redirect,
+HSTS, X-Frame-Options, Content-Length), with Django's own request lifecycle: the
+script prefix, `request_started`, a `WSGIRequest`, exceptions turned into
+responses, and `request_finished` when the server closes the response.
 
-A request takes the lane only when it is plain: the method is GET, the path is a
-lane's path, there is no query string, no Authorization header, no session cookie,
-an Accept header the JSON renderer satisfies (or none), and a host Django accepts.
-Anything else goes the full way, to the same command's DRF view, which also
-answers every case the lane never sees (a signed-in poller must own the token).
-The answer is the same either way: tests compare the two, status, headers and
-body, in every state a poll can answer.
+A request takes a lane only when it is plain: the method is GET, the path is a
+lane's, there is no query string, no session cookie, an Accept header the JSON
+renderer satisfies (or none), and a host Django accepts. A lane that needs the fan
+(`api_token`) also needs an API token that authenticates (DRF's own
+authenticator, cached); a lane that does not takes no Authorization header at all.
+Anything else goes the full way, to the same command's DRF view, which also answers
+every refusal the lane never sees (401, 406, 400...). The answer is the same either
+way: tests compare the two, status, headers and body, in every state each lane
+answers.
 
-`FAST_LANE=0` turns the lane off (every request then goes the full way).
+`FAST_LANE=0` turns the lanes off (every request then goes the full way).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core import signals
-from django.core.exceptions import DisallowedHost
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
 from django.http import HttpRequest, HttpResponse
 from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
+from rest_framework.renderers import JSONRenderer
+from rest_framework.views import APIView
+
+from config.errors import DomainError
 
 # The middleware a lane's answer goes through, outermost first. Every other entry
 # of settings.MIDDLEWARE must be in SKIPPED, with the reason it does nothing for a
@@ -44,20 +53,36 @@ LANE_MIDDLEWARE = (
 )
 SKIPPED = {
     "whitenoise.middleware.WhiteNoiseMiddleware": "serves /static/ only",
-    "django.contrib.sessions.middleware.SessionMiddleware": "no session cookie on the lane",
+    "django.contrib.sessions.middleware.SessionMiddleware": "no session cookie on a lane",
     "django.middleware.csrf.CsrfViewMiddleware": "a GET is never checked, nothing sets "
-    "the CSRF cookie on the lane",
-    "django.contrib.auth.middleware.AuthenticationMiddleware": "a lane view has no user",
+    "the CSRF cookie on a lane",
+    "django.contrib.auth.middleware.AuthenticationMiddleware": "a lane's fan comes from "
+    "the API token, as in DRF",
     "django.contrib.messages.middleware.MessageMiddleware": "no session, no messages",
     "django_htmx.middleware.HtmxMiddleware": "an API answer is no htmx page",
 }
 ACCEPTED = {"", "*/*", "application/json", "application/*"}
 
 
-def _chain(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+@dataclass(frozen=True)
+class Lane:
+    """`pattern` is matched against the whole path; its groups (digits) are passed to
+    `view` as ints, after the request. With `api_token`, request.user is the fan the
+    request's API token names (else the request goes the full way)."""
+
+    pattern: str
+    view: Callable[..., HttpResponse]
+    api_token: bool = False
+
+
+def _chain(view: Callable[..., HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
     """`view` wrapped in LANE_MIDDLEWARE as Django's handler wraps a view (each layer
-    turns an exception into a response)."""
-    handler = convert_exception_to_response(view)
+    turns an exception into a response). The path's numbers come in `lane_args`."""
+
+    def call_view(request: HttpRequest) -> HttpResponse:
+        return view(request, *request.lane_args)
+
+    handler = convert_exception_to_response(call_view)
     for path in reversed(LANE_MIDDLEWARE):
         handler = convert_exception_to_response(import_string(path)(handler))
     return handler
@@ -67,32 +92,58 @@ class FastLane:
     """A WSGI application: a plain GET on a lane's path is answered by its view
     through the short chain; everything else by `app` (Django's full handler)."""
 
-    def __init__(self, app: Callable, lanes: dict[str, Callable[[HttpRequest], HttpResponse]]):
-        self.app = app
-        self.lanes = {path: _chain(view) for path, view in lanes.items()}
-        self.session_cookie = settings.SESSION_COOKIE_NAME + "="
+    def __init__(self, app: Callable, lanes: Iterable[Lane]) -> None:
+        from config.auth import CachedTokenAuthentication
 
-    def plain(self, environ: dict) -> bool:
+        self.app = app
+        self.exact: dict[str, tuple[Lane, Callable]] = {}
+        self.patterns: list[tuple[re.Pattern, Lane, Callable]] = []
+        for lane in lanes:
+            if re.escape(lane.pattern) == lane.pattern:
+                self.exact[lane.pattern] = (lane, _chain(lane.view))
+            else:
+                self.patterns.append((re.compile(lane.pattern), lane, _chain(lane.view)))
+        self.session_cookie = settings.SESSION_COOKIE_NAME + "="
+        self.authenticator = CachedTokenAuthentication()
+
+    def route(self, path: str) -> tuple[Lane, Callable, tuple[int, ...]] | None:
+        found = self.exact.get(path)
+        if found is not None:
+            return *found, ()
+        for pattern, lane, handler in self.patterns:
+            match = pattern.fullmatch(path)
+            if match:
+                return lane, handler, tuple(int(group) for group in match.groups())
+        return None
+
+    def plain(self, environ: dict, lane: Lane) -> bool:
         return (
             environ.get("REQUEST_METHOD") == "GET"
             and not environ.get("QUERY_STRING")
-            and "HTTP_AUTHORIZATION" not in environ
+            and (lane.api_token or "HTTP_AUTHORIZATION" not in environ)
             and self.session_cookie not in environ.get("HTTP_COOKIE", "")
             and environ.get("HTTP_ACCEPT", "").strip() in ACCEPTED
         )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        handler = self.lanes.get(environ.get("PATH_INFO", ""))
-        if handler is None or not self.plain(environ):
+        routed = self.route(environ.get("PATH_INFO", ""))
+        if routed is None or not self.plain(environ, routed[0]):
             return self.app(environ, start_response)
+        lane, handler, args = routed
         request = WSGIRequest(environ)
         try:
-            request.get_host()
-        except DisallowedHost:  # the full way answers it (400, and the security log)
+            request.get_host()  # DisallowedHost: the full way answers it (400, and its log)
+            if lane.api_token:
+                found = self.authenticator.authenticate(request)
+                if found is None:
+                    return self.app(environ, start_response)  # DRF's 401
+                request.user, request.auth = found
+        except Exception:  # a bad host or token, or PostgreSQL down: the full way answers
             return self.app(environ, start_response)
         # What WSGIHandler.__call__ does around a request, in the same order.
         set_script_prefix(get_script_name(environ))
         signals.request_started.send(sender=WSGIHandler, environ=environ)
+        request.lane_args = args
         response = handler(request)
         response._handler_class = WSGIHandler  # request_finished is sent on close()
         start_response(
@@ -105,8 +156,45 @@ class FastLane:
         return response
 
 
-def lanes() -> dict[str, Callable[[HttpRequest], HttpResponse]]:
-    """The lanes: path -> view. Each view is the plain twin of a DRF view's GET."""
+# --- what lane views answer with ----------------------------------------------
+
+_json = JSONRenderer()
+
+
+def drf_allow(api: type[APIView]) -> str:
+    """The Allow header DRF gives `api`'s answers (as_view's setup adds HEAD to a GET)."""
+    instance = api()
+    instance.setup(HttpRequest())
+    return ", ".join(instance.allowed_methods)
+
+
+def json_response(
+    data: Any, *, allow: str, status: int = 200, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    """What DRF's Response with the JSON renderer gives, for a lane view."""
+    content = _json.render(data)
+    response = HttpResponse(content, status=status)
+    if content:
+        response["Content-Type"] = "application/json"
+    else:  # as DRF: no body, no Content-Type
+        del response["Content-Type"]
+    for name, value in (headers or {}).items():
+        response[name] = value
+    response["Allow"] = allow
+    return response
+
+
+def error_response(exc: DomainError, *, allow: str) -> HttpResponse:
+    """A domain error in the API's envelope, as config.api.exception_handler renders it."""
+    return json_response(exc.body(), allow=allow, status=exc.http_status, headers=exc.headers)
+
+
+def lanes() -> list[Lane]:
+    """The lanes. Each view is the plain twin of a DRF view's GET."""
+    from concerts.api import seats_lane
     from queueing.api import poll_lane
 
-    return {"/api/v1/queue": poll_lane}
+    return [
+        Lane("/api/v1/queue", poll_lane),
+        Lane(r"/api/v1/schedules/([0-9]+)/seats", seats_lane, api_token=True),
+    ]

@@ -8,11 +8,11 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config import fastlane
 from config.api import QUEUE_TOKEN_HEADER as HEADER
 from config.api import QUEUE_TOKEN_PARAMETER
 from config.errors import DomainError
@@ -153,8 +153,8 @@ class QueueTokenApi(APIView):
 
     @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses={200: QueueTokenOutput})
     def get(self, request: Request) -> Response:
-        """A plain poll (no Authorization, no session: nobody to check the owner
-        against) usually comes the fast lane instead, to `poll_lane` (config.fastlane)."""
+        # A plain poll (no Authorization, no session: nobody to check the owner
+        # against) usually comes the fast lane instead, to `poll_lane` (config.fastlane).
         now = timezone.now()
         view = _polled(request.headers.get(HEADER), now=now)
         self._owned(request, view.token)
@@ -172,15 +172,7 @@ class QueueTokenApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _allow(api: type[APIView]) -> str:
-    """The Allow header DRF gives `api`'s answers (as_view's setup adds HEAD to a GET)."""
-    instance = api()
-    instance.setup(HttpRequest())
-    return ", ".join(instance.allowed_methods)
-
-
-_POLL_ALLOW = _allow(QueueTokenApi)
-_json = JSONRenderer()
+_POLL_ALLOW = fastlane.drf_allow(QueueTokenApi)
 
 
 def poll_lane(request: HttpRequest) -> HttpResponse:
@@ -191,15 +183,12 @@ def poll_lane(request: HttpRequest) -> HttpResponse:
     try:
         view = _polled(request.headers.get(HEADER), now=now)
     except DomainError as exc:
-        response = HttpResponse(_json.render(exc.body()), status=exc.http_status)
-        for name, value in exc.headers.items():
-            response[name] = value
-    else:
-        response = HttpResponse(_json.render(_answered(view, now=now)))
-        response["Retry-After"] = str(view.poll_after_seconds)
-    response["Content-Type"] = "application/json"
-    response["Allow"] = _POLL_ALLOW
-    return response
+        return fastlane.error_response(exc, allow=_POLL_ALLOW)
+    return fastlane.json_response(
+        _answered(view, now=now),
+        allow=_POLL_ALLOW,
+        headers={"Retry-After": str(view.poll_after_seconds)},
+    )
 
 
 # --- operators: a concert's scheduled sale (staff only) --------------------------

@@ -56,14 +56,17 @@ class QueueGate(BasePermission):
     def has_permission(self, request, view) -> bool:
         if not request.user or not request.user.is_authenticated:
             return False  # IsAuthenticated, listed first, answers 401
-        concert_id = view.queue_concert_id(request)
-        request.queue_token = services.queue_gate_pass(
-            key=request.headers.get(HEADER),
-            user=request.user,
-            concert_id=concert_id,
-            now=timezone.now(),
-        )
+        request.queue_token = gate_pass(request, concert_id=view.queue_concert_id(request))
         return True
+
+
+def gate_pass(request: HttpRequest, *, concert_id: int):
+    """The gate for an API request (its user, the token in X-Queue-Token): the pass,
+    or the refusal raised. Used by QueueGate and by config.fastlane's lanes."""
+    return services.queue_gate_pass(
+        key=request.headers.get(HEADER), user=request.user, concert_id=concert_id,
+        now=timezone.now(),
+    )  # fmt: skip
 
 
 def gate_refusal_page(request: HttpRequest, exc: QueueGateError, *, concert_id: int):

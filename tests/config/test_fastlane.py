@@ -16,6 +16,7 @@ from django.db import connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from config import fastlane
 from queueing import mirror, services
@@ -240,3 +241,105 @@ def test_a_poll_from_the_lane_is_paced_like_any_other(ways, line):
     assert run(lane, poll_env(tokens[1].key))[0] == "200 OK"
     assert run(lane, poll_env(tokens[1].key))[0].startswith("429")
     assert QueueToken.objects.get(pk=tokens[1].pk).status == "waiting"
+
+
+# --- the seat map's lane: an admitted fan's API token and queue token -------------
+
+
+def seats_env(schedule_id: int, *, auth: str | None, queue_key: str | None, **extra) -> dict:
+    headers = {}
+    if auth:
+        headers["HTTP_AUTHORIZATION"] = auth
+    if queue_key:
+        headers["HTTP_X_QUEUE_TOKEN"] = queue_key
+    return (
+        RequestFactory(HTTP_HOST="testserver")
+        .get(f"/api/v1/schedules/{schedule_id}/seats", **headers, **extra)
+        .environ
+    )
+
+
+@pytest.fixture
+def booking(concert, schedule, fan, other_fan):
+    """An admitted fan with an API token, on a date where another fan holds seat 2."""
+    from tests.conftest import admit, hold_seat
+
+    hold_seat(other_fan, schedule, 2)
+    api_token, _ = Token.objects.get_or_create(user=fan)
+    return schedule, f"Token {api_token.key}", admit(fan, concert.id).key
+
+
+def same_seats(ways, environ: dict) -> tuple[str, dict, bytes]:
+    fallback, lane = ways
+    full = run(fallback.app, environ)
+    calls = fallback.calls
+    fast = run(lane, environ)
+    assert fallback.calls == calls, "the lane passed it on"
+    assert fast == full
+    return fast
+
+
+def test_the_seat_map_answers_the_same_either_way(ways, booking):
+    schedule, auth, key = booking
+    status, headers, body = same_seats(ways, seats_env(schedule.id, auth=auth, queue_key=key))
+    assert status == "200 OK" and b'"number":2,' not in body and b'"number":3,' in body
+    assert headers["Allow"] == "GET, HEAD, OPTIONS" and headers["ETag"]
+    status, headers, body = same_seats(
+        ways, seats_env(schedule.id, auth=auth, queue_key=key, HTTP_IF_NONE_MATCH=headers["ETag"])
+    )
+    assert status.startswith("304") and body == b""
+
+
+def test_a_warm_seat_map_on_the_lane_runs_no_sql(ways, booking):
+    schedule, auth, key = booking
+    _, lane = ways
+    run(lane, seats_env(schedule.id, auth=auth, queue_key=key))  # caches warm
+    with CaptureQueriesContext(connection) as queries:
+        status, _, _ = run(lane, seats_env(schedule.id, auth=auth, queue_key=key))
+    assert status == "200 OK" and len(queries) == 0
+
+
+def test_gate_refusals_answer_the_same_either_way(ways, booking, concert, other_fan):
+    from queueing.models import QueueToken as Token_
+
+    schedule, auth, key = booking
+    status, _, body = same_seats(ways, seats_env(schedule.id, auth=auth, queue_key=None))
+    assert status.startswith("403") and b'"queue_token_missing"' in body
+    others = Token_.objects.get(user=other_fan, concert=concert).key
+    status, _, body = same_seats(ways, seats_env(schedule.id, auth=auth, queue_key=others))
+    assert status.startswith("403") and b'"queue_token_invalid"' in body
+    status, _, body = same_seats(ways, seats_env(10**9, auth=auth, queue_key=key))
+    assert status.startswith("404") and b'"schedule_not_found"' in body
+
+
+def test_an_ended_turn_is_refused_on_the_lane_at_once(ways, booking):
+    from queueing.models import QueueToken as Token_
+
+    schedule, auth, key = booking
+    _, lane = ways
+    assert run(lane, seats_env(schedule.id, auth=auth, queue_key=key))[0] == "200 OK"
+    services.queue_token_leave(token=Token_.objects.get(key=key), now=timezone.now())
+    status, _, body = same_seats(ways, seats_env(schedule.id, auth=auth, queue_key=key))
+    assert status.startswith("403") and b'"queue_token_expired"' in body
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [None, "Token " + "0" * 40, "Bearer abc", "Token"],
+    ids=["none", "unknown", "other", "bare"],
+)
+def test_without_a_good_api_token_the_seat_map_goes_the_full_way(ways, booking, auth):
+    schedule, _, key = booking
+    fallback, lane = ways
+    status, headers, _ = run(lane, seats_env(schedule.id, auth=auth, queue_key=key))
+    assert fallback.calls == 1
+    assert status.startswith("401") and headers["WWW-Authenticate"] == "Token"
+
+
+def test_a_logged_out_api_token_is_refused_on_the_lane_at_once(ways, booking):
+    schedule, auth, key = booking
+    fallback, lane = ways
+    assert run(lane, seats_env(schedule.id, auth=auth, queue_key=key))[0] == "200 OK"
+    Token.objects.filter(key=auth.split()[1]).delete()  # logout (the cache entry goes on commit)
+    status, _, _ = run(lane, seats_env(schedule.id, auth=auth, queue_key=key))
+    assert status.startswith("401") and fallback.calls == 1

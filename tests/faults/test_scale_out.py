@@ -50,10 +50,14 @@ def test_two_web_processes_keep_fifo_capacity_and_single_sales(two_web_processes
     # whichever process served each fan.
     final = [selectors.queue_position(token=t) for t in tokens[10:]]
     assert final == list(range(1, 51))
-    # An answer is exact for what had committed when it was given: a fan who lined up
-    # a moment earlier on the other process may still appear ahead, never behind.
-    for token, place in zip(tokens[10:], final, strict=True):
-        assert answers[token.user_id]["position"] <= place
+    # An answer counts only fans ahead in line, never one behind: it is at most one
+    # more than the tokens with a smaller id. (It need not equal the final place: a
+    # fan who lined up a moment earlier on the other process may not have committed
+    # yet, and a fan ahead whose admission had committed may still count while its
+    # after-commit write to the Redis mirror is in flight, for milliseconds.)
+    for ahead, token in enumerate(tokens):
+        if token.status == "waiting":
+            assert answers[token.user_id]["position"] <= ahead + 1
 
     # The ten admitted fans all go for seats 1 to 5, through both processes at once.
     def hold(index, token):
