@@ -112,11 +112,12 @@ def redis_backend() -> PooledRedisCache | None:
     return backend if isinstance(backend, PooledRedisCache) else None
 
 
-def redis_client():
+def redis_client(backend: PooledRedisCache | None = None):
     """The shared cache's Redis client, for what Django's cache API lacks (Lua scripts,
     hashes, sorted sets): None without Redis, or while this process knows it is down.
-    Callers catch REDIS_DOWN and report it with redis_failed, which opens the breaker."""
-    backend = redis_backend()
+    Callers catch REDIS_DOWN and report it with redis_failed, which opens the breaker.
+    A caller that has `redis_backend()` at hand passes it (one lookup fewer)."""
+    backend = backend or redis_backend()
     if backend is None or backend._cache.is_down:
         return None
     return backend._cache.get_client(write=True)

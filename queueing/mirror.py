@@ -308,11 +308,12 @@ def read(
     also paced: the token's `paced_at_read` says how. The returned token is unsaved
     (read-only), with `position_at_read` set when waiting.
     """
-    client = redis_client()
+    backend = redis_backend()
+    client = redis_client(backend)
     if client is None or not is_token_key(key):
         return None
     try:
-        keys, args = _read_args(key, now, poll_key, pacing, presence)
+        keys, args = _read_args(key, now, poll_key, pacing, presence, backend=backend)
         found = redis_script(client, _READ)(keys=keys, args=args, client=client)
     except REDIS_DOWN as exc:
         redis_failed(exc)
@@ -346,9 +347,15 @@ def put_and_read(
 
 
 def _read_args(
-    key: str, now: datetime, poll_key: str | None, pacing: Sequence[str], presence: bool
+    key: str,
+    now: datetime,
+    poll_key: str | None,
+    pacing: Sequence[str],
+    presence: bool,
+    *,
+    backend=None,
 ) -> tuple[list[str], list[str]]:
-    backend = redis_backend()
+    backend = backend or redis_backend()
     base = backend.make_key("qm")
     return [
         f"{base}:t:{key}",
@@ -361,6 +368,9 @@ def _read_args(
     ]  # fmt: skip
 
 
+_TOKEN_COLUMNS = tuple(field.attname for field in QueueToken._meta.concrete_fields)
+
+
 def _token_read(found, *, key: str, now: datetime, presence: bool) -> QueueToken | None:
     if found is None:
         return None
@@ -368,17 +378,21 @@ def _token_read(found, *, key: str, now: datetime, presence: bool) -> QueueToken
         raise Early(int(found[1]))
     t = {found[i].decode(): found[i + 1].decode() for i in range(0, len(found), 2)}
     seen = [v for v in (_dt(t.get("ls")), _dt(t.get("lp"))) if v is not None]
-    token = QueueToken(
-        id=int(t["id"]),
-        key=key,
-        concert_id=int(t["c"]),
-        user_id=int(t["u"]),
-        status=t["s"],
-        active_until=_dt(t.get("au")),
-        ended_at=_dt(t.get("ea")),
-        end_reason=t.get("er", ""),
-        last_seen_at=max(seen) if seen else now,
-    )
+    values = {
+        "id": int(t["id"]),
+        "key": key,
+        "concert_id": int(t["c"]),
+        "user_id": int(t["u"]),
+        "status": t["s"],
+        "active_until": _dt(t.get("au")),
+        "ended_at": _dt(t.get("ea")),
+        "end_reason": t.get("er", ""),
+        "last_seen_at": max(seen) if seen else now,
+    }
+    # Positional, in the model's column order: Django's fast path (a poll makes one).
+    # The columns the mirror does not hold (created_at, admitted_at) are None, as
+    # with keywords; a test holds the two equal.
+    token = QueueToken(*[values.get(name) for name in _TOKEN_COLUMNS])
     token.from_mirror = True
     if t["pos"] != "-1":
         token.position_at_read = int(t["pos"])

@@ -196,7 +196,6 @@ def test_control_without_the_middleware_chain_the_answers_differ(ways, line, mon
         {"HTTP_COOKIE": f"{settings.SESSION_COOKIE_NAME}=abc"},
         {"HTTP_ACCEPT": "text/html"},  # DRF answers 406
         {"QUERY_STRING": "format=json"},
-        {"HTTP_HOST": "evil.example"},  # Django answers 400
         {"REQUEST_METHOD": "HEAD"},
         {"REQUEST_METHOD": "DELETE"},
     ],
@@ -206,6 +205,12 @@ def test_anything_but_a_plain_get_goes_the_full_way(ways, line, extra):
     _, tokens = line
     run(lane, {**poll_env(tokens[0].key), **extra})
     assert fallback.calls == 1
+
+
+def test_a_host_django_refuses_gets_the_same_400_either_way(ways, line):
+    _, tokens = line
+    status, _, _ = same_answer(ways, poll_env(tokens[0].key, HTTP_HOST="evil.example"))
+    assert status.startswith("400")
 
 
 def test_other_paths_go_the_full_way(ways):

@@ -99,3 +99,18 @@ def test_a_deleted_api_token_is_refused_by_both_processes(two_web_processes, sal
     token.delete()  # logged out, as the admin's delete does
     for url in (a, b):
         assert httpx.get(f"{url}/api/v1/auth/me", headers=auth, timeout=30).status_code == 401
+
+
+def test_a_deleted_api_token_is_refused_on_the_seat_map_by_both_processes(two_web_processes, sale):
+    """The seat map takes the fast lane (config/fastlane.py), which authenticates the
+    API token itself: a logout through one process is refused by both at once."""
+    a, b = two_web_processes
+    concert, schedule = sale
+    user, headers = fan_on(a, concert)
+    for url in (a, b):  # each process has now authenticated it (cached)
+        assert seats(url, schedule, headers).status_code == 200
+    Token.objects.filter(user=user).delete()
+    for url in (a, b):
+        refused = seats(url, schedule, headers)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "authentication_failed"

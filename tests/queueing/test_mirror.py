@@ -369,3 +369,18 @@ def test_a_script_redis_lacks_is_loaded_and_only_its_calls_run_again():
     assert client.get(first) == b"2" and client.get(second) == b"2"
     assert redis_script(client, INCR_BY_TWO).sha != "0" * 40
     client.delete(first, second)
+
+
+def test_a_token_read_from_the_mirror_is_the_instance_keywords_would_make(line):
+    _, tokens = line
+    token = tokens[1]
+    seen = mirror.read(key=token.key, now=timezone.now(), presence=False)
+    by_keywords = QueueToken(
+        id=token.pk, key=token.key, concert_id=token.concert_id, user_id=token.user_id,
+        status=token.status, active_until=token.active_until, ended_at=token.ended_at,
+        end_reason=token.end_reason, last_seen_at=seen.last_seen_at,
+    )  # fmt: skip
+    columns = [field.attname for field in QueueToken._meta.concrete_fields]
+    assert [getattr(seen, c) for c in columns] == [getattr(by_keywords, c) for c in columns]
+    assert seen.created_at is None and seen.admitted_at is None
+    assert seen._state.adding and seen.pk == token.pk
