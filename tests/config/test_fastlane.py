@@ -348,3 +348,19 @@ def test_a_logged_out_api_token_is_refused_on_the_lane_at_once(ways, booking):
     Token.objects.filter(key=auth.split()[1]).delete()  # logout (the cache entry goes on commit)
     status, _, _ = run(lane, seats_env(schedule.id, auth=auth, queue_key=key))
     assert status.startswith("401") and fallback.calls == 1
+
+
+def test_with_redis_down_both_lanes_answer_from_postgresql(ways, booking, line):
+    from django.test import override_settings
+
+    from tests.config.test_redis_down import DOWN
+
+    _, tokens = line
+    schedule, auth, key = booking
+    with override_settings(CACHES=DOWN):
+        fallback, lane = ways
+        status, _, body = run(lane, poll_env(tokens[2].key))
+        assert status == "200 OK" and b'"position":3' in body
+        status, _, body = run(lane, seats_env(schedule.id, auth=auth, queue_key=key))
+        assert status == "200 OK" and b'"number":3,' in body
+        assert fallback.calls == 0  # the lanes answered, slower, from the rows
