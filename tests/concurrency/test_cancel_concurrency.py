@@ -107,7 +107,11 @@ def test_control_without_the_lock_a_booking_is_refunded_twice(monkeypatch):
         reservation = Reservation.objects.select_related("seat", "schedule__concert").get(
             pk=reservation_id
         )
-        time.sleep(0.01)  # the gap between reading the booking and refunding it
+        # The gap between reading the booking and refunding it: wide enough that all
+        # ten threads read before the first refund commits, even when their new
+        # database connections come up tens of milliseconds apart (it once failed at
+        # 10 ms, in CI on a slow machine).
+        time.sleep(0.2)
         return reservation
 
     monkeypatch.setattr(services.concert_services, "reservation_lock", unlocked)
