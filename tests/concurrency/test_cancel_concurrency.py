@@ -5,7 +5,7 @@ Guard: booking_cancel and payment_refund_by_operator both take reservation_lock
 control switches the lock off and shows a booking refunded twice.
 """
 
-import time
+import threading
 
 import pytest
 from django.utils import timezone
@@ -104,20 +104,26 @@ def test_an_operator_refund_racing_the_fans_cancel_refunds_once():
 
 def test_control_without_the_lock_a_booking_is_refunded_twice(monkeypatch):
     def unlocked(*, user_id, reservation_id):
-        reservation = Reservation.objects.select_related("seat", "schedule__concert").get(
+        return Reservation.objects.select_related("seat", "schedule__concert").get(
             pk=reservation_id
         )
-        # The gap between reading the booking and refunding it: wide enough that all
-        # ten threads read before the first refund commits, even when their new
-        # database connections come up tens of milliseconds apart (it once failed at
-        # 10 ms, in CI on a slow machine).
-        time.sleep(0.2)
-        return reservation
+
+    # Every thread has read the booking and its payment as paid before any refunds:
+    # a barrier, not a sleep (a sleep before the payment read missed the race in CI,
+    # when one thread's refund committed before the others woke and read the payment).
+    everyone_read = threading.Barrier(10)
+    refund_locked = services._refund_locked
+
+    def refund_after_everyone_read(**kwargs):
+        everyone_read.wait(timeout=60)
+        return refund_locked(**kwargs)
 
     monkeypatch.setattr(services.concert_services, "reservation_lock", unlocked)
     monkeypatch.setattr(
         services.Payment.objects, "select_for_update", lambda **kw: Payment.objects.all()
     )
+    monkeypatch.setattr(services, "_refund_locked", refund_after_everyone_read)
     fan, reservation, _ = paid_booking()
-    run_concurrently(fan_cancel, [(fan, reservation)] * 10)
-    assert refunds(reservation) > 1
+    results = run_concurrently(fan_cancel, [(fan, reservation)] * 10)
+    assert errors(results) == []
+    assert refunds(reservation) == 10

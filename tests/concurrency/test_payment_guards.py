@@ -13,8 +13,8 @@ that the race is about the seat alone.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-import time
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -67,12 +67,19 @@ def pay(fan, reservation, key, now=None):
 def guards(monkeypatch, *, lock: bool, held_check: bool, constraint: bool):
     monkeypatch.setattr(services.queue_services, "queue_turn_end", lambda **kw: None)
     if not lock:
+        # The gap between reading the hold and acting on it: every payer has read it
+        # before any acts (a barrier, not a sleep, so a slow machine cannot close it).
+        # Only a payer's first read waits: a refused one reads again to record it.
+        all_read, waited = threading.Barrier(20), threading.local()
 
         def unlocked(*, user_id, reservation_id):
             reservation = Reservation.objects.select_related("seat", "schedule__concert").get(
                 pk=reservation_id
             )
-            time.sleep(0.01)  # the gap between reading the hold and acting on it
+            if not getattr(waited, "once", False):
+                waited.once = True
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    all_read.wait(timeout=30)
             return reservation
 
         monkeypatch.setattr(services.concert_services, "reservation_lock", unlocked)
