@@ -25,7 +25,14 @@ from datetime import UTC, datetime
 from django.core.cache import caches
 from django.db import transaction
 
-from config.cache import REDIS_DOWN, redis_client, redis_failed, redis_script
+from config.cache import (
+    REDIS_DOWN,
+    Reply,
+    RoundTrip,
+    redis_client,
+    redis_failed,
+    redis_script,
+)
 
 MAX_AGE = 30  # seconds
 
@@ -48,10 +55,27 @@ def read(schedule_id: int, *, now: datetime) -> tuple[dict | None, str | None]:
     if client is None:
         return None, None
     try:
-        version, data_version, data = client.hmget(_key(schedule_id), "v", "dv", "data")
+        found = client.hmget(_key(schedule_id), *_FIELDS)
     except REDIS_DOWN as exc:
         redis_failed(exc)
         return None, None
+    return _answer(found, now=now)
+
+
+def read_later(trip: RoundTrip, schedule_id: int) -> Reply:
+    """`read`'s Redis read, in a RoundTrip; `read_reply` gives what `read` gives."""
+    return trip.command("HMGET", _key(schedule_id), *_FIELDS)
+
+
+def read_reply(reply: Reply, *, now: datetime) -> tuple[dict | None, str | None]:
+    return (None, None) if reply.down else _answer(reply.value, now=now)
+
+
+_FIELDS = ("v", "dv", "data")
+
+
+def _answer(found, *, now: datetime) -> tuple[dict | None, str | None]:
+    version, data_version, data = found
     version = (version or b"0").decode()
     if data is not None and data_version is not None and data_version.decode() == version:
         answer = json.loads(data)

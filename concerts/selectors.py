@@ -36,6 +36,7 @@ from concerts.models import (
     WaitlistEntry,
 )
 from config import rawsql
+from config.cache import Reply, RoundTrip
 from queueing import selectors as queue_selectors
 
 
@@ -253,14 +254,20 @@ class AvailableSeat(NamedTuple):
     price: int
 
 
-def schedule_availability(*, schedule_id: int, now: datetime) -> Availability:
+def schedule_availability(
+    *, schedule_id: int, now: datetime, cached: Reply | None = None
+) -> Availability:
     """The date and its available seats, none outside its booking window.
 
     Answered from Redis while nothing has changed (concerts.seatcache: no SQL),
     else from one PostgreSQL query, whose answer is then kept until the next write
     on the date or the moment its earliest live hold lapses, whichever is first.
+    `cached`: the Redis read already made in a RoundTrip (schedule_availability_later).
     """
-    answer, seen_version = seatcache.read(schedule_id, now=now)
+    if cached is None:
+        answer, seen_version = seatcache.read(schedule_id, now=now)
+    else:
+        answer, seen_version = seatcache.read_reply(cached, now=now)
     if answer is None:
         schedule = schedule_get(schedule_id=schedule_id)
         answer = _availability_answer(schedule=schedule, now=now)
@@ -276,6 +283,11 @@ def schedule_availability(*, schedule_id: int, now: datetime) -> Availability:
     if not schedule.is_open_for_booking(now=now):
         return Availability(schedule, [])
     return Availability(schedule, [AvailableSeat(n, p) for n, p in answer["seats"]])
+
+
+def schedule_availability_later(trip: RoundTrip, *, schedule_id: int) -> Reply:
+    """schedule_availability's Redis read, in a RoundTrip: pass the reply as `cached`."""
+    return seatcache.read_later(trip, schedule_id)
 
 
 def seat_list_available(*, schedule: Schedule, now: datetime) -> list[AvailableSeat]:

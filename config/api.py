@@ -187,6 +187,12 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
 )
 
 
+def request_header(request, name: str) -> str | None:
+    """One request header, read from META: `request.headers` parses every header of
+    the request the first time it is read, and the hot reads need one or two."""
+    return request.META.get("HTTP_" + name.upper().replace("-", "_"))
+
+
 def idempotency_key(request) -> str | None:
     return request.headers.get(IDEMPOTENCY_HEADER)
 

@@ -13,6 +13,7 @@ password changed, renamed). With the cache down, every request reads PostgreSQL.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -24,6 +25,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
 from config import rawsql
+from config.cache import Reply, RoundTrip
 
 TTL = 300  # seconds; invalidation is explicit, the TTL only bounds memory
 
@@ -32,15 +34,35 @@ def _cache_key(key: str) -> str:
     return "auth:token:" + hashlib.sha256(key.encode()).hexdigest()
 
 
+# An Authorization header a fast lane reads itself (config.fastlane): DRF's keyword
+# and a key as DRF makes them. Any other shape goes the full way, to DRF.
+PLAIN_TOKEN = re.compile(r"Token ([0-9a-f]{40})")
+
+
 class CachedTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key: str):
-        cache_key = _cache_key(key)
+        return credentials(key)
+
+
+def credentials(key: str, cached: Reply | None = None):
+    """(user, token) for an API token key, as DRF's authenticate_credentials gives
+    them (and with its errors): from the shared cache, else from PostgreSQL, then
+    cached. `cached`: the cache read already made in a RoundTrip (credentials_later)."""
+    cache_key = _cache_key(key)
+    if cached is not None and not cached.down:
+        hit = cache.decode(cached.value)
+    else:
         hit = cache.get(cache_key)
-        if hit is not None:
-            return hit
-        user, token = _from_database(key)  # raises for a bad key
-        cache.set(cache_key, (user, token), TTL)
-        return user, token
+    if hit is not None:
+        return hit
+    user, token = _from_database(key)  # raises for a bad key
+    cache.set(cache_key, (user, token), TTL)
+    return user, token
+
+
+def credentials_later(trip: RoundTrip, key: str) -> Reply:
+    """The cache read of `credentials`, in a RoundTrip (with Redis as the cache)."""
+    return trip.command("GET", trip.make_key(_cache_key(key)))
 
 
 def _from_database(key: str):

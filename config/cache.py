@@ -103,6 +103,11 @@ class PooledRedisCache(RedisCache):
         super().__init__(server, params)
         self._class = PooledRedisCacheClient
 
+    def decode(self, raw: bytes | None) -> Any:
+        """A value read raw from Redis (a RoundTrip's GET of `make_key(key)`), as get()
+        would give it (None: a miss)."""
+        return None if raw is None else self._cache._serializer.loads(raw)
+
 
 def redis_backend() -> PooledRedisCache | None:
     """The shared cache when it is Redis (None on the embedded file cache)."""
@@ -150,9 +155,23 @@ def redis_scripts_pipelined(client, calls: Sequence[tuple[str, Sequence, Sequenc
     execute, a second round trip. A script Redis lacks (after a restart or a SCRIPT
     FLUSH) is loaded then, and only the calls that failed for it are run again, in
     order, in a second round trip. Other errors are raised as from pipe.execute()."""
+    return _pipelined(client, [(text, keys, args) for text, keys, args in calls])
+
+
+def _pipelined(client, calls: Sequence[tuple]) -> list:
+    """Each call is (text, keys, args) for a Lua script, or (None, command...) for a
+    plain command; see redis_scripts_pipelined."""
+
+    def send(pipe, call: tuple) -> None:
+        if call[0] is None:
+            pipe.execute_command(*call[1:])
+        else:
+            text, keys, args = call
+            pipe.evalsha(redis_script(client, text).sha, len(keys), *keys, *args)
+
     pipe = client.pipeline(transaction=False)
-    for text, keys, args in calls:
-        pipe.evalsha(redis_script(client, text).sha, len(keys), *keys, *args)
+    for call in calls:
+        send(pipe, call)
     results = pipe.execute(raise_on_error=False)
     missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
     if missing:
@@ -160,11 +179,66 @@ def redis_scripts_pipelined(client, calls: Sequence[tuple[str, Sequence, Sequenc
             redis_script(client, text).sha = client.script_load(text)
         pipe = client.pipeline(transaction=False)
         for i in missing:
-            text, keys, args = calls[i]
-            pipe.evalsha(redis_script(client, text).sha, len(keys), *keys, *args)
+            send(pipe, calls[i])
         for i, result in zip(missing, pipe.execute(raise_on_error=False), strict=True):
             results[i] = result
     for result in results:
         if isinstance(result, Exception):
             raise result
     return results
+
+
+# --- one round trip for reads that several owners need ------------------------------
+
+
+class Reply:
+    """One read's reply in a RoundTrip: `value` once the trip has run, or `down`
+    (Redis did not answer, or there is no Redis): the reader then does what its own
+    read does when Redis is down."""
+
+    __slots__ = ("value", "down")
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self.down = True
+
+
+class RoundTrip:
+    """The reads one request needs from several owners, sent in one pipelined round
+    trip. Each owner adds its own read (its key layout and its decoding stay with
+    it) and keeps the Reply; `run()` sends them all; a failure leaves every reply
+    `down` and opens the breaker, as a failed read of its own would."""
+
+    def __init__(self) -> None:
+        self.backend = redis_backend()
+        self.client = redis_client(self.backend)
+        self._calls: list[tuple] = []
+        self._replies: list[Reply] = []
+
+    def make_key(self, key: str) -> str:
+        """The shared cache's full key for `key`, as its get() and set() use it."""
+        return key if self.backend is None else self.backend.make_key(key)
+
+    def command(self, *command: Any) -> Reply:
+        return self._add((None, *command))
+
+    def script(self, text: str, keys: Sequence, args: Sequence) -> Reply:
+        return self._add((text, keys, args))
+
+    def _add(self, call: tuple) -> Reply:
+        reply = Reply()
+        if self.client is not None:
+            self._calls.append(call)
+            self._replies.append(reply)
+        return reply
+
+    def run(self) -> None:
+        if not self._calls:
+            return
+        try:
+            results = _pipelined(self.client, self._calls)
+        except REDIS_DOWN as exc:
+            redis_failed(exc)
+            return
+        for reply, value in zip(self._replies, results, strict=True):
+            reply.value, reply.down = value, False

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from config import fastlane
 from config.api import QUEUE_TOKEN_HEADER as HEADER
-from config.api import QUEUE_TOKEN_PARAMETER
+from config.api import QUEUE_TOKEN_PARAMETER, request_header
 from config.errors import DomainError
 from queueing import selectors, services
 from queueing.exceptions import QueueTokenInvalid, QueueTokenMissing, QueueTokenUnknown
@@ -156,7 +156,7 @@ class QueueTokenApi(APIView):
         # A plain poll (no Authorization, no session: nobody to check the owner
         # against) usually comes the fast lane instead, to `poll_lane` (config.fastlane).
         now = timezone.now()
-        view = _polled(request.headers.get(HEADER), now=now)
+        view = _polled(request_header(request, HEADER), now=now)
         self._owned(request, view.token)
         return token_response(view, now=now)
 
@@ -181,7 +181,7 @@ def poll_lane(request: HttpRequest) -> HttpResponse:
     headers and body; tests compare the two in every state a poll answers)."""
     now = timezone.now()
     try:
-        view = _polled(request.headers.get(HEADER), now=now)
+        view = _polled(request_header(request, HEADER), now=now)
     except DomainError as exc:
         return fastlane.error_response(exc, allow=_POLL_ALLOW)
     return fastlane.json_response(

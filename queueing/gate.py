@@ -15,6 +15,8 @@ from django.utils import timezone
 from rest_framework.permissions import BasePermission
 
 from config.api import QUEUE_TOKEN_HEADER as HEADER
+from config.api import request_header
+from config.cache import Reply, RoundTrip
 from config.pages import show_error
 from queueing import services
 from queueing.exceptions import QueueGateError, QueueTokenWaiting
@@ -36,7 +38,7 @@ def forget_token(request: HttpRequest, *, concert_id: int) -> None:
 
 
 def token_key_from(request: HttpRequest, *, concert_id: int | None = None) -> str | None:
-    key = request.headers.get(HEADER)
+    key = request_header(request, HEADER)
     if not key and concert_id is not None and hasattr(request, "session"):
         key = request.session.get(SESSION_KEY, {}).get(str(concert_id))
     return key or None
@@ -60,13 +62,20 @@ class QueueGate(BasePermission):
         return True
 
 
-def gate_pass(request: HttpRequest, *, concert_id: int):
+def gate_pass(request: HttpRequest, *, concert_id: int, mirrored: Reply | None = None):
     """The gate for an API request (its user, the token in X-Queue-Token): the pass,
-    or the refusal raised. Used by QueueGate and by config.fastlane's lanes."""
+    or the refusal raised. Used by QueueGate and by config.fastlane's lanes, which
+    pass the read `gate_later` made in their round trip."""
     return services.queue_gate_pass(
-        key=request.headers.get(HEADER), user=request.user, concert_id=concert_id,
-        now=timezone.now(),
+        key=request_header(request, HEADER), user=request.user, concert_id=concert_id,
+        now=timezone.now(), mirrored=mirrored,
     )  # fmt: skip
+
+
+def gate_later(trip: RoundTrip, request: HttpRequest) -> Reply:
+    """gate_pass's Redis read, in a RoundTrip."""
+    key = request_header(request, HEADER)
+    return services.queue_gate_pass_later(trip, key=key, now=timezone.now())
 
 
 def gate_refusal_page(request: HttpRequest, exc: QueueGateError, *, concert_id: int):

@@ -42,6 +42,8 @@ from django.db import connection, transaction
 
 from config.cache import (
     REDIS_DOWN,
+    Reply,
+    RoundTrip,
     redis_backend,
     redis_client,
     redis_failed,
@@ -319,6 +321,18 @@ def read(
         redis_failed(exc)
         return None
     return _token_read(found, key=key, now=now, presence=presence)
+
+
+def read_later(trip: RoundTrip, *, key: str, now: datetime) -> Reply:
+    """`read` (unpaced, presence recorded), in a RoundTrip; `read_reply` gives what
+    `read` gives. A key that is no token's is never sent (its reply is down)."""
+    if trip.client is None or not is_token_key(key):
+        return Reply()
+    return trip.script(_READ, *_read_args(key, now, None, (), True, backend=trip.backend))
+
+
+def read_reply(reply: Reply, *, key: str, now: datetime) -> QueueToken | None:
+    return None if reply.down else _token_read(reply.value, key=key, now=now, presence=True)
 
 
 def put_and_read(

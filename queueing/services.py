@@ -28,6 +28,7 @@ from django.db.models import F
 
 from config import rawsql
 from config.audit import operator_action_record
+from config.cache import Reply, RoundTrip
 from queueing import mirror, selectors
 from queueing.exceptions import (
     CapacityInvalid,
@@ -938,18 +939,32 @@ def _check_pass(
 
 
 def queue_gate_pass(
-    *, key: str | None, user: AbstractBaseUser, concert_id: int, now: datetime
+    *,
+    key: str | None,
+    user: AbstractBaseUser,
+    concert_id: int,
+    now: datetime,
+    mirrored: Reply | None = None,
 ) -> QueueToken:
-    """Let an admitted fan through to a concert's booking, or raise the reason why not."""
+    """Let an admitted fan through to a concert's booking, or raise the reason why not.
+    `mirrored`: the mirror's read already made in a RoundTrip (queue_gate_pass_later)."""
     if not key:
         raise QueueTokenMissing()
-    token = mirror.read(key=key, now=now)  # one Redis round trip, presence included
+    if mirrored is None:
+        token = mirror.read(key=key, now=now)  # one Redis round trip, presence included
+    else:
+        token = mirror.read_reply(mirrored, key=key, now=now)
     if token is None:
         token = selectors.queue_token_get(key=key)
     _check_pass(token, user=user, concert_id=concert_id, now=now)
     if not getattr(token, "from_mirror", False):
         queue_token_touch(token=token, now=now)
     return token
+
+
+def queue_gate_pass_later(trip: RoundTrip, *, key: str | None, now: datetime) -> Reply:
+    """queue_gate_pass's Redis read, in a RoundTrip: pass the reply as `mirrored`."""
+    return mirror.read_later(trip, key=key, now=now)
 
 
 # --- poll pacing -------------------------------------------------------------

@@ -304,6 +304,51 @@ def test_a_warm_seat_map_on_the_lane_runs_no_sql(ways, booking):
     assert status == "200 OK" and len(queries) == 0
 
 
+def round_trips(monkeypatch) -> list:
+    """Counts the Redis round trips this process makes (one packed send each: a single
+    command, or a whole pipeline)."""
+    from redis.connection import AbstractConnection
+
+    sent: list = []
+    real = AbstractConnection.send_packed_command
+
+    def send(self, command, check_health=True):
+        sent.append(command)
+        return real(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", send)
+    return sent
+
+
+def test_a_warm_seat_map_on_the_lane_takes_one_redis_round_trip(ways, booking, monkeypatch):
+    """The API token's user, the date's seats and the fan's turn, read together. The
+    control: the full way reads the same three one by one."""
+    schedule, auth, key = booking
+    fallback, lane = ways
+    run(lane, seats_env(schedule.id, auth=auth, queue_key=key))  # caches warm
+    sent = round_trips(monkeypatch)
+    assert same_seats(ways, seats_env(schedule.id, auth=auth, queue_key=key))[0] == "200 OK"
+    full_way, on_the_lane = sent[:3], sent[3:]
+    assert len(full_way) == 3 and len(on_the_lane) == 1
+
+
+def test_a_cold_api_token_on_the_lane_is_read_from_postgresql_and_cached(ways, booking):
+    schedule, auth, key = booking
+    fallback, lane = ways
+    cache.delete(auth_cache_key(auth))
+    with CaptureQueriesContext(connection) as queries:
+        status, _, _ = run(lane, seats_env(schedule.id, auth=auth, queue_key=key))
+    assert status == "200 OK" and fallback.calls == 0
+    assert any("authtoken_token" in q["sql"] for q in queries.captured_queries)
+    assert cache.get(auth_cache_key(auth))[0].pk == Token.objects.get(key=auth[6:]).user_id
+
+
+def auth_cache_key(auth: str) -> str:
+    from config.auth import _cache_key
+
+    return _cache_key(auth[len("Token ") :])
+
+
 def test_gate_refusals_answer_the_same_either_way(ways, booking, concert, other_fan):
     from queueing.models import QueueToken as Token_
 

@@ -1,0 +1,66 @@
+"""config.cache.RoundTrip: reads several owners need, in one pipelined round trip
+(issue 13: the seat map's API token, seats and turn), and what happens when Redis
+lacks a script, is down, or is not there at all."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.test import override_settings
+
+from config.cache import RoundTrip, redis_client, redis_script
+from tests.config.test_fastlane import round_trips
+from tests.config.test_redis_down import DOWN
+
+INCR_BY_TWO = "return redis.call('INCRBY', KEYS[1], 2)"
+
+
+@pytest.fixture
+def keys():
+    names = [cache.make_key(f"test:trip:{n}") for n in ("a", "b")]
+    yield names
+    redis_client().delete(*names)
+
+
+def test_commands_and_scripts_go_in_one_round_trip(keys, monkeypatch):
+    first, second = keys
+    redis_client().set(first, b"x")
+    sent = round_trips(monkeypatch)
+    trip = RoundTrip()
+    got = trip.command("GET", first)
+    added = trip.script(INCR_BY_TWO, [second], [])
+    assert got.down and added.down  # nothing is known before the trip runs
+    trip.run()
+    assert len(sent) == 1
+    assert (got.value, got.down, added.value, added.down) == (b"x", False, 2, False)
+
+
+def test_a_script_redis_lacks_is_loaded_and_the_commands_are_not_run_again(keys):
+    first, second = keys
+    client = redis_client()
+    redis_script(client, INCR_BY_TWO).sha = "0" * 40  # as if Redis had restarted
+    trip = RoundTrip()
+    counted = trip.command("INCR", first)
+    added = trip.script(INCR_BY_TWO, [second], [])
+    trip.run()
+    assert (counted.value, added.value) == (1, 2)
+    assert client.get(first) == b"1"  # the command ran once
+    assert redis_script(client, INCR_BY_TWO).sha != "0" * 40
+
+
+def test_with_redis_down_every_reply_is_down_and_the_breaker_opens():
+    with override_settings(CACHES=DOWN):
+        trip = RoundTrip()
+        replies = [trip.command("GET", "a"), trip.script(INCR_BY_TWO, ["b"], [])]
+        trip.run()  # no error: the readers fall back as their own reads would
+        assert all(reply.down for reply in replies)
+        assert redis_client() is None  # the breaker: no more tries for a while
+
+
+def test_without_redis_the_trip_sends_nothing():
+    local = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(CACHES=local):
+        trip = RoundTrip()
+        reply = trip.command("GET", "a")
+        trip.run()
+        assert reply.down and trip.client is None
