@@ -114,13 +114,38 @@ def schedule_get(*, schedule_id: int) -> Schedule:
 
 
 def schedule_get_with_holder(
-    *, schedule_id: int, seat_number: int, now: datetime
+    *, schedule_id: int, seat_number: int, now: datetime, cached: Reply | None = None
 ) -> tuple[Schedule, tuple[int, int] | None]:
     """The date with its concert, and (reservation id, fan) of the seat's live
     reservation (confirmed, or held and unexpired) or None: one plain SQL read, as
     every hold starts with both. The holder is read without a lock: a hint that
     spares a fan the seat's lock queue, never the decision. (There is at most one
-    live reservation per seat, so the two subqueries read the same row.)"""
+    live reservation per seat, so the two subqueries read the same row.)
+
+    `cached`: the date's cached seats (a schedule_availability_later reply). When
+    they are current and say the seat is taken, the answer comes from them with no
+    SQL, and the date is the cached, read-only one, without its concert (the caller
+    refuses the seat). They are current: every write on the date bumps their version
+    after it commits, and they lapse with the date's earliest hold. When the SQL
+    read finds the seat taken and the cache missed, the date's seats are cached, so
+    the next holds of a taken seat read no SQL."""
+    if cached is not None:
+        answer, seen_version = seatcache.read_reply(cached, now=now)
+        holder = (answer or {}).get("holders", {}).get(str(seat_number))
+        if holder is not None:
+            return _cached_schedule(schedule_id, answer), (holder[0], holder[1])
+    schedule, holder = _schedule_get_with_holder(
+        schedule_id=schedule_id, seat_number=seat_number, now=now
+    )
+    if cached is not None and holder is not None and answer is None and seen_version is not None:
+        answer = _availability_answer(schedule=schedule, now=now)
+        seatcache.store(schedule_id, seen_version=seen_version, answer=answer)
+    return schedule, holder
+
+
+def _schedule_get_with_holder(
+    *, schedule_id: int, seat_number: int, now: datetime
+) -> tuple[Schedule, tuple[int, int] | None]:
     holder = (
         f"FROM {Reservation._meta.db_table} r JOIN {Seat._meta.db_table} s ON s.id = r.seat_id"
         f" WHERE r.schedule_id = d.id AND s.number = %s"
@@ -273,13 +298,7 @@ def schedule_availability(
         answer = _availability_answer(schedule=schedule, now=now)
         if seen_version is not None:
             seatcache.store(schedule_id, seen_version=seen_version, answer=answer)
-    schedule = Schedule(
-        id=schedule_id,
-        concert_id=answer["concert_id"],
-        starts_at=seatcache.from_timestamp(answer["starts_at"]),
-        booking_opens_at=seatcache.from_timestamp(answer["booking_opens_at"]),
-        booking_closes_at=seatcache.from_timestamp(answer["booking_closes_at"]),
-    )
+    schedule = _cached_schedule(schedule_id, answer)
     if not schedule.is_open_for_booking(now=now):
         return Availability(schedule, [])
     return Availability(schedule, [AvailableSeat(n, p) for n, p in answer["seats"]])
@@ -290,33 +309,52 @@ def schedule_availability_later(trip: RoundTrip, *, schedule_id: int) -> Reply:
     return seatcache.read_later(trip, schedule_id)
 
 
+def _cached_schedule(schedule_id: int, answer: dict) -> Schedule:
+    """The date as a cached answer has it (read-only: its concert id and its times)."""
+    return Schedule(
+        id=schedule_id,
+        concert_id=answer["concert_id"],
+        starts_at=seatcache.from_timestamp(answer["starts_at"]),
+        booking_opens_at=seatcache.from_timestamp(answer["booking_opens_at"]),
+        booking_closes_at=seatcache.from_timestamp(answer["booking_closes_at"]),
+    )
+
+
 def seat_list_available(*, schedule: Schedule, now: datetime) -> list[AvailableSeat]:
     """Available seats of a date, by number; none outside its booking window."""
     return schedule_availability(schedule_id=schedule.pk, now=now).seats
 
 
 def _availability_answer(*, schedule: Schedule, now: datetime) -> dict:
-    """One query: each seat, whether a live reservation blocks it, and until when."""
+    """One query: each seat, the live reservation that blocks it (its id and fan),
+    and until when. (At most one live reservation per seat: the subqueries agree.)"""
     live = Reservation.objects.filter(Reservation.live_q(now=now), seat=OuterRef("pk"))
     held = live.filter(status=Reservation.Status.HELD).order_by("expires_at")
     rows = (
         Seat.objects.filter(schedule=schedule)
-        .annotate(blocked=Exists(live), held_until=Subquery(held.values("expires_at")[:1]))
+        .annotate(
+            holder_id=Subquery(live.values("id")[:1]),
+            holder_user_id=Subquery(live.values("user_id")[:1]),
+            held_until=Subquery(held.values("expires_at")[:1]),
+        )
         .order_by("number")
-        .values_list("number", "price", "blocked", "held_until")
+        .values_list("number", "price", "holder_id", "holder_user_id", "held_until")
     )
-    seats, lapses = [], []
-    for number, price, blocked, held_until in rows:
-        if not blocked:
+    seats, holders, lapses = [], {}, []
+    for number, price, holder_id, holder_user_id, held_until in rows:
+        if holder_id is None:
             seats.append([number, price])
-        elif held_until is not None:
-            lapses.append(held_until)
+        else:
+            holders[str(number)] = [holder_id, holder_user_id]
+            if held_until is not None:
+                lapses.append(held_until)
     return {
         "concert_id": schedule.concert_id,
         "starts_at": seatcache.timestamp(schedule.starts_at),
         "booking_opens_at": seatcache.timestamp(schedule.booking_opens_at),
         "booking_closes_at": seatcache.timestamp(schedule.booking_closes_at),
         "seats": seats,
+        "holders": holders,
         "until": seatcache.timestamp(min(lapses)) if lapses else None,
     }
 

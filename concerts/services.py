@@ -33,6 +33,7 @@ from concerts.models import (
     WaitlistEntry,
 )
 from config import rawsql
+from config.cache import RoundTrip
 from queueing import services as queue_services
 
 
@@ -183,18 +184,25 @@ def seat_hold_create(
     """
     if not 1 <= seat_number <= SEATS_PER_SCHEDULE:
         raise SeatNotFound()
-    # A seat visibly taken (read with the date) is refused without queueing for its
-    # lock; a free-looking seat is re-checked under the lock below, which alone
-    # decides who gets it.
+    # A seat visibly taken is refused without queueing for its lock: from the date's
+    # cached seats when they are current (no SQL), else as read with the date. A
+    # free-looking seat is re-checked under the lock below, which alone decides who
+    # gets it. The fan's turn is read in the same Redis round trip as the seats.
+    trip = RoundTrip()
+    seats_read = selectors.schedule_availability_later(trip, schedule_id=schedule_id)
+    turn_read = queue_services.queue_gate_pass_later(trip, key=queue_key, now=now)
+    trip.run()
     schedule, taken = selectors.schedule_get_with_holder(
-        schedule_id=schedule_id, seat_number=seat_number, now=now
+        schedule_id=schedule_id, seat_number=seat_number, now=now, cached=seats_read
     )
-    concert = schedule.concert
-    queue_services.queue_gate_pass(key=queue_key, user=user, concert_id=concert.pk, now=now)
+    queue_services.queue_gate_pass(
+        key=queue_key, user=user, concert_id=schedule.concert_id, now=now, mirrored=turn_read
+    )
     if not schedule.is_open_for_booking(now=now):
         raise BookingClosed()
     if taken is not None:
         _refuse_taken(seat_number=seat_number, holder=taken, user_id=user.pk)
+    concert = schedule.concert
     went_to_the_waitlist = False
     try:
         with transaction.atomic():

@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from concerts import seatcache, selectors
 from concerts.models import Reservation, Seat
+from config.errors import DomainError
 from payments import services as payment_services
 from queueing.models import WaitingRoom
-from tests.conftest import admitted_client, hold_seat
+from tests.conftest import admit, admitted_client, hold_seat
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -124,3 +125,73 @@ def test_the_seats_body_is_what_the_documented_serializer_says(date):
     hold_seat(UserFactory(), date, 4)
     seats = selectors.seat_list_available(schedule=date, now=timezone.now())
     assert seats_body(date.id, seats) == SeatsOutput({"schedule_id": date.id, "seats": seats}).data
+
+
+# --- a hold of a visibly taken seat is refused from the cached seats ---------------
+
+
+def try_hold(fan, token, date, number, now=None):
+    from concerts import services
+
+    try:
+        services.seat_hold_create(
+            user=fan, schedule_id=date.id, seat_number=number, queue_key=token.key,
+            now=now or timezone.now(),
+        )  # fmt: skip
+        return "held"
+    except DomainError as exc:
+        return exc.code
+
+
+@pytest.fixture
+def taken(date):
+    """Seat 5 held by its owner; another fan admitted. The cache is cold."""
+    owner = UserFactory()
+    held = hold_seat(owner, date, 5)
+    other = UserFactory()
+    return owner, held, other, admit(other, date.concert_id)
+
+
+def test_a_hold_of_a_taken_seat_fills_the_cache_then_needs_no_sql(date, taken):
+    owner, held, other, token = taken
+    with CaptureQueriesContext(connection) as first:
+        assert try_hold(other, token, date, 5) == "seat_unavailable"
+    assert len(first) == 2  # the seat's holder, then the date's seats to cache
+    owners_turn = admit(owner, date.concert_id)
+    with CaptureQueriesContext(connection) as again:
+        assert try_hold(other, token, date, 5) == "seat_unavailable"
+        assert try_hold(owner, owners_turn, date, 5) == "seat_already_yours"
+    assert len(again) == 0  # the seats and the turn both from Redis
+
+
+def test_control_a_cold_cache_reads_the_holder_from_postgresql_every_time(date, taken):
+    _, _, other, token = taken
+    for _ in range(2):
+        seatcache.bump([date.id])  # as a write on the date does
+        with CaptureQueriesContext(connection) as queries:
+            assert try_hold(other, token, date, 5) == "seat_unavailable"
+        assert len(queries) == 2
+
+
+def test_a_seat_the_cache_saw_taken_is_held_once_it_frees(date, taken):
+    owner, held, other, token = taken
+    assert try_hold(other, token, date, 5) == "seat_unavailable"  # cached as taken
+    payment_services.booking_cancel(user_id=owner.pk, reservation_id=held.pk, now=timezone.now())
+    assert try_hold(other, token, date, 5) == "held"
+
+
+def test_a_seat_the_cache_saw_held_is_free_the_moment_the_hold_expires(date, taken):
+    _, held, other, token = taken
+    assert try_hold(other, token, date, 5) == "seat_unavailable"  # cached as taken
+    after = held.expires_at + timedelta(milliseconds=1)
+    assert try_hold(other, token, date, 5, now=after) == "held"
+
+
+def test_with_redis_down_a_taken_seat_is_refused_from_postgresql(date, taken):
+    from tests.config.test_redis_down import DOWN
+
+    _, _, other, token = taken
+    with override_settings(CACHES=DOWN):
+        with CaptureQueriesContext(connection) as queries:
+            assert try_hold(other, token, date, 5) == "seat_unavailable"
+        assert any("concerts_reservation" in q["sql"] for q in queries.captured_queries)
