@@ -195,3 +195,17 @@ def test_with_redis_down_a_taken_seat_is_refused_from_postgresql(date, taken):
         with CaptureQueriesContext(connection) as queries:
             assert try_hold(other, token, date, 5) == "seat_unavailable"
         assert any("concerts_reservation" in q["sql"] for q in queries.captured_queries)
+
+
+def test_a_cached_date_is_the_instance_keywords_would_make(date):
+    from concerts.models import Schedule
+
+    answer = selectors._availability_answer(schedule=date, now=timezone.now())
+    cached = selectors._cached_schedule(date.id, answer)
+    by_keywords = Schedule(
+        id=date.id, concert_id=date.concert_id, starts_at=date.starts_at,
+        booking_opens_at=date.booking_opens_at, booking_closes_at=date.booking_closes_at,
+    )  # fmt: skip
+    columns = [field.attname for field in Schedule._meta.concrete_fields]
+    assert [getattr(cached, c) for c in columns] == [getattr(by_keywords, c) for c in columns]
+    assert cached.created_at is None and cached._state.adding
