@@ -33,7 +33,7 @@ from concerts.models import (
     WaitlistEntry,
 )
 from config import rawsql
-from config.cache import RoundTrip
+from config.cache import Reply, RoundTrip
 from queueing import services as queue_services
 
 
@@ -171,6 +171,7 @@ def seat_hold_create(
     seat_number: int,
     queue_key: str | None,
     now: datetime,
+    reads: tuple[Reply, Reply] | None = None,
 ) -> Reservation:
     """Hold a seat for the admitted fan for the concert's hold TTL.
 
@@ -188,10 +189,11 @@ def seat_hold_create(
     # cached seats when they are current (no SQL), else as read with the date. A
     # free-looking seat is re-checked under the lock below, which alone decides who
     # gets it. The fan's turn is read in the same Redis round trip as the seats.
-    trip = RoundTrip()
-    seats_read = selectors.schedule_availability_later(trip, schedule_id=schedule_id)
-    turn_read = queue_services.queue_gate_pass_later(trip, key=queue_key, now=now)
-    trip.run()
+    if reads is None:
+        trip = RoundTrip()
+        reads = seat_hold_reads(trip, schedule_id=schedule_id, queue_key=queue_key, now=now)
+        trip.run()
+    seats_read, turn_read = reads
     schedule, taken = selectors.schedule_get_with_holder(
         schedule_id=schedule_id, seat_number=seat_number, now=now, cached=seats_read
     )
@@ -251,6 +253,18 @@ def seat_hold_create(
         raise SeatUnavailable(details={"seat_number": seat_number})
     reservation.schedule = schedule
     return reservation
+
+
+def seat_hold_reads(
+    trip: RoundTrip, *, schedule_id: int, queue_key: str | None, now: datetime
+) -> tuple[Reply, Reply]:
+    """seat_hold_create's Redis reads (the date's cached seats, the fan's turn), in a
+    RoundTrip: pass the replies as `reads` (config.fastlane sends them with the API
+    token's)."""
+    return (
+        selectors.schedule_availability_later(trip, schedule_id=schedule_id),
+        queue_services.queue_gate_pass_later(trip, key=queue_key, now=now),
+    )
 
 
 def _refuse_taken(*, seat_number: int, holder: tuple[int, int], user_id: int) -> None:

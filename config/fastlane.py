@@ -26,6 +26,8 @@ answers.
 
 from __future__ import annotations
 
+import io
+import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,9 +40,11 @@ from django.core.handlers.wsgi import WSGIHandler, WSGIRequest, get_script_name
 from django.http import HttpRequest, HttpResponse
 from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
+from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
+from config.api import StrictIntegerField
 from config.auth import PLAIN_TOKEN, credentials, credentials_later
 from config.cache import RoundTrip
 from config.errors import DomainError
@@ -56,8 +60,9 @@ LANE_MIDDLEWARE = (
 SKIPPED = {
     "whitenoise.middleware.WhiteNoiseMiddleware": "serves /static/ only",
     "django.contrib.sessions.middleware.SessionMiddleware": "no session cookie on a lane",
-    "django.middleware.csrf.CsrfViewMiddleware": "a GET is never checked, nothing sets "
-    "the CSRF cookie on a lane",
+    "django.middleware.csrf.CsrfViewMiddleware": "a GET is never checked; a lane's POST "
+    "is token-authenticated, and its DRF view is csrf_exempt; nothing sets the CSRF "
+    "cookie on a lane",
     "django.contrib.auth.middleware.AuthenticationMiddleware": "a lane's fan comes from "
     "the API token, as in DRF",
     "django.contrib.messages.middleware.MessageMiddleware": "no session, no messages",
@@ -79,6 +84,10 @@ class Lane:
     # Adds the view's Redis reads to the request's RoundTrip (with the API token's),
     # given the request and the path's numbers; what it returns is request.prefetched.
     prefetch: Callable[..., Any] | None = None
+    # "POST": a plain POST has a small JSON body that `body` accepts (see plain_input);
+    # the accepted input is request.lane_input. Anything else goes the full way.
+    method: str = "GET"
+    body: Callable[[Any], dict | None] | None = None
 
 
 def _chain(view: Callable[..., HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
@@ -121,7 +130,14 @@ class FastLane:
 
     def plain(self, environ: dict, lane: Lane) -> bool:
         return (
-            environ.get("REQUEST_METHOD") == "GET"
+            environ.get("REQUEST_METHOD") == lane.method
+            and (
+                lane.body is None
+                or (
+                    environ.get("CONTENT_TYPE") == "application/json"
+                    and 0 < _int(environ.get("CONTENT_LENGTH")) <= MAX_BODY
+                )
+            )
             and not environ.get("QUERY_STRING")
             and (
                 PLAIN_TOKEN.fullmatch(environ.get("HTTP_AUTHORIZATION", ""))
@@ -141,6 +157,13 @@ class FastLane:
         # (A host Django refuses is refused on the lane as on the full way: the
         # chain's SecurityMiddleware or CommonMiddleware raises DisallowedHost, and
         # it becomes the same 400, with the same security log.)
+        if lane.body is not None:
+            raw = request.body
+            # The full way reads the body again: from what was read.
+            environ["wsgi.input"] = io.BytesIO(raw)
+            request.lane_input = _plain_json(raw, lane.body)
+            if request.lane_input is None:
+                return self.app(environ, start_response)  # DRF parses and answers
         if lane.api_token or lane.prefetch:
             trip = RoundTrip()
             if lane.api_token:
@@ -168,6 +191,50 @@ class FastLane:
             ],
         )
         return response
+
+
+MAX_BODY = 1024  # bytes: a plain body is a few small fields
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def _plain_json(raw: bytes, accept: Callable[[Any], dict | None]) -> dict | None:
+    """The body as DRF's JSON parser reads it (UTF-8), if `accept` takes it; else None."""
+    try:
+        return accept(json.loads(raw.decode("utf-8")))
+    except ValueError:  # not UTF-8, or not JSON (UnicodeDecodeError is a ValueError)
+        return None
+
+
+def plain_input(serializer: type[serializers.Serializer]) -> Callable[[Any], dict | None]:
+    """A check that a JSON body is plainly what `serializer` accepts, derived from its
+    own fields: an object with exactly those fields, each a JSON integer within the
+    field's bounds (StrictIntegerField, the only kind a lane's input has yet). The
+    check returns the body, or None for anything else, which goes the full way, to
+    the serializer, which answers it (a test holds the two in agreement)."""
+    bounds = {}
+    for name, field in serializer().fields.items():
+        if type(field) is not StrictIntegerField or not field.required:
+            raise TypeError(f"{serializer.__name__}.{name}: a lane's input is required integers")
+        bounds[name] = (field.min_value, field.max_value)
+
+    def accept(data: Any) -> dict | None:
+        if type(data) is not dict or data.keys() != bounds.keys():
+            return None
+        for name, (low, high) in bounds.items():
+            value = data[name]
+            if type(value) is not int:
+                return None
+            if (low is not None and value < low) or (high is not None and value > high):
+                return None
+        return data
+
+    return accept
 
 
 # --- what lane views answer with ----------------------------------------------
@@ -206,9 +273,18 @@ def error_response(exc: DomainError, *, allow: str) -> HttpResponse:
 def lanes() -> list[Lane]:
     """The lanes. Each view is the plain twin of a DRF view's GET."""
     from concerts.api import seats_lane, seats_reads
+    from payments.api import HoldInput, hold_lane, hold_reads
     from queueing.api import poll_lane
 
     return [
+        Lane(
+            "/api/v1/reservations",
+            hold_lane,
+            api_token=True,
+            prefetch=hold_reads,
+            method="POST",
+            body=plain_input(HoldInput),
+        ),  # fmt: skip
         Lane("/api/v1/queue", poll_lane),
         Lane(r"/api/v1/schedules/([0-9]+)/seats", seats_lane, api_token=True, prefetch=seats_reads),
     ]

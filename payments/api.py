@@ -7,6 +7,7 @@ result; errors render as the envelope (config.api).
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -17,6 +18,7 @@ from rest_framework.views import APIView
 from concerts import selectors as concert_selectors
 from concerts import services as concert_services
 from concerts.models import SEATS_PER_SCHEDULE
+from config import fastlane
 from config.api import (
     IDEMPOTENCY_KEY_PARAMETER,
     QUEUE_TOKEN_HEADER,
@@ -26,7 +28,10 @@ from config.api import (
     id_field,
     idempotency_key,
     paginated,
+    request_header,
 )
+from config.cache import Reply, RoundTrip
+from config.errors import DomainError
 from config.schema import paginated_list
 from payments import selectors, services
 from payments.serializers import CheckoutOutput, PaymentOutput
@@ -80,22 +85,53 @@ class ReservationListApi(APIView):
         request=HoldInput, parameters=[QUEUE_TOKEN_PARAMETER], responses={201: ReservationOutput}
     )
     def post(self, request: Request) -> Response:
+        # A plain hold by API token usually comes the fast lane instead, to `hold_lane`.
         data = HoldInput(data=request.data)
         data.is_valid(raise_exception=True)
-        now = timezone.now()
-        reservation = concert_services.seat_hold_create(
-            user=request.user,
-            schedule_id=data.validated_data["schedule_id"],
-            seat_number=data.validated_data["seat_number"],
-            queue_key=request.headers.get(QUEUE_TOKEN_HEADER),
-            now=now,
-        )
-        body = ReservationOutput(reservation, context={"now": now}).data
-        return Response(
-            body,
-            status=status.HTTP_201_CREATED,
-            headers={"Location": f"/api/v1/reservations/{reservation.pk}"},
-        )
+        body, headers = _held(request, data.validated_data)
+        return Response(body, status=status.HTTP_201_CREATED, headers=headers)
+
+
+def _held(request, data: dict, reads=None) -> tuple[dict, dict[str, str]]:
+    """Hold the seat: the new hold's body and headers (the service raises a refusal)."""
+    now = timezone.now()
+    reservation = concert_services.seat_hold_create(
+        user=request.user,
+        schedule_id=data["schedule_id"],
+        seat_number=data["seat_number"],
+        queue_key=request_header(request, QUEUE_TOKEN_HEADER),
+        now=now,
+        reads=reads,
+    )
+    body = ReservationOutput(reservation, context={"now": now}).data
+    return body, {"Location": f"/api/v1/reservations/{reservation.pk}"}
+
+
+_RESERVATIONS_ALLOW = fastlane.drf_allow(ReservationListApi)
+
+
+def hold_reads(trip: RoundTrip, request: HttpRequest) -> tuple[Reply, Reply]:
+    """hold_lane's Redis reads (the date's seats, the fan's turn), which config.fastlane
+    sends with the API token's in one round trip."""
+    return concert_services.seat_hold_reads(
+        trip,
+        schedule_id=request.lane_input["schedule_id"],
+        queue_key=request_header(request, QUEUE_TOKEN_HEADER),
+        now=timezone.now(),
+    )
+
+
+def hold_lane(request: HttpRequest) -> HttpResponse:
+    """ReservationListApi's POST for a plain hold (an API token, a JSON body HoldInput
+    takes as it is), served by config.fastlane without DRF's dispatch or the full
+    middleware: the same service call, the same answer (tests compare the two)."""
+    try:
+        body, headers = _held(request, request.lane_input, reads=request.prefetched)
+    except DomainError as exc:
+        return fastlane.error_response(exc, allow=_RESERVATIONS_ALLOW)
+    return fastlane.json_response(
+        body, allow=_RESERVATIONS_ALLOW, status=status.HTTP_201_CREATED, headers=headers
+    )
 
 
 class CancelOutput(ReservationOutput):

@@ -409,3 +409,180 @@ def test_with_redis_down_both_lanes_answer_from_postgresql(ways, booking, line):
         status, _, body = run(lane, seats_env(schedule.id, auth=auth, queue_key=key))
         assert status == "200 OK" and b'"number":3,' in body
         assert fallback.calls == 0  # the lanes answered, slower, from the rows
+
+
+# --- the hold (POST /api/v1/reservations) ------------------------------------------
+
+
+def hold_env(auth, queue_key, body, *, content_type="application/json", **extra) -> dict:
+    import io
+    import json as json_
+
+    raw = body if isinstance(body, bytes) else json_.dumps(body).encode()
+    headers = {"HTTP_AUTHORIZATION": auth} if auth else {}
+    if queue_key:
+        headers["HTTP_X_QUEUE_TOKEN"] = queue_key
+    environ = (
+        RequestFactory(HTTP_HOST="testserver")
+        .post("/api/v1/reservations", data=raw, content_type=content_type, **headers, **extra)
+        .environ
+    )
+    environ["wsgi.input"] = io.BytesIO(raw)
+    return environ
+
+
+def run_body(app, environ: dict) -> tuple[str, dict, bytes]:
+    """run(), with a fresh copy of the body (each way reads it)."""
+    import io
+
+    environ = dict(environ)
+    environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].getvalue())
+    return run(app, environ)
+
+
+def same_hold(ways, environ: dict) -> tuple[str, dict, bytes]:
+    fallback, lane = ways
+    full = run_body(fallback.app, environ)
+    calls = fallback.calls
+    fast = run_body(lane, environ)
+    assert fallback.calls == calls, "the lane passed it on"
+    assert fast == full
+    return fast
+
+
+def test_hold_refusals_answer_the_same_either_way(ways, booking, concert, other_fan):
+    schedule, auth, key = booking
+    # The fan's own hold, then each refusal, from the same state either way.
+    seven = {"schedule_id": schedule.id, "seat_number": 7}
+    assert run_body(ways[1], hold_env(auth, key, seven))[0].startswith("201")
+    cases = {
+        "409 seat_unavailable": {"schedule_id": schedule.id, "seat_number": 2},
+        "409 seat_already_yours": {"schedule_id": schedule.id, "seat_number": 7},
+        "404 schedule_not_found": {"schedule_id": 10**9, "seat_number": 1},
+    }
+    for expected, body in cases.items():
+        for _ in range(2):  # cold, then from the cached seats
+            status, headers, content = same_hold(ways, hold_env(auth, key, body))
+            code, error = expected.split()
+            assert status.startswith(code) and f'"{error}"'.encode() in content, content
+            assert headers["Allow"] == "GET, POST, HEAD, OPTIONS"
+    others = QueueToken.objects.get(user=other_fan, concert=concert).key
+    for queue_key, error in ((None, "queue_token_missing"), (others, "queue_token_invalid")):
+        body = {"schedule_id": schedule.id, "seat_number": 9}
+        status, _, content = same_hold(ways, hold_env(auth, queue_key, body))
+        assert status.startswith("403") and f'"{error}"'.encode() in content
+
+
+def test_a_hold_on_the_lane_answers_as_the_full_way_does(ways, booking):
+    """A write cannot be made twice from the same state: two seats, one each way."""
+    import json as json_
+
+    schedule, auth, key = booking
+    fallback, lane = ways
+    ten, eleven = ({"schedule_id": schedule.id, "seat_number": n} for n in (10, 11))
+    full = run_body(fallback.app, hold_env(auth, key, ten))
+    fast = run_body(lane, hold_env(auth, key, eleven))
+    assert fallback.calls == 0
+    assert full[0] == fast[0] == "201 Created"
+    differs = {"Location", "Content-Length"}
+    assert {k: v for k, v in full[1].items() if k not in differs} == {
+        k: v for k, v in fast[1].items() if k not in differs
+    }
+    full_body, fast_body = json_.loads(full[2]), json_.loads(fast[2])
+    assert fast[1]["Location"] == f"/api/v1/reservations/{fast_body['reservation_id']}"
+    assert fast_body["seat_number"] == 11 and fast_body["status"] == "held"
+    same = {"schedule_id", "price", "status"}
+    assert {k: full_body[k] for k in same} == {k: fast_body[k] for k in same}
+    assert full_body.keys() == fast_body.keys()
+
+
+def test_a_taken_seat_on_the_lane_is_refused_with_one_redis_round_trip_and_no_sql(
+    ways, booking, monkeypatch
+):
+    schedule, auth, key = booking
+    _, lane = ways
+    body = {"schedule_id": schedule.id, "seat_number": 2}
+    run_body(lane, hold_env(auth, key, body))  # the date's seats cached
+    sent = round_trips(monkeypatch)
+    with CaptureQueriesContext(connection) as queries:
+        status, _, _ = run_body(lane, hold_env(auth, key, body))
+    assert status.startswith("409") and len(queries) == 0 and len(sent) == 1
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        ({"schedule_id": 1, "seat_number": 51}, "application/json"),
+        ({"schedule_id": 1, "seat_number": 0}, "application/json"),
+        ({"schedule_id": 1, "seat_number": "3"}, "application/json"),
+        ({"schedule_id": 1, "seat_number": True}, "application/json"),
+        ({"schedule_id": 1, "seat_number": 3.0}, "application/json"),
+        ({"schedule_id": 1}, "application/json"),
+        ({"schedule_id": 1, "seat_number": 3, "extra": 1}, "application/json"),
+        ([1, 3], "application/json"),
+        (b"{not json", "application/json"),
+        ('{"schedule_id": 1, "seat_number": 3}'.encode("utf-16"), "application/json"),
+        ({"schedule_id": 1, "seat_number": 3}, "application/json; charset=utf-8"),
+        (b"schedule_id=1&seat_number=3", "application/x-www-form-urlencoded"),
+        ({"schedule_id": 1, "seat_number": 3, "pad": "x" * 2000}, "application/json"),
+    ],
+    ids=[
+        "seat-51",
+        "seat-0",
+        "text",
+        "bool",
+        "float",
+        "missing",
+        "extra",
+        "list",
+        "bad-json",
+        "utf-16",
+        "charset",
+        "form",
+        "too-big",
+    ],  # fmt: skip
+)
+def test_anything_but_a_plain_hold_goes_the_full_way_with_its_body(
+    ways, booking, body, content_type
+):
+    schedule, auth, key = booking
+    if isinstance(body, dict) and body.get("schedule_id") == 1:
+        body = {**body, "schedule_id": schedule.id}
+    fallback, lane = ways
+    status, _, content = run_body(lane, hold_env(auth, key, body, content_type=content_type))
+    assert fallback.calls == 1
+    # The full way read the same body: a refusal names what is wrong, or the hold is made.
+    assert status.startswith(("400", "415", "201")), (status, content)
+    if status.startswith("400"):
+        assert b'"validation_error"' in content or b'"parse_error"' in content, content
+
+
+@pytest.mark.parametrize(
+    "auth", [None, "Token " + "0" * 40, "Bearer abc"], ids=["none", "unknown", "other"]
+)
+def test_a_hold_without_a_good_api_token_goes_the_full_way(ways, booking, auth):
+    schedule, _, key = booking
+    fallback, lane = ways
+    body = {"schedule_id": schedule.id, "seat_number": 5}
+    status, _, _ = run_body(lane, hold_env(auth, key, body))
+    assert fallback.calls == 1 and status.startswith("401")
+
+
+def test_the_lane_never_takes_a_body_the_serializer_refuses():
+    """plain_input(HoldInput) accepts a body only if HoldInput does, over a grid of
+    bodies around every bound and type (what it declines, the full way answers)."""
+    from config.api import MAX_ID
+    from payments.api import HoldInput
+
+    accept = fastlane.plain_input(HoldInput)
+    values = [0, 1, 2, 49, 50, 51, MAX_ID, MAX_ID + 1, -1, True, False, 1.0, "1", None, [1]]
+    accepted = 0
+    for schedule_id in values:
+        for seat_number in values:
+            body = {"schedule_id": schedule_id, "seat_number": seat_number}
+            if accept(body) is not None:
+                accepted += 1
+                assert HoldInput(data=body).is_valid(), body
+    assert accepted == 6 * 4  # ids 1, 2, 49, 50, 51, MAX_ID; seats 1, 2, 49, 50
+    for body in ({"schedule_id": 1}, {"schedule_id": 1, "seat_number": 1, "x": 1}, [], "x"):
+        assert accept(body) is None
