@@ -194,15 +194,20 @@ def request_header(request, name: str) -> str | None:
 
 
 def idempotency_key(request) -> str | None:
-    return request.headers.get(IDEMPOTENCY_HEADER)
+    return request_header(request, IDEMPOTENCY_HEADER)
 
 
 def answer_response(answer: Answer, *, location: str | None = None) -> Response:
-    """Render a retry-safe write's answer; a replayed one says so in a header. A 201
-    names what it created in Location, a template filled from the body."""
-    response = Response(answer.body, status=answer.status)
+    """Render a retry-safe write's answer (see answer_headers)."""
+    return Response(answer.body, status=answer.status, headers=answer_headers(answer, location))
+
+
+def answer_headers(answer: Answer, location: str | None = None) -> dict[str, str]:
+    """A retry-safe write's headers: a replayed answer says so, and a 201 names what
+    it created in Location, a template filled from the body."""
+    headers = {}
     if answer.replayed:
-        response["Idempotent-Replayed"] = "true"
+        headers["Idempotent-Replayed"] = "true"
     if location and answer.status == 201:
-        response["Location"] = location.format(**answer.body)
-    return response
+        headers["Location"] = location.format(**answer.body)
+    return headers

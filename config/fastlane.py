@@ -237,6 +237,18 @@ def plain_input(serializer: type[serializers.Serializer]) -> Callable[[Any], dic
     return accept
 
 
+def exact_keys(*names: str) -> Callable[[Any], dict | None]:
+    """A check that a JSON body is an object with exactly these keys, whatever their
+    values: for a view that passes them to its service, which validates them the
+    same either way. Anything else goes the full way."""
+    keys = set(names)
+
+    def accept(data: Any) -> dict | None:
+        return data if type(data) is dict and data.keys() == keys else None
+
+    return accept
+
+
 # --- what lane views answer with ----------------------------------------------
 
 _json = JSONRenderer()
@@ -275,6 +287,7 @@ def lanes() -> list[Lane]:
     from concerts.api import seats_lane, seats_reads
     from payments.api import HoldInput, hold_lane, hold_reads
     from queueing.api import poll_lane
+    from wallet.api import charge_lane
 
     return [
         Lane(
@@ -284,7 +297,14 @@ def lanes() -> list[Lane]:
             prefetch=hold_reads,
             method="POST",
             body=plain_input(HoldInput),
-        ),  # fmt: skip
+        ),
+        Lane(
+            "/api/v1/wallet/charges",
+            charge_lane,
+            api_token=True,
+            method="POST",
+            body=exact_keys("amount"),
+        ),
         Lane("/api/v1/queue", poll_lane),
         Lane(r"/api/v1/schedules/([0-9]+)/seats", seats_lane, api_token=True, prefetch=seats_reads),
     ]

@@ -7,6 +7,8 @@ status, every header and the body."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.conf import settings
 from django.core import signals
@@ -440,7 +442,7 @@ def run_body(app, environ: dict) -> tuple[str, dict, bytes]:
     return run(app, environ)
 
 
-def same_hold(ways, environ: dict) -> tuple[str, dict, bytes]:
+def same_post(ways, environ: dict) -> tuple[str, dict, bytes]:
     fallback, lane = ways
     full = run_body(fallback.app, environ)
     calls = fallback.calls
@@ -462,14 +464,14 @@ def test_hold_refusals_answer_the_same_either_way(ways, booking, concert, other_
     }
     for expected, body in cases.items():
         for _ in range(2):  # cold, then from the cached seats
-            status, headers, content = same_hold(ways, hold_env(auth, key, body))
+            status, headers, content = same_post(ways, hold_env(auth, key, body))
             code, error = expected.split()
             assert status.startswith(code) and f'"{error}"'.encode() in content, content
             assert headers["Allow"] == "GET, POST, HEAD, OPTIONS"
     others = QueueToken.objects.get(user=other_fan, concert=concert).key
     for queue_key, error in ((None, "queue_token_missing"), (others, "queue_token_invalid")):
         body = {"schedule_id": schedule.id, "seat_number": 9}
-        status, _, content = same_hold(ways, hold_env(auth, queue_key, body))
+        status, _, content = same_post(ways, hold_env(auth, queue_key, body))
         assert status.startswith("403") and f'"{error}"'.encode() in content
 
 
@@ -586,3 +588,95 @@ def test_the_lane_never_takes_a_body_the_serializer_refuses():
     assert accepted == 6 * 4  # ids 1, 2, 49, 50, 51, MAX_ID; seats 1, 2, 49, 50
     for body in ({"schedule_id": 1}, {"schedule_id": 1, "seat_number": 1, "x": 1}, [], "x"):
         assert accept(body) is None
+
+
+# --- the top-up (POST /api/v1/wallet/charges) --------------------------------------
+
+
+def charge_env(auth, body, **extra) -> dict:
+    import io
+    import json as json_
+
+    raw = json_.dumps(body).encode()
+    environ = (
+        RequestFactory(HTTP_HOST="testserver")
+        .post(
+            "/api/v1/wallet/charges",
+            data=raw,
+            content_type="application/json",
+            **({"HTTP_AUTHORIZATION": auth} if auth else {}),
+            **extra,
+        )  # fmt: skip
+        .environ
+    )
+    environ["wsgi.input"] = io.BytesIO(raw)
+    return environ
+
+
+@pytest.fixture
+def payer(fan):
+    api_token, _ = Token.objects.get_or_create(user=fan)
+    return fan, f"Token {api_token.key}"
+
+
+@pytest.mark.parametrize("amount", [0, -5, "1000", 1.5, None, True, 10**12])
+def test_refused_top_ups_answer_the_same_either_way(ways, payer, amount):
+    _, auth = payer
+    status, _, content = same_post(ways, charge_env(auth, {"amount": amount}))
+    assert status.startswith("400") and b'"invalid_amount"' in content
+
+
+def test_a_top_up_past_the_balance_cap_answers_the_same_either_way(ways, payer, settings):
+    from wallet import services as wallet_services
+
+    fan, auth = payer
+    settings.WALLET_MAX_BALANCE = settings.WALLET_MIN_CHARGE + 500
+    wallet_services.wallet_charge(user_id=fan.pk, amount=1000, now=timezone.now())
+    status, _, content = same_post(ways, charge_env(auth, {"amount": 1000}))
+    assert status.startswith(("409", "422")) and b'"balance_limit_exceeded"' in content
+
+
+def test_a_top_up_on_the_lane_answers_as_the_full_way_does(ways, payer):
+    import json as json_
+
+    _, auth = payer
+    fallback, lane = ways
+    full = run_body(fallback.app, charge_env(auth, {"amount": 1000}))
+    fast = run_body(lane, charge_env(auth, {"amount": 2000}))
+    assert fallback.calls == 0 and full[0] == fast[0] == "201 Created"
+    differs = {"Location", "Content-Length"}
+    assert {k: v for k, v in full[1].items() if k not in differs} == {
+        k: v for k, v in fast[1].items() if k not in differs
+    }
+    full_body, fast_body = json_.loads(full[2]), json_.loads(fast[2])
+    assert full_body.keys() == fast_body.keys()
+    assert fast_body["balance"] == 3000
+    assert fast[1]["Location"] == f"/api/v1/wallet/ledger/{fast_body['entry']['entry_id']}"
+
+
+def test_an_idempotent_replay_and_a_reused_key_answer_the_same_either_way(ways, payer):
+    _, auth = payer
+    fallback, lane = ways
+    first = run_body(lane, charge_env(auth, {"amount": 1000}, HTTP_IDEMPOTENCY_KEY="k1"))
+    assert first[0] == "201 Created" and "Idempotent-Replayed" not in first[1]
+    status, headers, content = same_post(
+        ways, charge_env(auth, {"amount": 1000}, HTTP_IDEMPOTENCY_KEY="k1")
+    )
+    assert status == "201 Created" and headers["Idempotent-Replayed"] == "true"
+    assert json.loads(content) == json.loads(first[2])  # the first answer: charged once
+    reused = charge_env(auth, {"amount": 5000}, HTTP_IDEMPOTENCY_KEY="k1")
+    status, _, content = same_post(ways, reused)
+    assert status.startswith("422") and b'"idempotency_key_reused"' in content
+
+
+@pytest.mark.parametrize(
+    "body, auth_ok",
+    [({"amount": 1000, "note": "x"}, True), ([1000], True), ({}, True), ({"amount": 1000}, False)],
+    ids=["extra-key", "list", "empty", "no-token"],
+)
+def test_anything_but_a_plain_top_up_goes_the_full_way(ways, payer, body, auth_ok):
+    _, auth = payer
+    fallback, lane = ways
+    status, _, _ = run_body(lane, charge_env(auth if auth_ok else None, body))
+    assert fallback.calls == 1
+    assert status.startswith(("201", "400") if auth_ok else "401")
