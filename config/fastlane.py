@@ -132,7 +132,7 @@ class FastLane:
         return (
             environ.get("REQUEST_METHOD") == lane.method
             and (
-                lane.body is None
+                lane.body is None  # a GET, or a POST whose view reads no body
                 or (
                     environ.get("CONTENT_TYPE") == "application/json"
                     and 0 < _int(environ.get("CONTENT_LENGTH")) <= MAX_BODY
@@ -286,7 +286,7 @@ def lanes() -> list[Lane]:
     """The lanes. Each view is the plain twin of a DRF view's GET."""
     from concerts.api import seats_lane, seats_reads
     from payments.api import HoldInput, hold_lane, hold_reads
-    from queueing.api import poll_lane
+    from queueing.api import line_up_lane, poll_lane
     from wallet.api import charge_lane
 
     return [
@@ -306,5 +306,6 @@ def lanes() -> list[Lane]:
             body=exact_keys("amount"),
         ),
         Lane("/api/v1/queue", poll_lane),
+        Lane(r"/api/v1/concerts/([0-9]+)/queue", line_up_lane, api_token=True, method="POST"),
         Lane(r"/api/v1/schedules/([0-9]+)/seats", seats_lane, api_token=True, prefetch=seats_reads),
     ]

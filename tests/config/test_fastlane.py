@@ -680,3 +680,64 @@ def test_anything_but_a_plain_top_up_goes_the_full_way(ways, payer, body, auth_o
     status, _, _ = run_body(lane, charge_env(auth if auth_ok else None, body))
     assert fallback.calls == 1
     assert status.startswith(("201", "400") if auth_ok else "401")
+
+
+# --- the line-up (POST /api/v1/concerts/{id}/queue) --------------------------------
+
+
+def line_up_env(concert_id: int, auth: str | None, **extra) -> dict:
+    headers = {"HTTP_AUTHORIZATION": auth} if auth else {}
+    return (
+        RequestFactory(HTTP_HOST="testserver")
+        .post(f"/api/v1/concerts/{concert_id}/queue", **headers, **extra)
+        .environ
+    )
+
+
+def api_fan() -> str:
+    return "Token " + Token.objects.create(user=UserFactory()).key
+
+
+def test_a_line_up_on_the_lane_answers_as_the_full_way_does(ways, line):
+    """Two new fans into the same full room, one each way: the same answer but for
+    their own place."""
+    concert, _ = line
+    fallback, lane = ways
+    full = run(fallback.app, line_up_env(concert.id, api_fan()))
+    fast = run(lane, line_up_env(concert.id, api_fan()))
+    assert fallback.calls == 0 and full[0] == fast[0] == "201 Created"
+    differs = {"Content-Length"}
+    assert {k: v for k, v in full[1].items() if k not in differs} == {
+        k: v for k, v in fast[1].items() if k not in differs
+    }
+    full_body, fast_body = json.loads(full[2]), json.loads(fast[2])
+    assert (full_body["position"], fast_body["position"]) == (5, 6)
+    same = set(full_body) - {"token", "position", "estimated_wait_seconds"}
+    assert {k: full_body[k] for k in same} == {k: fast_body[k] for k in same}
+
+
+def test_lining_up_again_and_refusals_answer_the_same_either_way(ways, line):
+    concert, _ = line
+    auth = api_fan()
+    fallback, lane = ways
+    assert run(lane, line_up_env(concert.id, auth))[0] == "201 Created"
+    status, _, body = same_answer(ways, line_up_env(concert.id, auth))
+    assert status == "200 OK" and b'"position":5' in body  # the fan's live token again
+    status, _, body = same_answer(ways, line_up_env(10**9, auth))
+    assert status.startswith("404") and b'"concert_not_found"' in body
+
+
+@pytest.mark.parametrize("auth", [None, "Token " + "0" * 40], ids=["none", "unknown"])
+def test_a_line_up_without_a_good_api_token_goes_the_full_way(ways, line, auth):
+    concert, _ = line
+    fallback, lane = ways
+    status, _, _ = run(lane, line_up_env(concert.id, auth))
+    assert fallback.calls == 1 and status.startswith("401")
+
+
+def test_a_line_up_with_a_session_cookie_goes_the_full_way(ways, line):
+    concert, _ = line
+    fallback, lane = ways
+    environ = line_up_env(concert.id, api_fan(), HTTP_COOKIE="sessionid=abc")
+    status, _, _ = run(lane, environ)
+    assert fallback.calls == 1 and status == "201 Created"
