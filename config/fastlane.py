@@ -1,25 +1,27 @@
-"""The fast lane: a few hot GETs answered through a short middleware chain.
+"""The fast lane: the hottest requests answered through a short middleware chain.
 
 A fan's poll (`GET /api/v1/queue` with the token in X-Queue-Token) is the request
-the whole waiting room repeats, thousands of times a second on sale day, and an
-admitted fan's seat map (`GET /api/v1/schedules/{id}/seats`) comes right after. They
-need no session, no CSRF check and no URL resolving, and their answers come from
-Redis, yet the full Django stack and DRF's dispatch cost more than that work. So the
-WSGI application routes such a request to its view directly, through the middleware
-that shapes its answer (`LANE_MIDDLEWARE`: the security headers, the SSL redirect,
-HSTS, X-Frame-Options, Content-Length), with Django's own request lifecycle: the
-script prefix, `request_started`, a `WSGIRequest`, exceptions turned into
-responses, and `request_finished` when the server closes the response.
+the whole waiting room repeats, thousands of times a second on sale day; an
+admitted fan's seat map (`GET /api/v1/schedules/{id}/seats`), hold (`POST
+/api/v1/reservations`) and the line-up and top-up around them come next. They need
+no session, no CSRF check and no URL resolving, and their work is one or two round
+trips, yet the full Django stack and DRF's dispatch cost more than that work. So
+the WSGI application routes such a request to its view directly, through the
+middleware that shapes its answer (`LANE_MIDDLEWARE`: the security headers, the SSL
+redirect, HSTS, X-Frame-Options, Content-Length), with Django's own request
+lifecycle: the script prefix, `request_started`, a `WSGIRequest`, exceptions turned
+into responses, and `request_finished` when the server closes the response.
 
-A request takes a lane only when it is plain: the method is GET, the path is a
-lane's, there is no query string, no session cookie, and an Accept header the JSON
-renderer satisfies (or none). A lane that needs the fan
-(`api_token`) also needs an API token that authenticates (DRF's own
-authenticator, cached); a lane that does not takes no Authorization header at all.
-Anything else goes the full way, to the same command's DRF view, which also answers
-every refusal the lane never sees (401, 406...). The answer is the same either
-way: tests compare the two, status, headers and body, in every state each lane
-answers.
+A request takes a lane only when it is plain: the lane's method and path, no query
+string, no session cookie, and an Accept header the JSON renderer satisfies (or
+none). A lane that needs the fan (`api_token`) also needs an API token of DRF's
+shape that DRF's own authenticator accepts (cached; its cache read goes to Redis in
+one round trip with the view's own reads, `prefetch`); a lane that does not takes
+no Authorization header at all. A POST whose view reads a body also needs a small
+JSON body the lane's `body` check accepts. Anything else goes the full way, to the
+same command's DRF view, which also answers every refusal the lane never sees (400,
+401, 406...). The answer is the same either way: tests compare the two, status,
+headers and body, in every state each lane answers.
 
 `FAST_LANE=0` turns the lanes off (every request then goes the full way).
 """
