@@ -7,6 +7,7 @@ status, every header and the body."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -47,7 +48,10 @@ def run(app, environ: dict) -> tuple[str, dict, bytes]:
     def start_response(status, headers, exc_info=None):
         out["status"], out["headers"] = status, headers
 
-    body = app(dict(environ), start_response)
+    environ = dict(environ)
+    if isinstance(environ.get("wsgi.input"), io.BytesIO):  # a body: each run reads it anew
+        environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].getvalue())
+    body = app(environ, start_response)
     content = b"".join(body)
     body.close()  # as a WSGI server does: Django sends request_finished
     return out["status"], dict(out["headers"]), content
@@ -276,22 +280,12 @@ def booking(concert, schedule, fan, other_fan):
     return schedule, f"Token {api_token.key}", admit(fan, concert.id).key
 
 
-def same_seats(ways, environ: dict) -> tuple[str, dict, bytes]:
-    fallback, lane = ways
-    full = run(fallback.app, environ)
-    calls = fallback.calls
-    fast = run(lane, environ)
-    assert fallback.calls == calls, "the lane passed it on"
-    assert fast == full
-    return fast
-
-
 def test_the_seat_map_answers_the_same_either_way(ways, booking):
     schedule, auth, key = booking
-    status, headers, body = same_seats(ways, seats_env(schedule.id, auth=auth, queue_key=key))
+    status, headers, body = same_answer(ways, seats_env(schedule.id, auth=auth, queue_key=key))
     assert status == "200 OK" and b'"number":2,' not in body and b'"number":3,' in body
     assert headers["Allow"] == "GET, HEAD, OPTIONS" and headers["ETag"]
-    status, headers, body = same_seats(
+    status, headers, body = same_answer(
         ways, seats_env(schedule.id, auth=auth, queue_key=key, HTTP_IF_NONE_MATCH=headers["ETag"])
     )
     assert status.startswith("304") and body == b""
@@ -329,7 +323,7 @@ def test_a_warm_seat_map_on_the_lane_takes_one_redis_round_trip(ways, booking, m
     fallback, lane = ways
     run(lane, seats_env(schedule.id, auth=auth, queue_key=key))  # caches warm
     sent = round_trips(monkeypatch)
-    assert same_seats(ways, seats_env(schedule.id, auth=auth, queue_key=key))[0] == "200 OK"
+    assert same_answer(ways, seats_env(schedule.id, auth=auth, queue_key=key))[0] == "200 OK"
     full_way, on_the_lane = sent[:3], sent[3:]
     assert len(full_way) == 3 and len(on_the_lane) == 1
 
@@ -355,12 +349,12 @@ def test_gate_refusals_answer_the_same_either_way(ways, booking, concert, other_
     from queueing.models import QueueToken as Token_
 
     schedule, auth, key = booking
-    status, _, body = same_seats(ways, seats_env(schedule.id, auth=auth, queue_key=None))
+    status, _, body = same_answer(ways, seats_env(schedule.id, auth=auth, queue_key=None))
     assert status.startswith("403") and b'"queue_token_missing"' in body
     others = Token_.objects.get(user=other_fan, concert=concert).key
-    status, _, body = same_seats(ways, seats_env(schedule.id, auth=auth, queue_key=others))
+    status, _, body = same_answer(ways, seats_env(schedule.id, auth=auth, queue_key=others))
     assert status.startswith("403") and b'"queue_token_invalid"' in body
-    status, _, body = same_seats(ways, seats_env(10**9, auth=auth, queue_key=key))
+    status, _, body = same_answer(ways, seats_env(10**9, auth=auth, queue_key=key))
     assert status.startswith("404") and b'"schedule_not_found"' in body
 
 
@@ -371,7 +365,7 @@ def test_an_ended_turn_is_refused_on_the_lane_at_once(ways, booking):
     _, lane = ways
     assert run(lane, seats_env(schedule.id, auth=auth, queue_key=key))[0] == "200 OK"
     services.queue_token_leave(token=Token_.objects.get(key=key), now=timezone.now())
-    status, _, body = same_seats(ways, seats_env(schedule.id, auth=auth, queue_key=key))
+    status, _, body = same_answer(ways, seats_env(schedule.id, auth=auth, queue_key=key))
     assert status.startswith("403") and b'"queue_token_expired"' in body
 
 
@@ -417,10 +411,8 @@ def test_with_redis_down_both_lanes_answer_from_postgresql(ways, booking, line):
 
 
 def hold_env(auth, queue_key, body, *, content_type="application/json", **extra) -> dict:
-    import io
-    import json as json_
 
-    raw = body if isinstance(body, bytes) else json_.dumps(body).encode()
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"HTTP_AUTHORIZATION": auth} if auth else {}
     if queue_key:
         headers["HTTP_X_QUEUE_TOKEN"] = queue_key
@@ -433,30 +425,11 @@ def hold_env(auth, queue_key, body, *, content_type="application/json", **extra)
     return environ
 
 
-def run_body(app, environ: dict) -> tuple[str, dict, bytes]:
-    """run(), with a fresh copy of the body (each way reads it)."""
-    import io
-
-    environ = dict(environ)
-    environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].getvalue())
-    return run(app, environ)
-
-
-def same_post(ways, environ: dict) -> tuple[str, dict, bytes]:
-    fallback, lane = ways
-    full = run_body(fallback.app, environ)
-    calls = fallback.calls
-    fast = run_body(lane, environ)
-    assert fallback.calls == calls, "the lane passed it on"
-    assert fast == full
-    return fast
-
-
 def test_hold_refusals_answer_the_same_either_way(ways, booking, concert, other_fan):
     schedule, auth, key = booking
     # The fan's own hold, then each refusal, from the same state either way.
     seven = {"schedule_id": schedule.id, "seat_number": 7}
-    assert run_body(ways[1], hold_env(auth, key, seven))[0].startswith("201")
+    assert run(ways[1], hold_env(auth, key, seven))[0].startswith("201")
     cases = {
         "409 seat_unavailable": {"schedule_id": schedule.id, "seat_number": 2},
         "409 seat_already_yours": {"schedule_id": schedule.id, "seat_number": 7},
@@ -464,33 +437,32 @@ def test_hold_refusals_answer_the_same_either_way(ways, booking, concert, other_
     }
     for expected, body in cases.items():
         for _ in range(2):  # cold, then from the cached seats
-            status, headers, content = same_post(ways, hold_env(auth, key, body))
+            status, headers, content = same_answer(ways, hold_env(auth, key, body))
             code, error = expected.split()
             assert status.startswith(code) and f'"{error}"'.encode() in content, content
             assert headers["Allow"] == "GET, POST, HEAD, OPTIONS"
     others = QueueToken.objects.get(user=other_fan, concert=concert).key
     for queue_key, error in ((None, "queue_token_missing"), (others, "queue_token_invalid")):
         body = {"schedule_id": schedule.id, "seat_number": 9}
-        status, _, content = same_post(ways, hold_env(auth, queue_key, body))
+        status, _, content = same_answer(ways, hold_env(auth, queue_key, body))
         assert status.startswith("403") and f'"{error}"'.encode() in content
 
 
 def test_a_hold_on_the_lane_answers_as_the_full_way_does(ways, booking):
     """A write cannot be made twice from the same state: two seats, one each way."""
-    import json as json_
 
     schedule, auth, key = booking
     fallback, lane = ways
     ten, eleven = ({"schedule_id": schedule.id, "seat_number": n} for n in (10, 11))
-    full = run_body(fallback.app, hold_env(auth, key, ten))
-    fast = run_body(lane, hold_env(auth, key, eleven))
+    full = run(fallback.app, hold_env(auth, key, ten))
+    fast = run(lane, hold_env(auth, key, eleven))
     assert fallback.calls == 0
     assert full[0] == fast[0] == "201 Created"
     differs = {"Location", "Content-Length"}
     assert {k: v for k, v in full[1].items() if k not in differs} == {
         k: v for k, v in fast[1].items() if k not in differs
     }
-    full_body, fast_body = json_.loads(full[2]), json_.loads(fast[2])
+    full_body, fast_body = json.loads(full[2]), json.loads(fast[2])
     assert fast[1]["Location"] == f"/api/v1/reservations/{fast_body['reservation_id']}"
     assert fast_body["seat_number"] == 11 and fast_body["status"] == "held"
     same = {"schedule_id", "price", "status"}
@@ -504,10 +476,10 @@ def test_a_taken_seat_on_the_lane_is_refused_with_one_redis_round_trip_and_no_sq
     schedule, auth, key = booking
     _, lane = ways
     body = {"schedule_id": schedule.id, "seat_number": 2}
-    run_body(lane, hold_env(auth, key, body))  # the date's seats cached
+    run(lane, hold_env(auth, key, body))  # the date's seats cached
     sent = round_trips(monkeypatch)
     with CaptureQueriesContext(connection) as queries:
-        status, _, _ = run_body(lane, hold_env(auth, key, body))
+        status, _, _ = run(lane, hold_env(auth, key, body))
     assert status.startswith("409") and len(queries) == 0 and len(sent) == 1
 
 
@@ -551,7 +523,7 @@ def test_anything_but_a_plain_hold_goes_the_full_way_with_its_body(
     if isinstance(body, dict) and body.get("schedule_id") == 1:
         body = {**body, "schedule_id": schedule.id}
     fallback, lane = ways
-    status, _, content = run_body(lane, hold_env(auth, key, body, content_type=content_type))
+    status, _, content = run(lane, hold_env(auth, key, body, content_type=content_type))
     assert fallback.calls == 1
     # The full way read the same body: a refusal names what is wrong, or the hold is made.
     assert status.startswith(("400", "415", "201")), (status, content)
@@ -566,7 +538,7 @@ def test_a_hold_without_a_good_api_token_goes_the_full_way(ways, booking, auth):
     schedule, _, key = booking
     fallback, lane = ways
     body = {"schedule_id": schedule.id, "seat_number": 5}
-    status, _, _ = run_body(lane, hold_env(auth, key, body))
+    status, _, _ = run(lane, hold_env(auth, key, body))
     assert fallback.calls == 1 and status.startswith("401")
 
 
@@ -594,10 +566,8 @@ def test_the_lane_never_takes_a_body_the_serializer_refuses():
 
 
 def charge_env(auth, body, **extra) -> dict:
-    import io
-    import json as json_
 
-    raw = json_.dumps(body).encode()
+    raw = json.dumps(body).encode()
     environ = (
         RequestFactory(HTTP_HOST="testserver")
         .post(
@@ -622,7 +592,7 @@ def payer(fan):
 @pytest.mark.parametrize("amount", [0, -5, "1000", 1.5, None, True, 10**12])
 def test_refused_top_ups_answer_the_same_either_way(ways, payer, amount):
     _, auth = payer
-    status, _, content = same_post(ways, charge_env(auth, {"amount": amount}))
+    status, _, content = same_answer(ways, charge_env(auth, {"amount": amount}))
     assert status.startswith("400") and b'"invalid_amount"' in content
 
 
@@ -632,23 +602,22 @@ def test_a_top_up_past_the_balance_cap_answers_the_same_either_way(ways, payer, 
     fan, auth = payer
     settings.WALLET_MAX_BALANCE = settings.WALLET_MIN_CHARGE + 500
     wallet_services.wallet_charge(user_id=fan.pk, amount=1000, now=timezone.now())
-    status, _, content = same_post(ways, charge_env(auth, {"amount": 1000}))
+    status, _, content = same_answer(ways, charge_env(auth, {"amount": 1000}))
     assert status.startswith(("409", "422")) and b'"balance_limit_exceeded"' in content
 
 
 def test_a_top_up_on_the_lane_answers_as_the_full_way_does(ways, payer):
-    import json as json_
 
     _, auth = payer
     fallback, lane = ways
-    full = run_body(fallback.app, charge_env(auth, {"amount": 1000}))
-    fast = run_body(lane, charge_env(auth, {"amount": 2000}))
+    full = run(fallback.app, charge_env(auth, {"amount": 1000}))
+    fast = run(lane, charge_env(auth, {"amount": 2000}))
     assert fallback.calls == 0 and full[0] == fast[0] == "201 Created"
     differs = {"Location", "Content-Length"}
     assert {k: v for k, v in full[1].items() if k not in differs} == {
         k: v for k, v in fast[1].items() if k not in differs
     }
-    full_body, fast_body = json_.loads(full[2]), json_.loads(fast[2])
+    full_body, fast_body = json.loads(full[2]), json.loads(fast[2])
     assert full_body.keys() == fast_body.keys()
     assert fast_body["balance"] == 3000
     assert fast[1]["Location"] == f"/api/v1/wallet/ledger/{fast_body['entry']['entry_id']}"
@@ -657,15 +626,15 @@ def test_a_top_up_on_the_lane_answers_as_the_full_way_does(ways, payer):
 def test_an_idempotent_replay_and_a_reused_key_answer_the_same_either_way(ways, payer):
     _, auth = payer
     fallback, lane = ways
-    first = run_body(lane, charge_env(auth, {"amount": 1000}, HTTP_IDEMPOTENCY_KEY="k1"))
+    first = run(lane, charge_env(auth, {"amount": 1000}, HTTP_IDEMPOTENCY_KEY="k1"))
     assert first[0] == "201 Created" and "Idempotent-Replayed" not in first[1]
-    status, headers, content = same_post(
+    status, headers, content = same_answer(
         ways, charge_env(auth, {"amount": 1000}, HTTP_IDEMPOTENCY_KEY="k1")
     )
     assert status == "201 Created" and headers["Idempotent-Replayed"] == "true"
     assert json.loads(content) == json.loads(first[2])  # the first answer: charged once
     reused = charge_env(auth, {"amount": 5000}, HTTP_IDEMPOTENCY_KEY="k1")
-    status, _, content = same_post(ways, reused)
+    status, _, content = same_answer(ways, reused)
     assert status.startswith("422") and b'"idempotency_key_reused"' in content
 
 
@@ -677,7 +646,7 @@ def test_an_idempotent_replay_and_a_reused_key_answer_the_same_either_way(ways, 
 def test_anything_but_a_plain_top_up_goes_the_full_way(ways, payer, body, auth_ok):
     _, auth = payer
     fallback, lane = ways
-    status, _, _ = run_body(lane, charge_env(auth if auth_ok else None, body))
+    status, _, _ = run(lane, charge_env(auth if auth_ok else None, body))
     assert fallback.calls == 1
     assert status.startswith(("201", "400") if auth_ok else "401")
 
