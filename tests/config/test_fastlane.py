@@ -391,12 +391,12 @@ def test_a_logged_out_api_token_is_refused_on_the_lane_at_once(ways, booking):
     assert status.startswith("401") and fallback.calls == 1
 
 
-def test_with_redis_down_both_lanes_answer_from_postgresql(ways, booking, line):
+def test_with_redis_down_every_lane_answers_from_postgresql(ways, booking, line):
     from django.test import override_settings
 
     from tests.config.test_redis_down import DOWN
 
-    _, tokens = line
+    concert, tokens = line
     schedule, auth, key = booking
     with override_settings(CACHES=DOWN):
         fallback, lane = ways
@@ -404,6 +404,13 @@ def test_with_redis_down_both_lanes_answer_from_postgresql(ways, booking, line):
         assert status == "200 OK" and b'"position":3' in body
         status, _, body = run(lane, seats_env(schedule.id, auth=auth, queue_key=key))
         assert status == "200 OK" and b'"number":3,' in body
+        twelve, two = ({"schedule_id": schedule.id, "seat_number": n} for n in (12, 2))
+        assert run(lane, hold_env(auth, key, twelve))[0] == "201 Created"
+        status, _, body = run(lane, hold_env(auth, key, two))
+        assert status.startswith("409") and b'"seat_unavailable"' in body
+        assert run(lane, charge_env(auth, {"amount": 1000}))[0] == "201 Created"
+        status, _, body = run(lane, line_up_env(concert.id, api_fan()))
+        assert status == "201 Created" and b'"position":5' in body
         assert fallback.calls == 0  # the lanes answered, slower, from the rows
 
 
