@@ -195,9 +195,7 @@ def poll_lane(request: HttpRequest) -> HttpResponse:
     except DomainError as exc:
         return fastlane.error_response(exc, allow=_POLL_ALLOW)
     return fastlane.json_response(
-        _answered(view, now=now),
-        allow=_POLL_ALLOW,
-        headers={"Retry-After": str(view.poll_after_seconds)},
+        _answered(view, now=now), allow=_POLL_ALLOW, headers=_token_headers(view, 200)
     )
 
 
