@@ -290,11 +290,8 @@ def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:
     - REFUNDED: a confirmed booking becomes cancelled.
     Returns the number of reservations changed.
     """
-    rows = Reservation.objects.filter(id__in=ids)
-    held, lapsed = Reservation.Status.HELD, Q(expires_at__lte=now)
-    if reason not in (End.PAID, End.EXPIRED):  # these free a seat that was taken
-        seatcache.bump_after_commit(rows.values_list("schedule_id", flat=True).distinct())
-    if reason == End.PAID:  # plain SQL: every payment runs it
+    held = Reservation.Status.HELD
+    if reason == End.PAID:  # plain SQL, and no queryset built: every payment runs it
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {Reservation._meta.db_table} SET status = %s, confirmed_at = %s,"
@@ -303,6 +300,9 @@ def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:
                 rawsql.params([Reservation.Status.CONFIRMED, now, *ids, held, now]),
             )
             return cursor.rowcount
+    rows, lapsed = Reservation.objects.filter(id__in=ids), Q(expires_at__lte=now)
+    if reason != End.EXPIRED:  # these free a seat that was taken
+        seatcache.bump_after_commit(rows.values_list("schedule_id", flat=True).distinct())
     if reason == End.EXPIRED and connection.vendor == "postgresql":
         # The sweep's batches of thousands: one array parameter, not thousands of
         # placeholders (which psycopg parsed anew for every batch).

@@ -287,7 +287,7 @@ def error_response(exc: DomainError, *, allow: str) -> HttpResponse:
 def lanes() -> list[Lane]:
     """The lanes. Each view is the plain twin of a DRF view's GET."""
     from concerts.api import seats_lane, seats_reads
-    from payments.api import HoldInput, hold_lane, hold_reads
+    from payments.api import HoldInput, PayInput, hold_lane, hold_reads, pay_lane
     from queueing.api import line_up_lane, poll_lane
     from wallet.api import charge_lane
 
@@ -299,6 +299,13 @@ def lanes() -> list[Lane]:
             prefetch=hold_reads,
             method="POST",
             body=plain_input(HoldInput),
+        ),
+        Lane(
+            "/api/v1/payments",
+            pay_lane,
+            api_token=True,
+            method="POST",
+            body=plain_input(PayInput),
         ),
         Lane(
             "/api/v1/wallet/charges",

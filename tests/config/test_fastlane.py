@@ -717,3 +717,168 @@ def test_a_line_up_with_a_session_cookie_goes_the_full_way(ways, line):
     environ = line_up_env(concert.id, api_fan(), HTTP_COOKIE="sessionid=abc")
     status, _, _ = run(lane, environ)
     assert fallback.calls == 1 and status == "201 Created"
+
+
+# --- the payment (POST /api/v1/payments) --------------------------------------------
+
+
+def pay_env(auth, queue_key, body, **extra) -> dict:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"HTTP_AUTHORIZATION": auth} if auth else {}
+    if queue_key:
+        headers["HTTP_X_QUEUE_TOKEN"] = queue_key
+    environ = (
+        RequestFactory(HTTP_HOST="testserver")
+        .post("/api/v1/payments", data=raw, content_type="application/json", **headers, **extra)
+        .environ
+    )
+    environ["wsgi.input"] = io.BytesIO(raw)
+    return environ
+
+
+@pytest.fixture
+def holds(booking, fan):
+    """The booking's fan holds seats 10, 11 and 12 (on the lane), with money for two."""
+    from wallet import services as wallet_services
+
+    schedule, auth, key = booking
+    ids = []
+    for number in (10, 11, 12):
+        body = {"schedule_id": schedule.id, "seat_number": number}
+        status, _, content = run(
+            fastlane.FastLane(WSGIHandler(), fastlane.lanes()), hold_env(auth, key, body)
+        )
+        assert status == "201 Created", content
+        ids.append(json.loads(content)["reservation_id"])
+    price = schedule.seats.get(number=10).price
+    wallet_services.wallet_charge(user_id=fan.pk, amount=2 * price, now=timezone.now())
+    return auth, key, ids
+
+
+def without(headers: dict, *names: str) -> dict:
+    return {k: v for k, v in headers.items() if k not in names}
+
+
+def test_a_payment_on_the_lane_answers_as_the_full_way_does(ways, holds):
+    """A payment cannot be made twice from the same state: two seats, one each way."""
+    auth, key, (ten, eleven, _) = holds
+    fallback, lane = ways
+    full = run(fallback.app, pay_env(auth, key, {"reservation_id": ten}))
+    fast = run(lane, pay_env(auth, key, {"reservation_id": eleven}))
+    assert fallback.calls == 0 and full[0] == fast[0] == "201 Created"
+    assert without(full[1], "Location", "Content-Length") == without(
+        fast[1], "Location", "Content-Length"
+    )
+    full_body, fast_body = json.loads(full[2]), json.loads(fast[2])
+    assert full_body.keys() == fast_body.keys()
+    assert fast_body["reservation_id"] == eleven and fast_body["status"] == "paid"
+    assert fast[1]["Location"] == f"/api/v1/payments/{fast_body['payment_id']}"
+
+
+def test_payment_refusals_answer_the_same_either_way(ways, holds, concert, other_fan):
+    from tests.conftest import admit
+
+    auth, key, (ten, eleven, _) = holds
+    _, lane = ways
+    assert run(lane, pay_env(auth, key, {"reservation_id": ten}))[0] == "201 Created"
+    others = admit(other_fan, concert.id).key
+    cases = [
+        (key, {"reservation_id": ten}, "409", "already_paid"),
+        (key, {"reservation_id": 10**9}, "404", "reservation_not_found"),
+        (None, {"reservation_id": eleven}, "403", "queue_token_missing"),
+        (others, {"reservation_id": eleven}, "403", "queue_token_invalid"),
+    ]
+    for queue_key, body, code, error in cases:
+        status, headers, content = same_answer(ways, pay_env(auth, queue_key, body))
+        assert status.startswith(code) and f'"{error}"'.encode() in content, content
+        assert headers["Allow"] == "GET, POST, HEAD, OPTIONS"
+
+
+def test_a_payment_the_wallet_cannot_cover_is_refused_the_same_either_way(ways, holds, fan):
+    """The refusal releases the hold (a write), so one hold each way."""
+    from wallet.models import Wallet
+
+    auth, key, (ten, eleven, _) = holds
+    fallback, lane = ways
+    Wallet.objects.filter(user=fan).update(balance=0)  # as if spent elsewhere
+    full = run(fallback.app, pay_env(auth, key, {"reservation_id": ten}))
+    fast = run(lane, pay_env(auth, key, {"reservation_id": eleven}))
+    assert fallback.calls == 0 and full[0] == fast[0] and full[0].startswith("402")
+    assert without(full[1], "Content-Length") == without(fast[1], "Content-Length")
+    full_body, fast_body = json.loads(full[2]), json.loads(fast[2])
+    assert fast_body["error"]["details"]["released_reservation_ids"] == [eleven]
+    for body in (full_body, fast_body):
+        del body["error"]["details"]["released_reservation_ids"]
+    assert full_body == fast_body and fast_body["error"]["code"] == "insufficient_balance"
+
+
+def test_a_payment_replay_and_a_reused_key_answer_the_same_either_way(ways, holds):
+    auth, key, (ten, eleven, _) = holds
+    _, lane = ways
+    first = run(lane, pay_env(auth, key, {"reservation_id": ten}, HTTP_IDEMPOTENCY_KEY="p1"))
+    assert first[0] == "201 Created" and "Idempotent-Replayed" not in first[1]
+    status, headers, content = same_answer(
+        ways, pay_env(auth, key, {"reservation_id": ten}, HTTP_IDEMPOTENCY_KEY="p1")
+    )
+    assert status == "201 Created" and headers["Idempotent-Replayed"] == "true"
+    assert json.loads(content) == json.loads(first[2])  # the first answer: paid once
+    reused = pay_env(auth, key, {"reservation_id": eleven}, HTTP_IDEMPOTENCY_KEY="p1")
+    status, _, content = same_answer(ways, reused)
+    assert status.startswith("422") and b'"idempotency_key_reused"' in content
+    bad = pay_env(auth, key, {"reservation_id": eleven}, HTTP_IDEMPOTENCY_KEY="x" * 500)
+    status, _, content = same_answer(ways, bad)
+    assert status.startswith("400") and b'"idempotency_key_invalid"' in content
+
+
+def test_the_payment_lane_never_takes_a_body_pay_input_refuses():
+    """plain_input(PayInput) takes a positive integer id a bigint holds, and nothing
+    else: what it declines, the full way answers."""
+    from config.api import MAX_ID
+    from payments.api import PayInput
+
+    accept = fastlane.plain_input(PayInput)
+    values = [0, 1, 2, MAX_ID, MAX_ID + 1, -1, True, False, 1.0, "1", None, [1], {}]
+    accepted = [v for v in values if accept({"reservation_id": v}) is not None]
+    assert accepted == [1, 2, MAX_ID]
+    assert all(PayInput(data={"reservation_id": v}).is_valid() for v in accepted)
+
+
+PLAIN_PAYMENT_BODIES = {  # each made from the held reservation's id
+    "text": lambda rid: {"reservation_id": str(rid)},
+    "zero": lambda rid: {"reservation_id": 0},
+    "float": lambda rid: {"reservation_id": float(rid)},
+    "bool": lambda rid: {"reservation_id": True},
+    "extra": lambda rid: {"reservation_id": rid, "extra": 1},
+    "empty": lambda rid: {},
+    "list": lambda rid: [rid],
+    "bad-json": lambda rid: b"{not json",
+}
+
+
+@pytest.mark.parametrize("shape", PLAIN_PAYMENT_BODIES)
+def test_anything_but_a_plain_payment_goes_the_full_way(ways, holds, shape):
+    auth, key, (ten, _, _) = holds
+    fallback, lane = ways
+    status, _, _ = run(lane, pay_env(auth, key, PLAIN_PAYMENT_BODIES[shape](ten)))
+    assert fallback.calls == 1
+    assert status.startswith("201" if shape == "extra" else "400")
+
+
+def test_a_payment_without_a_good_api_token_goes_the_full_way(ways, holds):
+    _, key, (ten, _, _) = holds
+    fallback, lane = ways
+    status, _, _ = run(lane, pay_env("Token " + "0" * 40, key, {"reservation_id": ten}))
+    assert fallback.calls == 1 and status.startswith("401")
+
+
+def test_with_redis_down_a_payment_on_the_lane_answers_from_postgresql(ways, holds):
+    from django.test import override_settings
+
+    from tests.config.test_redis_down import DOWN
+
+    auth, key, (ten, _, _) = holds
+    with override_settings(CACHES=DOWN):
+        fallback, lane = ways
+        status, _, body = run(lane, pay_env(auth, key, {"reservation_id": ten}))
+        assert status == "201 Created" and b'"status":"paid"' in body
+        assert fallback.calls == 0

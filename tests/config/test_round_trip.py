@@ -25,6 +25,9 @@ def keys():
 def test_commands_and_scripts_go_in_one_round_trip(keys, monkeypatch):
     first, second = keys
     redis_client().set(first, b"x")
+    # The script is known to Redis (on a fresh Redis, the first trip also loads it:
+    # the next test).
+    redis_client().script_load(INCR_BY_TWO)
     sent = round_trips(monkeypatch)
     trip = RoundTrip()
     got = trip.command("GET", first)
