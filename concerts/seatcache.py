@@ -78,10 +78,27 @@ def _answer(found, *, now: datetime) -> tuple[dict | None, str | None]:
     version, data_version, data = found
     version = (version or b"0").decode()
     if data is not None and data_version is not None and data_version.decode() == version:
-        answer = json.loads(data)
+        answer = _decoded(data)
         if answer["until"] is None or now.timestamp() < answer["until"]:
             return answer, None
     return None, version
+
+
+# The answers this process decoded, by their exact bytes: a date's answer is read
+# by every fan until the next write on it, and decoding it was a tenth of a warm
+# seat map. The bytes are the whole answer (its version is checked above), so the
+# same bytes are the same answer. Callers treat an answer as read-only.
+_DECODED_MAX = 1024
+_decoded_answers: dict[bytes, dict] = {}
+
+
+def _decoded(data: bytes) -> dict:
+    answer = _decoded_answers.get(data)
+    if answer is None:
+        if len(_decoded_answers) >= _DECODED_MAX:
+            _decoded_answers.clear()
+        answer = _decoded_answers[data] = json.loads(data)
+    return answer
 
 
 def store(schedule_id: int, *, seen_version: str, answer: dict) -> None:

@@ -209,3 +209,25 @@ def test_a_cached_date_is_the_instance_keywords_would_make(date):
     columns = [field.attname for field in Schedule._meta.concrete_fields]
     assert [getattr(cached, c) for c in columns] == [getattr(by_keywords, c) for c in columns]
     assert cached.created_at is None and cached._state.adding
+
+
+def test_an_answer_is_decoded_once_per_process_until_the_date_changes(date):
+    """Every fan reads the same bytes until the next write: decoded once. A write
+    brings new bytes, so a new answer (never the old one from the memo)."""
+    now = timezone.now()
+    free(date, now)  # the answer cached in Redis
+    first, _ = seatcache.read(date.id, now=now)
+    again, _ = seatcache.read(date.id, now=now)
+    assert first is again and 5 in [n for n, _ in first["seats"]]
+    hold_seat(UserFactory(), date, 5)
+    assert 5 not in free(date)
+    changed, _ = seatcache.read(date.id, now=timezone.now())
+    assert changed is not first and 5 not in [n for n, _ in changed["seats"]]
+
+
+def test_the_decoded_answers_stay_bounded(monkeypatch):
+    monkeypatch.setattr(seatcache, "_DECODED_MAX", 3)
+    monkeypatch.setattr(seatcache, "_decoded_answers", {})
+    for n in range(10):
+        assert seatcache._decoded(b'{"n": %d}' % n) == {"n": n}
+        assert len(seatcache._decoded_answers) <= 3
