@@ -183,6 +183,45 @@ end
 """
 
 
+def cpu_ticks() -> dict[str, int]:
+    """CPU time (user + system, in clock ticks) of every live process, summed by its
+    command name (granian, postgres, redis-server...): a run's share per process is
+    the difference of two readings. Linux only; a process that ended in between (wrk
+    itself) is not counted."""
+    ticks: dict[str, int] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ticks[name] = ticks.get(name, 0) + int(fields[11]) + int(fields[12])
+    return ticks
+
+
+CPU_PROCESSES = ("granian", "gunicorn", "postgres", "redis-server")
+
+
+def cpu_ms_per_request(before: dict[str, int], after: dict[str, int], requests: int) -> dict:
+    """Core-milliseconds per request spent in the web server, PostgreSQL and Redis."""
+    per_tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+    return {
+        name: round((after.get(name, 0) - before.get(name, 0)) * per_tick_ms / requests, 3)
+        for name in CPU_PROCESSES
+        if after.get(name, 0) > before.get(name, 0)
+    }
+
+
+def cpu_text(result: dict) -> str:
+    """A wrk result's core-ms per request, per process, as a table cell."""
+    cpu = result.get("cpu_ms_per_request", {})
+    return ", ".join(f"{name} {ms}" for name, ms in cpu.items()) or "not measured"
+
+
 def wrk(
     url: str,
     path: str,
@@ -195,9 +234,11 @@ def wrk(
     connections: int = CONNECTIONS,
     threads: int = 2,
     body_from_line: bool = False,
+    cpu: bool = False,
 ) -> dict:
     """Run wrk. Each request takes the next line of `lines`: tab-separated values for
-    the comma-separated header names in `header`, then (with body_from_line) the body."""
+    the comma-separated header names in `header`, then (with body_from_line) the body.
+    With `cpu`, also the core-milliseconds each server process spent per request."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "bench.lua"
         script.write_text(LUA)
@@ -218,6 +259,7 @@ def wrk(
             env["WRK_JSON"] = "1"
         if body_from_line:
             env["WRK_BODY_FROM_LINE"] = "1"
+        before = cpu_ticks() if cpu else {}
         out = subprocess.run(
             [
                 "wrk",
@@ -236,12 +278,17 @@ def wrk(
             text=True,
             check=True,
         ).stdout
+        after = cpu_ticks() if cpu else {}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     counts = dict(
         (k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", re.search(r"COUNTS (.*)", out).group(1))
     )
     p50_ms = int(re.search(r"P50US (\d+)", out).group(1)) / 1000
-    return {"rps": round(rps, 1), "p50_ms": round(p50_ms, 2), **counts}
+    result = {"rps": round(rps, 1), "p50_ms": round(p50_ms, 2), **counts}
+    if cpu:
+        requests = int(re.search(r"(\d+) requests in", out).group(1))
+        result["cpu_ms_per_request"] = cpu_ms_per_request(before, after, requests)
+    return result
 
 
 def bench_concert(

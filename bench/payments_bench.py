@@ -14,6 +14,7 @@ from bench.common import (
     ROOT,
     Server,
     bench_concert,
+    cpu_text,
     mirror_rebuild,
     recreate_database,
     save,
@@ -81,7 +82,7 @@ def main() -> None:
         # cache write).
         auths = sorted({line.split("\t")[0] for line in lines})
         wrk(server.url, "/api/v1/wallet", lines=auths, header="Authorization", duration=4)
-        results["contended_baseline"] = wrk(server.url, "/bench/contended", method="POST")
+        results["contended_baseline"] = wrk(server.url, "/bench/contended", method="POST", cpu=True)
         results["pay"] = wrk(
             server.url,
             "/api/v1/payments",
@@ -89,6 +90,7 @@ def main() -> None:
             lines=lines,
             header="Authorization,X-Queue-Token",
             body_from_line=True,
+            cpu=True,
         )
     r = results
     r["pay_vs_contended"] = round(r["pay"]["rps"] / r["contended_baseline"]["rps"], 3)
@@ -100,6 +102,10 @@ def main() -> None:
     print(
         f"| POST /api/v1/payments (201 {p['ok']}, 409 {p['r409']}, other {p['other']}) | "
         f"{p['rps']} req/s = {r['pay_vs_contended']:.0%} | >= 50% |"
+    )
+    print(
+        f"| core-ms per request: contended {cpu_text(r['contended_baseline'])}; "
+        f"payment {cpu_text(p)} | where the time goes |"
     )
     print(f"\nraw results: {path.relative_to(ROOT)}")
 

@@ -16,7 +16,16 @@ import random
 import statistics
 import time
 
-from bench.common import DURATION, ROOT, Server, recreate_database, save, setup_django, wrk
+from bench.common import (
+    DURATION,
+    ROOT,
+    Server,
+    cpu_text,
+    recreate_database,
+    save,
+    setup_django,
+    wrk,
+)
 
 BIG = int(__import__("os").environ.get("BENCH_BIG_LINE", "1000000"))
 SMALL = 1000
@@ -98,7 +107,7 @@ def main() -> None:
     results: dict = {"duration_s": DURATION, "line_big": BIG, "line_small": SMALL}
     with Server() as server:
         wrk(server.url, "/bench/bare", duration=3)  # warm up every worker
-        results["bare"] = wrk(server.url, "/bench/bare")
+        results["bare"] = wrk(server.url, "/bench/bare", cpu=True)
         # Before: the mirror is not ready (as after a Redis restart), so polls read PostgreSQL.
         mirror.forget()
         results["poll_postgres"] = wrk(
@@ -123,6 +132,7 @@ def main() -> None:
             method="POST",
             lines=issuer_auth,
             header="Authorization",
+            cpu=True,
         )
         results["poll_p50_ms"] = {
             "1k_waiting": sequential_p50(server.port, random.sample(small_keys, 1000)),
@@ -197,6 +207,10 @@ def report(r: dict) -> None:
     print(
         f"| POST /concerts/{{id}}/queue (2xx: {r['issue']['ok']}, other: {r['issue']['other']}) | "
         f"{r['issue']['rps']} req/s = {r['issue_vs_bare']:.0%} of bare | >= 30% |"
+    )
+    print(
+        f"| core-ms per request: bare {cpu_text(r['bare'])}; line-up {cpu_text(r['issue'])} "
+        "| where the time goes |"
     )
     p = r["poll_p50_ms"]
     print(
