@@ -138,12 +138,38 @@ class ScheduleSeatsApi(GatedApi):
     def get(self, request: Request, schedule_id: int) -> Response:
         # A fan with an API token (no session) usually comes the fast lane instead,
         # to `seats_lane` (config.fastlane).
-        code, body, headers = _seats_answer(request, schedule_id, self.availability.seats)
+        code, body, headers, _ = _seats_answer(request, schedule_id, self.availability)
         return Response(body, status=code, headers=headers)
 
 
-def _seats_answer(request, schedule_id: int, seats) -> tuple[int, dict | None, dict[str, str]]:
-    """The seat map's status, body and headers: 304 when the client's copy is current."""
+def _seats_answer(
+    request, schedule_id: int, availability: selectors.Availability
+) -> tuple[int, dict | None, dict[str, str], bytes | None]:
+    """The seat map's status, body, headers and the body as JSON: 304 (no body) when
+    the client's copy is current."""
+    etag, body, rendered = _seats_rendered(schedule_id, availability)
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag in (request_header(request, "If-None-Match") or ""):
+        return status.HTTP_304_NOT_MODIFIED, None, headers, None
+    return status.HTTP_200_OK, body, headers, rendered
+
+
+# The ETag, body and rendered JSON of each shared seat list this process answered:
+# a date's seats built from the cache are one read-only Availability, shared by
+# every fan who reads them until the next write on the date, so they are rendered
+# once. Keyed by that object, which the entry keeps alive (so its id is never
+# another's while the entry lives).
+_RENDERED_MAX = 1024
+_rendered: dict[int, tuple[int, selectors.Availability, tuple[str, dict, bytes]]] = {}
+
+
+def _seats_rendered(
+    schedule_id: int, availability: selectors.Availability
+) -> tuple[str, dict, bytes]:
+    hit = _rendered.get(id(availability))
+    if hit is not None and hit[0] == schedule_id and hit[1] is availability:
+        return hit[2]
+    seats = availability.seats
     etag = (
         '"'
         + hashlib.blake2s(
@@ -151,10 +177,13 @@ def _seats_answer(request, schedule_id: int, seats) -> tuple[int, dict | None, d
         ).hexdigest()
         + '"'
     )
-    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
-    if etag in (request_header(request, "If-None-Match") or ""):
-        return status.HTTP_304_NOT_MODIFIED, None, headers
-    return status.HTTP_200_OK, seats_body(schedule_id, seats), headers
+    body = seats_body(schedule_id, seats)
+    made = (etag, body, fastlane.render(body))
+    if availability.shared:
+        if len(_rendered) >= _RENDERED_MAX:
+            _rendered.clear()
+        _rendered[id(availability)] = (schedule_id, availability, made)
+    return made
 
 
 _SEATS_ALLOW = fastlane.drf_allow(ScheduleSeatsApi)
@@ -182,8 +211,10 @@ def seats_lane(request: HttpRequest, schedule_id: int) -> HttpResponse:
         gate_pass(request, concert_id=availability.schedule.concert_id, mirrored=gate_read)
     except DomainError as exc:
         return fastlane.error_response(exc, allow=_SEATS_ALLOW)
-    code, body, headers = _seats_answer(request, schedule_id, availability.seats)
-    return fastlane.json_response(body, allow=_SEATS_ALLOW, status=code, headers=headers)
+    code, body, headers, rendered = _seats_answer(request, schedule_id, availability)
+    return fastlane.json_response(
+        body, allow=_SEATS_ALLOW, status=code, headers=headers, rendered=rendered
+    )
 
 
 # --- waitlists (a login, no turn: a sold-out date has nothing to gate) -----------

@@ -264,10 +264,14 @@ def schedule_list_bookable(*, concert_id: int, now: datetime) -> list[Schedule]:
 
 @dataclass(frozen=True)
 class Availability:
-    """A date (read-only: it may come from the cache) and its available seats by number."""
+    """A date and its available seats by number. Read-only: one answer built from
+    the cache is shared by every request that reads the same cached seats."""
 
     schedule: Schedule
-    seats: list[AvailableSeat]
+    seats: tuple[AvailableSeat, ...]
+    # Built from the cache and shared by every request that reads the same cached
+    # seats (so a reader may keep what it derives from it, keyed by it).
+    shared: bool = False
 
 
 class AvailableSeat(NamedTuple):
@@ -298,10 +302,37 @@ def schedule_availability(
         answer = _availability_answer(schedule=schedule, now=now)
         if seen_version is not None:
             seatcache.store(schedule_id, seen_version=seen_version, answer=answer)
+        availability = _availability_of(schedule_id, answer)
+    else:
+        availability = _built_from_cache(schedule_id, answer)
+    if not availability.schedule.is_open_for_booking(now=now):
+        return Availability(availability.schedule, ())
+    return availability
+
+
+def _availability_of(schedule_id: int, answer: dict, *, shared: bool = False) -> Availability:
     schedule = _cached_schedule(schedule_id, answer)
-    if not schedule.is_open_for_booking(now=now):
-        return Availability(schedule, [])
-    return Availability(schedule, [AvailableSeat(n, p) for n, p in answer["seats"]])
+    seats = tuple(AvailableSeat(n, p) for n, p in answer["seats"])
+    return Availability(schedule, seats, shared)
+
+
+# What each cached answer this process decoded was built into (seatcache decodes an
+# answer once per process for the same bytes, and every fan reads it until the
+# next write on the date): built once too. Keyed by the answer object, which the
+# entry keeps alive, so its id is never another's while the entry lives.
+_BUILT_MAX = 1024
+_built: dict[int, tuple[dict, Availability]] = {}
+
+
+def _built_from_cache(schedule_id: int, answer: dict) -> Availability:
+    hit = _built.get(id(answer))
+    if hit is not None and hit[0] is answer and hit[1].schedule.pk == schedule_id:
+        return hit[1]
+    if len(_built) >= _BUILT_MAX:
+        _built.clear()
+    availability = _availability_of(schedule_id, answer, shared=True)
+    _built[id(answer)] = (answer, availability)
+    return availability
 
 
 def schedule_availability_later(trip: RoundTrip, *, schedule_id: int) -> Reply:
@@ -327,7 +358,7 @@ def _cached_schedule(schedule_id: int, answer: dict) -> Schedule:
     return Schedule(*[values.get(name) for name in _SCHEDULE_COLUMNS])
 
 
-def seat_list_available(*, schedule: Schedule, now: datetime) -> list[AvailableSeat]:
+def seat_list_available(*, schedule: Schedule, now: datetime) -> tuple[AvailableSeat, ...]:
     """Available seats of a date, by number; none outside its booking window."""
     return schedule_availability(schedule_id=schedule.pk, now=now).seats
 

@@ -264,10 +264,16 @@ def drf_allow(api: type[APIView]) -> str:
 
 
 def json_response(
-    data: Any, *, allow: str, status: int = 200, headers: dict[str, str] | None = None
+    data: Any,
+    *,
+    allow: str,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    rendered: bytes | None = None,
 ) -> HttpResponse:
-    """What DRF's Response with the JSON renderer gives, for a lane view."""
-    content = _json.render(data)
+    """What DRF's Response with the JSON renderer gives, for a lane view. `rendered`:
+    `data` as the renderer renders it, already (`render`)."""
+    content = _json.render(data) if rendered is None else rendered
     response = HttpResponse(content, status=status)
     if content:
         response["Content-Type"] = "application/json"
@@ -277,6 +283,11 @@ def json_response(
         response[name] = value
     response["Allow"] = allow
     return response
+
+
+def render(data: Any) -> bytes:
+    """`data` as json_response renders it (DRF's JSON renderer)."""
+    return _json.render(data)
 
 
 def error_response(exc: DomainError, *, allow: str) -> HttpResponse:

@@ -2,6 +2,7 @@
 every write that frees or takes a seat invalidates it after commit, and an expired
 hold is free the moment it expires with no write at all."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -231,3 +232,59 @@ def test_the_decoded_answers_stay_bounded(monkeypatch):
     for n in range(10):
         assert seatcache._decoded(b'{"n": %d}' % n) == {"n": n}
         assert len(seatcache._decoded_answers) <= 3
+
+
+def test_a_cached_date_is_built_and_rendered_once_until_it_changes(date):
+    """Every fan reading the same cached seats gets one shared, read-only answer,
+    rendered once; a write brings a new answer, built and rendered anew."""
+    from concerts.api import _seats_rendered
+
+    now = timezone.now()
+    selectors.schedule_availability(schedule_id=date.id, now=now)  # cached in Redis
+    first = selectors.schedule_availability(schedule_id=date.id, now=now)
+    again = selectors.schedule_availability(schedule_id=date.id, now=now)
+    assert first is again and first.shared and isinstance(first.seats, tuple)
+    assert _seats_rendered(date.id, first) is _seats_rendered(date.id, again)
+    etag, body, rendered = _seats_rendered(date.id, first)
+    assert rendered == json.dumps(body, separators=(",", ":")).encode()
+    hold_seat(UserFactory(), date, 5)
+    changed = selectors.schedule_availability(schedule_id=date.id, now=timezone.now())
+    assert changed is not first and 5 not in [s.number for s in changed.seats]
+    assert _seats_rendered(date.id, changed)[0] != etag
+
+
+def test_a_date_read_from_postgresql_is_not_kept(date):
+    """With Redis down every read is PostgreSQL's own answer, never shared, so
+    nothing is kept for it."""
+    from concerts import api
+    from tests.config.test_redis_down import DOWN
+
+    with override_settings(CACHES=DOWN):
+        availability = selectors.schedule_availability(schedule_id=date.id, now=timezone.now())
+    kept = len(api._rendered)
+    api._seats_rendered(date.id, availability)
+    assert not availability.shared and len(api._rendered) == kept
+
+
+def test_a_shared_date_closed_for_booking_shows_no_seats(date):
+    """The booking window is checked on every read, shared answer or not."""
+    now = timezone.now()
+    selectors.schedule_availability(schedule_id=date.id, now=now)
+    assert selectors.schedule_availability(schedule_id=date.id, now=now).seats
+    after_close = date.booking_closes_at + timedelta(seconds=1)
+    assert selectors.schedule_availability(schedule_id=date.id, now=after_close).seats == ()
+
+
+def test_the_built_and_rendered_answers_stay_bounded(date, monkeypatch):
+    from concerts import api
+
+    monkeypatch.setattr(selectors, "_BUILT_MAX", 2)
+    monkeypatch.setattr(selectors, "_built", {})
+    monkeypatch.setattr(api, "_RENDERED_MAX", 2)
+    monkeypatch.setattr(api, "_rendered", {})
+    answer = {"concert_id": date.concert_id, "starts_at": 0, "booking_opens_at": 0,
+              "booking_closes_at": 0, "seats": [[1, 100]]}  # fmt: skip
+    for _ in range(5):
+        built = selectors._built_from_cache(date.id, dict(answer))
+        api._seats_rendered(date.id, built)
+        assert len(selectors._built) <= 2 and len(api._rendered) <= 2
