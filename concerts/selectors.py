@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -458,22 +457,6 @@ def cart_for(*, user_id: int, now: datetime) -> Cart:
         .order_by("expires_at", "id")
     )
     return Cart(holds=holds, expires_at=holds[0].expires_at if holds else None)
-
-
-def reservation_other_live_hold_exists(
-    *, user_id: int, concert_id: int, other_than: Sequence[int], now: datetime
-) -> bool:
-    """Whether the fan holds, unexpired, a seat of the concert besides `other_than`
-    (a payment ends the turn only when none is left). Plain SQL: every payment asks."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {Reservation._meta.db_table} r"
-            f" JOIN {Schedule._meta.db_table} d ON d.id = r.schedule_id"
-            f" WHERE r.user_id = %s AND d.concert_id = %s AND r.status = %s"
-            f" AND r.expires_at > %s AND r.id NOT IN ({', '.join(['%s'] * len(other_than))}))",
-            rawsql.params([user_id, concert_id, Reservation.Status.HELD, now, *other_than]),
-        )
-        return bool(cursor.fetchone()[0])
 
 
 def reservation_get_for(*, user_id: int, reservation_id: int) -> Reservation:

@@ -364,6 +364,37 @@ def reservation_lock(*, user_id: int, reservation_id: int) -> Reservation:
     """Lock the fan, the seat and the reservation row, in the global lock order, and
     return the reservation as it now stands. The caller owns the transaction.
     Anyone else's reservation is ReservationNotFound."""
+    return _reservation_lock(user_id=user_id, reservation_id=reservation_id)[0]
+
+
+def reservations_lock_to_pay(
+    *, user_id: int, reservation_ids: Sequence[int], now: datetime
+) -> tuple[list[Reservation], bool]:
+    """reservation_lock for each of the fan's reservations (in this order), and
+    whether the fan holds, unexpired, a seat of the last one's concert besides
+    these (a payment ends the turn only when none is left). That question is asked
+    in the last reservation lock's own statement: it runs under the fan's lock,
+    which every hold of the fan takes, so no hold of the fan can commit meanwhile
+    (one statement fewer on every payment). The caller owns the transaction."""
+    locked = [
+        _reservation_lock(
+            user_id=user_id,
+            reservation_id=rid,
+            other_than=reservation_ids if n == len(reservation_ids) - 1 else None,
+            now=now,
+        )
+        for n, rid in enumerate(reservation_ids)
+    ]
+    return [reservation for reservation, _ in locked], bool(locked[-1][1])
+
+
+def _reservation_lock(
+    *,
+    user_id: int,
+    reservation_id: int,
+    other_than: Sequence[int] | None = None,
+    now: datetime | None = None,
+) -> tuple[Reservation, bool | None]:
     # The fan's row, locked, and the reservation's seat, read in the same statement
     # (the fan is the first lock of the order; the seat is only read here).
     with connection.cursor() as cursor:
@@ -379,24 +410,34 @@ def reservation_lock(*, user_id: int, reservation_id: int) -> Reservation:
         raise ReservationNotFound()
     _lock_seat(schedule_id=found[0], seat_number=found[1])
     # The reservation row, locked, with its seat, date and concert (one statement,
-    # as select_related would read them).
+    # as select_related would read them), and, if asked, the fan's other live holds.
+    other, params = "NULL", []
+    if other_than is not None:
+        other = (
+            f"EXISTS (SELECT 1 FROM {Reservation._meta.db_table} o"
+            f" JOIN {Schedule._meta.db_table} od ON od.id = o.schedule_id"
+            f" WHERE o.user_id = r.user_id AND od.concert_id = d.concert_id"
+            f" AND o.status = %s AND o.expires_at > %s"
+            f" AND o.id NOT IN ({', '.join(['%s'] * len(other_than))}))"
+        )
+        params = [Reservation.Status.HELD, now, *other_than]
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {rawsql.select(Reservation, 'r')}, {rawsql.select(Seat, 's')},"
-            f" {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')}"
+            f" {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')}, {other}"
             f" FROM {Reservation._meta.db_table} r"
             f" JOIN {Seat._meta.db_table} s ON s.id = r.seat_id"
             f" JOIN {Schedule._meta.db_table} d ON d.id = r.schedule_id"
             f" JOIN {Concert._meta.db_table} c ON c.id = d.concert_id"
             f" WHERE r.id = %s{rawsql.for_no_key_update(of='r')}",
-            [reservation_id],
+            rawsql.params([*params, reservation_id]),
         )
         row = cursor.fetchone()
     models = (Reservation, Seat, Schedule, Concert)
-    reservation, seat, schedule, concert = rawsql.instances(row, *models)
+    reservation, seat, schedule, concert = rawsql.instances(row[:-1], *models)
     schedule.concert = concert
     reservation.seat, reservation.schedule = seat, schedule
-    return reservation
+    return reservation, row[-1]
 
 
 def reservation_end_locked(*, reservation: Reservation, now: datetime, reason: str) -> Reservation:

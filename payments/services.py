@@ -20,7 +20,6 @@ from datetime import datetime
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from concerts import selectors as concert_selectors
 from concerts import services as concert_services
 from concerts.models import Reservation
 from config import rawsql
@@ -153,19 +152,15 @@ def _pay(
         raise CheckoutInvalid(f"A payment covers 1 to {MAX_CHECKOUT_SEATS} held seats.")
     try:
         with transaction.atomic():
-            reservations = [
-                concert_services.reservation_lock(user_id=user.pk, reservation_id=rid)
-                for rid in ids
-            ]
+            reservations, still_held = concert_services.reservations_lock_to_pay(
+                user_id=user.pk, reservation_ids=ids, now=now
+            )
             if any(r.status == RStatus.CONFIRMED for r in reservations):
                 raise AlreadyPaid()
             concert_ids = {r.schedule.concert_id for r in reservations}
             if len(concert_ids) != 1:
                 raise CheckoutInvalid("All the seats in one payment must be for one concert.")
             (concert_id,) = concert_ids
-            still_held = concert_selectors.reservation_other_live_hold_exists(
-                user_id=user.pk, concert_id=concert_id, other_than=ids, now=now
-            )
             # The turn ends at checkout, once the fan has no live hold left for the
             # concert; paying for some seats keeps it for the others.
             if still_held:

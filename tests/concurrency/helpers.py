@@ -131,3 +131,16 @@ def without_idempotency_constraint() -> without_constraint:
         create="ALTER TABLE config_idempotencyrecord ADD CONSTRAINT "
         "idempotency_one_per_fan_scope_key UNIQUE (user_id, scope, key)",
     )
+
+
+def pay_through_reservation_lock(monkeypatch, concert_services) -> None:
+    """Make a payment lock its reservations one by one through
+    `concert_services.reservation_lock`, looked up at each call (a control replaces
+    it with an unlocked or stale read), instead of reservations_lock_to_pay; the
+    turn then ends as if the fan held nothing else (the controls stub the turn)."""
+
+    def to_pay(*, user_id: int, reservation_ids: Sequence[int], now) -> tuple[list, bool]:
+        lock = concert_services.reservation_lock
+        return [lock(user_id=user_id, reservation_id=rid) for rid in reservation_ids], False
+
+    monkeypatch.setattr(concert_services, "reservations_lock_to_pay", to_pay)

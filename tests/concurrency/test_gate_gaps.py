@@ -20,7 +20,7 @@ from payments import services
 from payments.models import Payment
 from queueing import services as queue_services
 from queueing.models import QueueToken, WaitingRoom
-from tests.concurrency.helpers import errors, run_concurrently
+from tests.concurrency.helpers import errors, pay_through_reservation_lock, run_concurrently
 from tests.conftest import admit, hold_seat
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 from wallet import services as wallet_services
@@ -155,6 +155,7 @@ def test_control_a_payment_trusting_what_it_read_before_the_wait_sells_the_seat_
         return Reservation.objects.filter(id__in=ids).update(status="confirmed")
 
     monkeypatch.setattr(services.concert_services, "reservation_lock", stale_lock)
+    pay_through_reservation_lock(monkeypatch, services.concert_services)
     monkeypatch.setattr(services.concert_services, "reservation_end", confirm_blindly)
     monkeypatch.setattr(services.queue_services, "queue_turn_end", lambda **kw: None)
     rival = UserFactory()

@@ -28,7 +28,7 @@ from config.errors import DomainError
 from payments import services
 from payments.models import Payment
 from queueing.models import QueueToken, WaitingRoom
-from tests.concurrency.helpers import errors, run_concurrently
+from tests.concurrency.helpers import errors, pay_through_reservation_lock, run_concurrently
 from tests.conftest import hold_seat
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 from wallet import services as wallet_services
@@ -83,6 +83,7 @@ def guards(monkeypatch, *, lock: bool, held_check: bool, constraint: bool):
             return reservation
 
         monkeypatch.setattr(services.concert_services, "reservation_lock", unlocked)
+        pay_through_reservation_lock(monkeypatch, services.concert_services)
     if not held_check:
         real_end = concert_services.reservation_end
 
