@@ -46,10 +46,11 @@ from rest_framework import serializers
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
-from config.api import StrictIntegerField
+from config.api import StrictIntegerField, answer_headers
 from config.auth import PLAIN_TOKEN, credentials, credentials_later
 from config.cache import RoundTrip
 from config.errors import DomainError
+from config.idempotency import Answer
 
 # The middleware a lane's answer goes through, outermost first. Every other entry
 # of settings.MIDDLEWARE must be in SKIPPED, with the reason it does nothing for a
@@ -288,6 +289,19 @@ def json_response(
 def render(data: Any) -> bytes:
     """`data` as json_response renders it (DRF's JSON renderer)."""
     return _json.render(data)
+
+
+def answer_response(
+    write: Callable[[], Answer], *, allow: str, location: str | None = None
+) -> HttpResponse:
+    """A retry-safe write's lane answer: its Answer as config.api.answer_response
+    renders it for the DRF view, or its refusal in the error envelope."""
+    try:
+        answer = write()
+    except DomainError as exc:
+        return error_response(exc, allow=allow)
+    headers = answer_headers(answer, location)
+    return json_response(answer.body, allow=allow, status=answer.status, headers=headers)
 
 
 def error_response(exc: DomainError, *, allow: str) -> HttpResponse:

@@ -24,7 +24,6 @@ from config.api import (
     QUEUE_TOKEN_HEADER,
     QUEUE_TOKEN_PARAMETER,
     StrictIntegerField,
-    answer_headers,
     answer_response,
     id_field,
     idempotency_key,
@@ -235,15 +234,10 @@ def pay_lane(request: HttpRequest) -> HttpResponse:
     """PaymentListApi's POST for a plain payment (an API token, a JSON body PayInput
     takes as it is), served by config.fastlane without DRF's dispatch or the full
     middleware: the same service call, the same answer (tests compare the two)."""
-    try:
-        answer = _paid(request, request.lane_input["reservation_id"])
-    except DomainError as exc:
-        return fastlane.error_response(exc, allow=_PAYMENTS_ALLOW)
-    return fastlane.json_response(
-        answer.body,
+    return fastlane.answer_response(
+        lambda: _paid(request, request.lane_input["reservation_id"]),
         allow=_PAYMENTS_ALLOW,
-        status=answer.status,
-        headers=answer_headers(answer, _PAYMENT),
+        location=_PAYMENT,
     )
 
 

@@ -13,12 +13,10 @@ from rest_framework.views import APIView
 from config import fastlane
 from config.api import (
     IDEMPOTENCY_KEY_PARAMETER,
-    answer_headers,
     answer_response,
     idempotency_key,
     paginated,
 )
-from config.errors import DomainError
 from config.idempotency import Answer
 from config.schema import paginated_list
 from wallet import selectors, services
@@ -78,15 +76,10 @@ def charge_lane(request: HttpRequest) -> HttpResponse:
     """ChargeApi's POST for a plain top-up (an API token, a body of exactly
     {"amount": ...}), served by config.fastlane without DRF's dispatch or the full
     middleware: the same service call, the same answer (tests compare the two)."""
-    try:
-        answer = _charged(request, request.lane_input["amount"])
-    except DomainError as exc:
-        return fastlane.error_response(exc, allow=_CHARGE_ALLOW)
-    return fastlane.json_response(
-        answer.body,
+    return fastlane.answer_response(
+        lambda: _charged(request, request.lane_input["amount"]),
         allow=_CHARGE_ALLOW,
-        status=answer.status,
-        headers=answer_headers(answer, _LEDGER_ENTRY),
+        location=_LEDGER_ENTRY,
     )
 
 

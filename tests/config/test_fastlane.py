@@ -417,19 +417,23 @@ def test_with_redis_down_every_lane_answers_from_postgresql(ways, booking, line)
 # --- the hold (POST /api/v1/reservations) ------------------------------------------
 
 
-def hold_env(auth, queue_key, body, *, content_type="application/json", **extra) -> dict:
-
+def post_env(path, auth, queue_key, body, *, content_type="application/json", **extra) -> dict:
+    """A POST's WSGI environ, with the fan's API token and turn if given."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"HTTP_AUTHORIZATION": auth} if auth else {}
     if queue_key:
         headers["HTTP_X_QUEUE_TOKEN"] = queue_key
     environ = (
         RequestFactory(HTTP_HOST="testserver")
-        .post("/api/v1/reservations", data=raw, content_type=content_type, **headers, **extra)
+        .post(path, data=raw, content_type=content_type, **headers, **extra)
         .environ
     )
     environ["wsgi.input"] = io.BytesIO(raw)
     return environ
+
+
+def hold_env(auth, queue_key, body, **extra) -> dict:
+    return post_env("/api/v1/reservations", auth, queue_key, body, **extra)
 
 
 def test_hold_refusals_answer_the_same_either_way(ways, booking, concert, other_fan):
@@ -723,17 +727,7 @@ def test_a_line_up_with_a_session_cookie_goes_the_full_way(ways, line):
 
 
 def pay_env(auth, queue_key, body, **extra) -> dict:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"HTTP_AUTHORIZATION": auth} if auth else {}
-    if queue_key:
-        headers["HTTP_X_QUEUE_TOKEN"] = queue_key
-    environ = (
-        RequestFactory(HTTP_HOST="testserver")
-        .post("/api/v1/payments", data=raw, content_type="application/json", **headers, **extra)
-        .environ
-    )
-    environ["wsgi.input"] = io.BytesIO(raw)
-    return environ
+    return post_env("/api/v1/payments", auth, queue_key, body, **extra)
 
 
 @pytest.fixture
