@@ -3,7 +3,8 @@
 A fan's poll (`GET /api/v1/queue` with the token in X-Queue-Token) is the request
 the whole waiting room repeats, thousands of times a second on sale day; an
 admitted fan's seat map (`GET /api/v1/schedules/{id}/seats`), hold (`POST
-/api/v1/reservations`) and the line-up and top-up around them come next. They need
+/api/v1/reservations`) and payment (`POST /api/v1/payments`), and the line-up and
+top-up around them, come next. They need
 no session, no CSRF check and no URL resolving, and their work is one or two round
 trips, yet the full Django stack and DRF's dispatch cost more than that work. So
 the WSGI application routes such a request to its view directly, through the
@@ -310,7 +311,7 @@ def error_response(exc: DomainError, *, allow: str) -> HttpResponse:
 
 
 def lanes() -> list[Lane]:
-    """The lanes. Each view is the plain twin of a DRF view's GET."""
+    """The lanes. Each view is the plain twin of one DRF view's GET or POST."""
     from concerts.api import seats_lane, seats_reads
     from payments.api import HoldInput, PayInput, hold_lane, hold_reads, pay_lane
     from queueing.api import line_up_lane, poll_lane
