@@ -18,6 +18,7 @@ from config import fastlane
 from config.api import QUEUE_TOKEN_PARAMETER, request_header
 from config.cache import Reply, RoundTrip
 from config.errors import DomainError
+from config.memo import KeptFor
 from queueing.gate import QueueGate, gate_later, gate_pass, queue_gate_codes
 
 GATE_CODES = queue_gate_codes()
@@ -157,18 +158,16 @@ def _seats_answer(
 # The ETag, body and rendered JSON of each shared seat list this process answered:
 # a date's seats built from the cache are one read-only Availability, shared by
 # every fan who reads them until the next write on the date, so they are rendered
-# once. Keyed by that object, which the entry keeps alive (so its id is never
-# another's while the entry lives).
-_RENDERED_MAX = 1024
-_rendered: dict[int, tuple[int, selectors.Availability, tuple[str, dict, bytes]]] = {}
+# once.
+_rendered = KeptFor(1024)
 
 
 def _seats_rendered(
     schedule_id: int, availability: selectors.Availability
 ) -> tuple[str, dict, bytes]:
-    hit = _rendered.get(id(availability))
-    if hit is not None and hit[0] == schedule_id and hit[1] is availability:
-        return hit[2]
+    made = _rendered.get(availability)
+    if made is not None and availability.schedule.pk == schedule_id:
+        return made
     seats = availability.seats
     etag = (
         '"'
@@ -179,11 +178,7 @@ def _seats_rendered(
     )
     body = seats_body(schedule_id, seats)
     made = (etag, body, fastlane.render(body))
-    if availability.shared:
-        if len(_rendered) >= _RENDERED_MAX:
-            _rendered.clear()
-        _rendered[id(availability)] = (schedule_id, availability, made)
-    return made
+    return _rendered.keep(availability, made) if availability.shared else made
 
 
 _SEATS_ALLOW = fastlane.drf_allow(ScheduleSeatsApi)

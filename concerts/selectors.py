@@ -36,6 +36,7 @@ from concerts.models import (
 )
 from config import rawsql
 from config.cache import Reply, RoundTrip
+from config.memo import KeptFor
 from queueing import selectors as queue_selectors
 
 
@@ -317,21 +318,15 @@ def _availability_of(schedule_id: int, answer: dict, *, shared: bool = False) ->
 
 # What each cached answer this process decoded was built into (seatcache decodes an
 # answer once per process for the same bytes, and every fan reads it until the
-# next write on the date): built once too. Keyed by the answer object, which the
-# entry keeps alive, so its id is never another's while the entry lives.
-_BUILT_MAX = 1024
-_built: dict[int, tuple[dict, Availability]] = {}
+# next write on the date): built once too.
+_built = KeptFor(1024)
 
 
 def _built_from_cache(schedule_id: int, answer: dict) -> Availability:
-    hit = _built.get(id(answer))
-    if hit is not None and hit[0] is answer and hit[1].schedule.pk == schedule_id:
-        return hit[1]
-    if len(_built) >= _BUILT_MAX:
-        _built.clear()
-    availability = _availability_of(schedule_id, answer, shared=True)
-    _built[id(answer)] = (answer, availability)
-    return availability
+    built = _built.get(answer)
+    if built is not None and built.schedule.pk == schedule_id:
+        return built
+    return _built.keep(answer, _availability_of(schedule_id, answer, shared=True))
 
 
 def schedule_availability_later(trip: RoundTrip, *, schedule_id: int) -> Reply:

@@ -277,14 +277,32 @@ def test_a_shared_date_closed_for_booking_shows_no_seats(date):
 
 def test_the_built_and_rendered_answers_stay_bounded(date, monkeypatch):
     from concerts import api
+    from config.memo import KeptFor
 
-    monkeypatch.setattr(selectors, "_BUILT_MAX", 2)
-    monkeypatch.setattr(selectors, "_built", {})
-    monkeypatch.setattr(api, "_RENDERED_MAX", 2)
-    monkeypatch.setattr(api, "_rendered", {})
+    monkeypatch.setattr(selectors, "_built", KeptFor(2))
+    monkeypatch.setattr(api, "_rendered", KeptFor(2))
     answer = {"concert_id": date.concert_id, "starts_at": 0, "booking_opens_at": 0,
               "booking_closes_at": 0, "seats": [[1, 100]]}  # fmt: skip
     for _ in range(5):
         built = selectors._built_from_cache(date.id, dict(answer))
         api._seats_rendered(date.id, built)
         assert len(selectors._built) <= 2 and len(api._rendered) <= 2
+
+
+def test_a_kept_value_is_for_that_very_object_only():
+    from config.memo import KeptFor
+
+    kept = KeptFor(8)
+    first, twin = {"a": 1}, {"a": 1}
+    kept.keep(first, "derived")
+    assert kept.get(first) == "derived" and kept.get(twin) is None  # equal is not same
+
+
+def test_two_dates_with_the_same_answer_are_never_mixed_up(date):
+    """Two dates whose cached answers decode to one object (the same bytes) each get
+    their own date back."""
+    other = make_schedule(date.concert)
+    answer = {"concert_id": date.concert_id, "starts_at": 0, "booking_opens_at": 0,
+              "booking_closes_at": 0, "seats": [[1, 100]]}  # fmt: skip
+    assert selectors._built_from_cache(date.id, answer).schedule.pk == date.id
+    assert selectors._built_from_cache(other.id, answer).schedule.pk == other.id
