@@ -7,7 +7,9 @@ hash of the key, so a request authenticates with one cache read and no SQL.
 Invalidation takes effect at once in every process, because the entry lives in
 the one shared cache and is deleted after the commit that changes it: a token
 deleted or rotated (logout, a new token), and any save of its user (deactivated,
-password changed, renamed). With the cache down, every request reads PostgreSQL.
+password changed, renamed). A read of PostgreSQL that began before such a commit
+cannot cache its old answer after it: the delete leaves a short "forgotten" mark
+that refuses fills (`_fill`). With the cache down, every request reads PostgreSQL.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
 from config import rawsql
-from config.cache import Reply, RoundTrip
+from config.cache import (
+    REDIS_DOWN,
+    Reply,
+    RoundTrip,
+    redis_backend,
+    redis_client,
+    redis_failed,
+    redis_script,
+)
 
 TTL = 300  # seconds; invalidation is explicit, the TTL only bounds memory
 
@@ -56,8 +66,44 @@ def credentials(key: str, cached: Reply | None = None):
     if hit is not None:
         return hit
     user, token = _from_database(key)  # raises for a bad key
-    cache.set(cache_key, (user, token), TTL)
+    _fill(key, (user, token))
     return user, token
+
+
+# A forgotten key refuses to be filled for this long: a read of PostgreSQL that began
+# before the token was deleted (or its user changed) may try to cache what it read
+# after the forget, and that fill must not bring the old answer back.
+GONE_TTL = 10  # seconds, far longer than a read and its fill
+
+# KEYS: the entry, its "forgotten" mark. ARGV: the value, its TTL.
+_FILL = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+def _gone_key(key: str) -> str:
+    return _cache_key(key) + ":gone"
+
+
+def _fill(key: str, value) -> None:
+    """Cache (user, token) for the key, unless the key was forgotten in the last
+    GONE_TTL seconds (checked and written in one step by Redis)."""
+    backend = redis_backend()
+    client = redis_client(backend)
+    if client is None:
+        if backend is None:  # the embedded file cache (`make run`, one host)
+            cache.set(_cache_key(key), value, TTL)
+        return  # Redis is down: nothing is cached, every request reads PostgreSQL
+    try:
+        redis_script(client, _FILL)(
+            keys=[backend.make_key(_cache_key(key)), backend.make_key(_gone_key(key))],
+            args=[backend.encode(value), TTL],
+            client=client,
+        )
+    except REDIS_DOWN as exc:
+        redis_failed(exc)
 
 
 def credentials_later(trip: RoundTrip, key: str) -> Reply:
@@ -90,7 +136,13 @@ def _from_database(key: str):
 
 
 def forget_token_key(key: str) -> None:
-    transaction.on_commit(lambda: cache.delete(_cache_key(key)))
+    transaction.on_commit(lambda: _forget(key))
+
+
+def _forget(key: str) -> None:
+    # The mark first: from now on no fill lands; then the entry goes.
+    cache.set(_gone_key(key), 1, GONE_TTL)
+    cache.delete(_cache_key(key))
 
 
 def _token_gone(sender, instance: Token, created: bool = False, **kwargs) -> None:

@@ -108,6 +108,10 @@ class PooledRedisCache(RedisCache):
         would give it (None: a miss)."""
         return None if raw is None else self._cache._serializer.loads(raw)
 
+    def encode(self, value: Any) -> bytes | int:
+        """`value` as set() would store it, for a script that writes it itself."""
+        return self._cache._serializer.dumps(value)
+
 
 def redis_backend() -> PooledRedisCache | None:
     """The shared cache when it is Redis (None on the embedded file cache)."""

@@ -81,3 +81,48 @@ def test_the_database_read_answers_exactly_as_drfs_token_authentication():
         with pytest.raises(AuthenticationFailed) as theirs:
             drf.authenticate_credentials(bad)
         assert str(ours.value.detail) == str(theirs.value.detail)
+
+
+def late_fill(key):
+    """A request that read the token from PostgreSQL, then the token is deleted (a
+    logout, committed and forgotten), then the request caches what it read."""
+    from config import auth
+
+    read = auth._from_database(key)
+    Token.objects.filter(key=key).delete()
+    auth._fill(key, read)
+
+
+def test_a_fill_that_read_before_a_logout_never_lets_the_token_back_in(key):
+    late_fill(key)
+    assert me(key).status_code == 401
+
+
+def test_control_a_plain_fill_after_a_logout_lets_the_token_back_in(key, monkeypatch):
+    from django.core.cache import cache
+
+    from config import auth
+
+    monkeypatch.setattr(
+        auth, "_fill", lambda key, value: cache.set(auth._cache_key(key), value, auth.TTL)
+    )
+    late_fill(key)
+    assert me(key).status_code == 200  # stale: the mark is what refuses it
+
+
+def test_a_token_forgotten_long_ago_is_cached_again(key, monkeypatch):
+    """The mark only covers reads in flight: once it lapses, a good token (its user
+    saved, say) is cached again on its next request."""
+    from django.core.cache import cache
+
+    from config import auth
+
+    user = Token.objects.get(key=key).user
+    user.first_name = "renamed"
+    user.save()  # forgets the key
+    assert cache.get(auth._gone_key(key)) == 1
+    cache.delete(auth._gone_key(key))  # as if GONE_TTL had passed
+    assert me(key).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert me(key).status_code == 200
+    assert len(queries) == 0
