@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
@@ -36,6 +37,7 @@ from config.cache import (
     redis_failed,
     redis_script,
 )
+from config.models import PendingForget
 
 TTL = 300  # seconds; invalidation is explicit, the TTL only bounds memory
 
@@ -83,8 +85,11 @@ return 1
 """
 
 
+GONE_SUFFIX = ":gone"
+
+
 def _gone_key(key: str) -> str:
-    return _cache_key(key) + ":gone"
+    return _cache_key(key) + GONE_SUFFIX
 
 
 def _fill(key: str, value) -> None:
@@ -140,9 +145,48 @@ def forget_token_key(key: str) -> None:
 
 
 def _forget(key: str) -> None:
-    # The mark first: from now on no fill lands; then the entry goes.
-    cache.set(_gone_key(key), 1, GONE_TTL)
-    cache.delete(_cache_key(key))
+    """The entry goes from the shared cache, after the commit that changed it. With
+    Redis, this is tried even while this process's breaker is open (one short
+    timeout; a revocation is rare), and if Redis does not answer, the forget is kept
+    in PostgreSQL (PendingForget) for beat's delivery: another process that can
+    still reach Redis must not go on serving the entry for the rest of its TTL."""
+    backend = redis_backend()
+    if backend is None:  # the embedded file cache (`make run`, one host)
+        cache.set(_gone_key(key), 1, GONE_TTL)
+        cache.delete(_cache_key(key))
+        return
+    if not _forget_in_redis(backend, [_cache_key(key)]):
+        PendingForget.objects.create(cache_key=_cache_key(key), created_at=timezone.now())
+
+
+def _forget_in_redis(backend, cache_keys: list[str]) -> bool:
+    """For each entry, in one round trip: its "forgotten" mark first (from now on no
+    fill lands), then the entry itself. False if Redis did not answer."""
+    client = redis_client(backend, even_if_down=True)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for cache_key in cache_keys:
+            pipe.set(backend.make_key(cache_key + GONE_SUFFIX), backend.encode(1), ex=GONE_TTL)
+            pipe.delete(backend.make_key(cache_key))
+        pipe.execute()
+    except REDIS_DOWN as exc:
+        redis_failed(exc)
+        return False
+    return True
+
+
+def forgets_deliver(*, batch: int = 1000) -> int:
+    """Beat's job: deliver the forgets kept in PostgreSQL (see _forget) to Redis, and
+    drop them once delivered. Returns how many were delivered (0 while Redis is down:
+    they wait for the next run)."""
+    backend = redis_backend()
+    if backend is None:
+        return 0
+    rows = list(PendingForget.objects.order_by("pk").values_list("pk", "cache_key")[:batch])
+    if not rows or not _forget_in_redis(backend, sorted({key for _, key in rows})):
+        return 0
+    PendingForget.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+    return len(rows)
 
 
 def _token_gone(sender, instance: Token, created: bool = False, **kwargs) -> None:

@@ -121,13 +121,16 @@ def redis_backend() -> PooledRedisCache | None:
     return backend if isinstance(backend, PooledRedisCache) else None
 
 
-def redis_client(backend: PooledRedisCache | None = None):
+def redis_client(backend: PooledRedisCache | None = None, *, even_if_down: bool = False):
     """The shared cache's Redis client, for what Django's cache API lacks (Lua scripts,
     hashes, sorted sets): None without Redis, or while this process knows it is down.
     Callers catch REDIS_DOWN and report it with redis_failed, which opens the breaker.
-    A caller that has `redis_backend()` at hand passes it (one lookup fewer)."""
+    A caller that has `redis_backend()` at hand passes it (one lookup fewer).
+
+    `even_if_down`: the client even while the breaker is open, for a rare write that
+    must not be skipped (an invalidation): it risks one short timeout."""
     backend = backend or redis_backend()
-    if backend is None or backend._cache.is_down:
+    if backend is None or (backend._cache.is_down and not even_if_down):
         return None
     return backend._cache.get_client(write=True)
 

@@ -42,6 +42,13 @@ app.conf.beat_schedule = {
         "schedule": 3600.0,
         "options": {"expires": 600},
     },
+    # An API token's cached entry whose invalidation could not reach Redis from the
+    # process that revoked it (config.auth): delivered from PostgreSQL.
+    "deliver-pending-forgets": {
+        "task": "config.deliver_pending_forgets",
+        "schedule": 2.0,
+        "options": {"expires": 5},
+    },
     "queue-repair-mirror": {
         "task": "queueing.repair_mirror",
         "schedule": float(_every("QUEUE_MIRROR_REPAIR_INTERVAL", 10)),

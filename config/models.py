@@ -31,6 +31,19 @@ class IdempotencyRecord(models.Model):
         return f"{self.scope}:{self.key} ({self.state})"
 
 
+class PendingForget(models.Model):
+    """A cached API-token entry whose invalidation could not reach Redis from the
+    process that made it (config.auth): kept here, in the same database that revoked
+    the token, until beat's `config.deliver_pending_forgets` deletes the entry from
+    Redis. Holds the entry's cache key (a hash of the token), never the token."""
+
+    cache_key = models.CharField(max_length=100)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.cache_key} ({self.created_at:%Y-%m-%d %H:%M:%S})"
+
+
 class OperatorAction(models.Model):
     """The audit log: one row per operator action, written by the service that carries
     it out, in the same transaction. Append-only; read-only in the admin."""

@@ -126,3 +126,108 @@ def test_a_token_forgotten_long_ago_is_cached_again(key, monkeypatch):
     with CaptureQueriesContext(connection) as queries:
         assert me(key).status_code == 200
     assert len(queries) == 0
+
+
+# --- a revocation made where Redis does not answer (issue 13: every process) ---------
+
+
+def cached_entry_exists(key) -> bool:
+    """Whether the shared Redis still holds the token's entry (read past the breaker)."""
+    from django.core.cache import cache
+
+    from config import auth
+
+    client = cache._cache.get_client(write=True)
+    return bool(client.exists(cache.make_key(auth._cache_key(key))))
+
+
+def revoke_in_a_process_without_redis(key) -> None:
+    """Delete the token in a process of its own whose Redis is a closed port: its
+    forget after commit cannot reach Redis, while this process's Redis still holds
+    the cached entry (a network fault between that process and Redis, not a restart)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.faults.conftest import ROOT
+
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+    }
+    code = (
+        "from rest_framework.authtoken.models import Token; "
+        f"assert Token.objects.filter(key={key!r}).delete()[0] == 1"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_revocation_that_cannot_reach_redis_is_delivered_by_beat_across_processes(key):
+    from config import auth, tasks
+    from config.models import PendingForget
+
+    assert me(key).status_code == 200  # cached in the shared Redis
+    revoke_in_a_process_without_redis(key)
+    # The other process kept the forget in PostgreSQL: the entry's hash, never the token.
+    kept = list(PendingForget.objects.values_list("cache_key", flat=True))
+    assert kept == [auth._cache_key(key)]
+    assert key not in kept[0]
+    # Control: until it is delivered, this process (which reaches Redis) still lets the
+    # revoked token in from the cache; the delivery is what refuses it.
+    assert cached_entry_exists(key)
+    assert me(key).status_code == 200
+    assert tasks.deliver_pending_forgets() == 1
+    assert not PendingForget.objects.exists()
+    assert not cached_entry_exists(key)
+    assert me(key).status_code == 401
+
+
+def test_a_revocation_reaches_redis_even_while_the_breaker_is_open(key):
+    """The breaker (config.cache) makes an outage cost one timeout per interval; a
+    forget is tried anyway, so a blip just before a revocation skips nothing."""
+    from django.core.cache import cache
+
+    from config.models import PendingForget
+
+    assert me(key).status_code == 200
+    cache._cache.mark_down(OSError("a blip a moment ago"))
+    Token.objects.filter(key=key).delete()
+    assert not cached_entry_exists(key)
+    assert not PendingForget.objects.exists()
+
+
+def test_control_a_forget_through_the_cache_api_is_skipped_while_the_breaker_is_open(key):
+    from django.core.cache import cache
+
+    from config import auth
+
+    assert me(key).status_code == 200
+    cache._cache.mark_down(OSError("a blip a moment ago"))
+    cache.delete(auth._cache_key(key))  # how the forget was made before
+    assert cached_entry_exists(key)  # skipped: other processes would still serve it
+
+
+def test_pending_forgets_wait_while_redis_is_down_then_go_out(key):
+    from django.core.cache import cache
+    from django.test import override_settings
+
+    from config import auth, tasks
+    from config.models import PendingForget
+    from tests.config.test_redis_down import DOWN
+
+    assert me(key).status_code == 200
+    with override_settings(CACHES=DOWN):
+        Token.objects.filter(key=key).delete()  # the forget cannot be delivered
+        assert PendingForget.objects.count() == 1
+        assert tasks.deliver_pending_forgets() == 0  # still down: kept for the next run
+    assert PendingForget.objects.count() == 1
+    assert cache.get(auth._cache_key(key)) is not None
+    assert tasks.deliver_pending_forgets() == 1
+    assert not PendingForget.objects.exists()
+    assert me(key).status_code == 401
