@@ -372,43 +372,70 @@ def reservations_lock_to_pay(
 ) -> tuple[list[Reservation], bool]:
     """reservation_lock for each of the fan's reservations (in this order), and
     whether the fan holds, unexpired, a seat of the last one's concert besides
-    these (a payment ends the turn only when none is left). That question is asked
-    in the last reservation lock's own statement: it runs under the fan's lock,
-    which every hold of the fan takes, so no hold of the fan can commit meanwhile
-    (one statement fewer on every payment). The caller owns the transaction."""
-    locked = [
-        _reservation_lock(
-            user_id=user_id,
-            reservation_id=rid,
-            other_than=reservation_ids if n == len(reservation_ids) - 1 else None,
-            now=now,
+    these (a payment ends the turn only when none is left). The caller owns the
+    transaction.
+
+    The fan's lock is taken once, in one statement that also reads every
+    reservation's seat and status. A reservation already confirmed (paid) is
+    returned alone, as read, and nothing more is locked: the payment refuses it
+    whatever the rest say, and a paid reservation never goes back to held, so the
+    refusal is true as of that statement (a retried payment costs two statements
+    fewer). The "other live holds" question is asked in the last reservation lock's
+    own statement: it runs under the fan's lock, which every hold of the fan takes,
+    so no hold of the fan can commit meanwhile."""
+    found = _lock_fan_reading(user_id=user_id, reservation_ids=reservation_ids)
+    if any(rid not in found for rid in reservation_ids):
+        raise ReservationNotFound()
+    for rid in reservation_ids:
+        if found[rid][2] == Reservation.Status.CONFIRMED:
+            paid = Reservation(pk=rid, user_id=user_id, status=Reservation.Status.CONFIRMED)
+            return [paid], False
+    locked = []
+    for n, rid in enumerate(reservation_ids):
+        _lock_seat(schedule_id=found[rid][0], seat_number=found[rid][1])
+        last = n == len(reservation_ids) - 1
+        locked.append(
+            _reservation_row_lock(
+                reservation_id=rid, other_than=reservation_ids if last else None, now=now
+            )
         )
-        for n, rid in enumerate(reservation_ids)
-    ]
     return [reservation for reservation, _ in locked], bool(locked[-1][1])
 
 
-def _reservation_lock(
+def _lock_fan_reading(
+    *, user_id: int, reservation_ids: Sequence[int]
+) -> dict[int, tuple[int, int, str]]:
+    """The fan's row, locked (the first lock of the order), and for each of these
+    reservations that is the fan's: its (schedule id, seat number, status), read in
+    the same statement (the seat is only read here)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT r.id, r.schedule_id, s.number, r.status"
+            f" FROM {get_user_model()._meta.db_table} u"
+            f" JOIN {Reservation._meta.db_table} r ON r.user_id = u.id"
+            f" AND r.id IN ({', '.join(['%s'] * len(reservation_ids))})"
+            f" JOIN {Seat._meta.db_table} s ON s.id = r.seat_id"
+            f" WHERE u.id = %s{rawsql.for_no_key_update(of='u')}",
+            [*reservation_ids, user_id],
+        )
+        return {rid: (schedule_id, number, status) for rid, schedule_id, number, status in cursor}
+
+
+def _reservation_lock(*, user_id: int, reservation_id: int) -> tuple[Reservation, None]:
+    found = _lock_fan_reading(user_id=user_id, reservation_ids=[reservation_id])
+    if reservation_id not in found:
+        raise ReservationNotFound()
+    schedule_id, number, _ = found[reservation_id]
+    _lock_seat(schedule_id=schedule_id, seat_number=number)
+    return _reservation_row_lock(reservation_id=reservation_id)
+
+
+def _reservation_row_lock(
     *,
-    user_id: int,
     reservation_id: int,
     other_than: Sequence[int] | None = None,
     now: datetime | None = None,
 ) -> tuple[Reservation, bool | None]:
-    # The fan's row, locked, and the reservation's seat, read in the same statement
-    # (the fan is the first lock of the order; the seat is only read here).
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT r.schedule_id, s.number FROM {get_user_model()._meta.db_table} u"
-            f" JOIN {Reservation._meta.db_table} r ON r.user_id = u.id AND r.id = %s"
-            f" JOIN {Seat._meta.db_table} s ON s.id = r.seat_id"
-            f" WHERE u.id = %s{rawsql.for_no_key_update(of='u')}",
-            [reservation_id, user_id],
-        )
-        found = cursor.fetchone()
-    if found is None:
-        raise ReservationNotFound()
-    _lock_seat(schedule_id=found[0], seat_number=found[1])
     # The reservation row, locked, with its seat, date and concert (one statement,
     # as select_related would read them), and, if asked, the fan's other live holds.
     other, params = "NULL", []
