@@ -1,9 +1,10 @@
 """Wallet benchmark. Run:  sh .ci/dev python -m bench.wallet_bench
 
-Side by side, one run, one gunicorn config:
+Side by side, one run, one server config:
   1. POST /bench/contended        UPDATE ... n = n + 1 under FOR UPDATE on 1 of 50 rows
   2. POST /api/v1/wallet/charges  every request charging one hot wallet
-  3. POST /api/v1/wallet/charges  spread over 1,000 fans
+     (1 and 2 alternating, three pairs: the median pair's ratio, every pair printed)
+  3. POST /api/v1/wallet/charges  spread over 1,000 fans (reported)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from bench.common import (
     DURATION,
     ROOT,
     Server,
+    cpu_text,
     recreate_database,
     save,
     seed_fans,
@@ -20,6 +22,7 @@ from bench.common import (
 )
 
 FANS = 1000
+CHARGE_ROUNDS = 3  # alternating pairs of the contended UPDATE and the hot-wallet charge
 
 
 def main() -> None:
@@ -46,15 +49,25 @@ def main() -> None:
     results: dict = {"duration_s": DURATION}
     with Server() as server:
         wrk(server.url, "/bench/bare", duration=3)
-        results["contended_baseline"] = wrk(server.url, "/bench/contended", method="POST")
-        results["charge_hot_wallet"] = wrk(
-            server.url,
-            "/api/v1/wallet/charges",
-            method="POST",
-            lines=[auth[0]],
-            header="Authorization",
-            body=body,
-        )
+        # The baselines move between runs (the contended UPDATE served 1,057 to 2,521
+        # a second on two nights): the charge against it in alternating pairs.
+        rounds = []
+        for _ in range(CHARGE_ROUNDS):
+            contended = wrk(server.url, "/bench/contended", method="POST", cpu=True)
+            hot = wrk(
+                server.url,
+                "/api/v1/wallet/charges",
+                method="POST",
+                lines=[auth[0]],
+                header="Authorization",
+                body=body,
+                cpu=True,
+            )
+            rounds.append((round(hot["rps"] / contended["rps"], 3), contended, hot))
+        results["hot_rounds"] = [ratio for ratio, _, _ in rounds]
+        _, results["contended_baseline"], results["charge_hot_wallet"] = sorted(
+            rounds, key=lambda r: r[0]
+        )[len(rounds) // 2]
         results["charge_1000_fans"] = wrk(
             server.url,
             "/api/v1/wallet/charges",
@@ -74,11 +87,16 @@ def main() -> None:
     h, s = r["charge_hot_wallet"], r["charge_1000_fans"]
     print(
         f"| charges, one hot wallet (201 {h['ok']}, other {h['other']}) | {h['rps']} req/s = "
-        f"{r['hot_vs_contended']:.0%} | >= 80% |"
+        f"{r['hot_vs_contended']:.0%} (median of {len(r['hot_rounds'])} pairs: "
+        f"{', '.join(f'{x:.0%}' for x in r['hot_rounds'])}) | >= 80% |"
     )
     print(
         f"| charges over 1,000 fans (201 {s['ok']}, other {s['other']}) | {s['rps']} req/s = "
         f"{r['spread_vs_contended']:.0%} | reported |"
+    )
+    print(
+        f"| core-ms per request: contended {cpu_text(r['contended_baseline'])}; "
+        f"hot charge {cpu_text(h)} | where the time goes |"
     )
     print(f"\nraw results: {path.relative_to(ROOT)}")
 
