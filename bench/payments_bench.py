@@ -4,11 +4,16 @@ Side by side, one run, one gunicorn config:
   1. POST /bench/contended   UPDATE ... n = n + 1 under FOR UPDATE on 1 of 50 rows
   2. POST /api/v1/payments   each request a different admitted fan paying their own hold
   (alternating, three pairs, each with fans of its own: the median pair's ratio)
+
+BENCH_BUSY_WAITING=30000 runs the same in a busy room: that many fans wait in line
+behind the paying ones and the room is full, so every payment frees a slot and its
+after-commit admission run admits the next fan, as on sale day.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 from bench.common import (
     DURATION,
@@ -24,6 +29,7 @@ from bench.common import (
     wrk,
 )
 
+BUSY_WAITING = int(os.environ.get("BENCH_BUSY_WAITING", "0"))
 PAY_ROUNDS = 3  # alternating pairs of the contended UPDATE and the payment
 # Each round's payments by fans of their own, never a repeat: a round of 5 s served
 # up to 3,250 payments on 2026-12-04, so 3,000 fans a round ran out (wrk starts the
@@ -74,11 +80,13 @@ def main() -> None:
             f"{auth}\t{queue}\t" + json.dumps({"reservation_id": rid})
             for auth, queue, rid in cursor.fetchall()
         ]
+        if BUSY_WAITING:
+            seed_waiting(cursor, concert_id=concert.id, first_user=FANS + 1)
         cursor.execute("VACUUM ANALYZE")
     mirror_rebuild()  # what beat's repair job does for tokens seeded by SQL
     connection.close()
 
-    results: dict = {"duration_s": DURATION}
+    results: dict = {"duration_s": DURATION, "busy_waiting": BUSY_WAITING}
     with Server() as server:
         wrk(server.url, "/bench/bare", duration=3)
         # Every fan's API token cached first, as their hold leaves it (a fan pays
@@ -117,6 +125,8 @@ def main() -> None:
     p = r["pay"]
     print("\n| measure | result | target |")
     print("|---|---|---|")
+    if BUSY_WAITING:
+        print(f"| a busy room: {BUSY_WAITING:,} fans waiting, the room full | | |")
     print(f"| contended UPDATE baseline | {r['contended_baseline']['rps']} req/s | reference |")
     print(
         f"| POST /api/v1/payments (201 {p['ok']}, 409 {p['r409']}, other {p['other']}) | "
@@ -128,6 +138,42 @@ def main() -> None:
         f"payment {cpu_text(p)} | where the time goes |"
     )
     print(f"\nraw results: {path.relative_to(ROOT)}")
+
+
+def seed_waiting(cursor, *, concert_id: int, first_user: int) -> None:
+    """BUSY_WAITING fans in line behind the paying ones (later in line, as by FIFO),
+    and the room's capacity set to the paying fans' turns: the room is full."""
+    last = first_user + BUSY_WAITING - 1
+    cursor.execute(
+        """
+        INSERT INTO auth_user (id, password, is_superuser, username, first_name, last_name,
+                               email, is_staff, is_active, date_joined)
+        SELECT g, '!', false, 'waiting' || g, '', '', '', false, true, now()
+        FROM generate_series(%s::bigint, %s::bigint) g
+        """,
+        [first_user, last],
+    )
+    cursor.execute("SELECT setval('auth_user_id_seq', %s)", [last])
+    cursor.execute(
+        """
+        INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,
+                                         last_seen_at, end_reason)
+        SELECT md5(random()::text) || md5(g::text), %s, g, 'waiting', now(),
+               now() + interval '1 day', ''
+        FROM generate_series(%s::bigint, %s::bigint) g ORDER BY g
+        """,
+        [concert_id, first_user, last],
+    )
+    cursor.execute(
+        "INSERT INTO queueing_queuebucket (concert_id, number, stripe, waiting)"
+        " SELECT concert_id, id / 1024, id %% 4, count(*) FROM queueing_queuetoken"
+        " WHERE status = 'waiting' GROUP BY 1, 2, 3",
+        [],
+    )
+    cursor.execute(
+        "UPDATE queueing_waitingroom SET max_active = %s WHERE concert_id = %s",
+        [FANS, concert_id],
+    )
 
 
 if __name__ == "__main__":

@@ -626,14 +626,7 @@ def _admit_locked(*, concert_id: int, now: datetime, count: int | None) -> list[
             return []
         _lock_line(concert_id=concert_id)
         cutoff = selectors.idle_cutoff(now=now)
-        rows = list(
-            QueueToken.objects.filter(
-                concert_id=concert_id, status=Status.WAITING, last_seen_at__gt=cutoff
-            )
-            .order_by("id")
-            .select_for_update(no_key=True)
-            .values_list("id", "key", "user_id")[:free]
-        )
+        rows = _waiting_head(concert_id=concert_id, cutoff=cutoff, limit=free)
         if not rows:
             return []
         ids = [r[0] for r in rows]
@@ -653,6 +646,22 @@ def _admit_locked(*, concert_id: int, now: datetime, count: int | None) -> list[
             for id, key, user_id in rows
         )
     return ids
+
+
+def _waiting_head(*, concert_id: int, cutoff: datetime, limit: int) -> list[tuple[int, str, int]]:
+    """(id, key, owner) of the first `limit` waiting fans of the concert still present
+    (seen after `cutoff`), in line order, locked: read along the waiting-order index
+    (selectors.WAITING_ORDER_HINT), so the cost does not grow with the fans admitted."""
+    tokens = QueueToken._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, key, user_id FROM {tokens} t"
+            f" WHERE {selectors.WAITING_ORDER_HINT.format(t='t')} AND t.concert_id = %s"
+            f" AND t.status = %s AND t.last_seen_at > %s"
+            f" ORDER BY t.concert_id, t.id LIMIT %s{rawsql.for_no_key_update()}",
+            rawsql.params([concert_id, concert_id, Status.WAITING, cutoff, limit]),
+        )
+        return cursor.fetchall()
 
 
 def queue_admit_all(*, now: datetime) -> int:
