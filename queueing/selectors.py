@@ -353,11 +353,12 @@ WAITING_ORDER_HINT = "({t}.concert_id, {t}.id) > (%s, 0)"
 
 
 def waiting_room_with_active(
-    *, concert_id: int, now: datetime, token_id: int | None = None
+    *, concert_id: int, now: datetime, token_id: int | None = None, count_active: bool = True
 ) -> WaitingRoom | None:
     """The room with `anyone_waiting`; `active_now`, its count of admitted fans whose
     turn has not lapsed (counted only when anyone waits: with nobody to admit, the
-    count is not needed and not paid for); and, given `token_id`, that token's
+    count is not needed and not paid for; nor with `count_active` False, 0 then);
+    and, given `token_id`, that token's
     `token_status`, all in one query. Plain SQL: it runs after every line-up and
     every freed slot, and compiling it through the ORM cost more than running it."""
     tokens = QueueToken._meta.db_table
@@ -365,7 +366,7 @@ def waiting_room_with_active(
         cursor.execute(
             f"""
             SELECT {rawsql.select(WaitingRoom, "r")}, w.anyone_waiting,
-                   CASE WHEN w.anyone_waiting THEN
+                   CASE WHEN w.anyone_waiting AND %s THEN
                      (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = r.concert_id
                         AND a.status = 'active' AND a.active_until > %s)
                    ELSE 0 END AS active_now,
@@ -376,7 +377,7 @@ def waiting_room_with_active(
                           AND q.status = 'waiting') AS anyone_waiting) w
             WHERE r.concert_id = %s
             """,
-            rawsql.params([now, token_id, concert_id, concert_id, concert_id]),
+            rawsql.params([count_active, now, token_id, concert_id, concert_id, concert_id]),
         )
         row = cursor.fetchone()
     if row is None:

@@ -29,7 +29,7 @@ def break_admission(monkeypatch):
         raise RuntimeError("admission crashed after commit")
 
     def arm():
-        monkeypatch.setattr(queue_services, "queue_admit_next", boom)
+        monkeypatch.setattr(queue_services, "_admit_soon", boom)  # the after-commit run
         return calls
 
     return arm

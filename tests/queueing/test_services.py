@@ -129,7 +129,7 @@ def test_only_an_ended_turn_runs_an_admission_a_fan_leaving_the_line_does_not(
     set_capacity(concert, 1)
     first, _, third = line_up(concert, 3, now)
     runs = []
-    monkeypatch.setattr(services, "queue_admit_next", lambda **kw: runs.append(kw) or [])
+    monkeypatch.setattr(services, "_admit_soon", lambda **kw: runs.append(kw))
     with django_capture_on_commit_callbacks(execute=True):
         services.queue_token_leave(token=third, now=now)  # waiting: no slot freed
     assert runs == []
