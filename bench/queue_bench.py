@@ -14,6 +14,7 @@ Side by side, one run, one server config:
 from __future__ import annotations
 
 import http.client
+import os
 import random
 import statistics
 import time
@@ -29,9 +30,13 @@ from bench.common import (
     wrk,
 )
 
-BIG = int(__import__("os").environ.get("BENCH_BIG_LINE", "1000000"))
+BIG = int(os.environ.get("BENCH_BIG_LINE", "1000000"))
 SMALL = 1000
 ISSUERS = 60_000
+# BENCH_BUSY_ACTIVE=18000: the line-up's concert has that many turns taken (by fans
+# earlier in line) and the room full, as in a big sale; by default its room is empty
+# with capacity 0.
+BUSY_ACTIVE = int(os.environ.get("BENCH_BUSY_ACTIVE", "0"))
 LINE_UP_ROUNDS = 3  # alternating pairs of bare and line-ups, 20,000 new fans each
 POLL_ROUNDS = 3  # alternating pairs of bare and polls, 60,000 tokens each
 POLL_KEYS = 180_000  # of the 200,000 polled tokens; the rest for the PostgreSQL path
@@ -65,7 +70,7 @@ def main() -> None:
     issue = concert_create(title="Issuing", slug="issue", artist="a", venue="v")
     for concert in (small, big, issue):
         WaitingRoom.objects.filter(pk=concert.pk).update(max_active=0)
-    users = SMALL + BIG + ISSUERS
+    users = SMALL + BIG + ISSUERS + BUSY_ACTIVE
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -85,8 +90,20 @@ def main() -> None:
             SELECT substr(md5(g::text) || md5(random()::text), 1, 40), g, now()
             FROM generate_series(%s::bigint, %s::bigint) g
             """,
-            [SMALL + BIG + 1, users],
+            [SMALL + BIG + 1, SMALL + BIG + ISSUERS],  # the fans who line up
         )
+        if BUSY_ACTIVE:
+            cursor.execute(
+                """
+                INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,
+                    last_seen_at, admitted_at, active_until, end_reason)
+                SELECT md5(random()::text) || md5(g::text), %s, g, 'active', now(), now(),
+                       now(), now() + interval '1 day', ''
+                FROM generate_series(%s::bigint, %s::bigint) g
+                """,
+                [issue.id, SMALL + BIG + ISSUERS + 1, users],
+            )
+            WaitingRoom.objects.filter(pk=issue.pk).update(max_active=BUSY_ACTIVE)
         cursor.execute(
             """
             INSERT INTO queueing_queuebucket (concert_id, number, stripe, waiting)
