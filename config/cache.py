@@ -165,6 +165,12 @@ def redis_scripts_pipelined(client, calls: Sequence[tuple[str, Sequence, Sequenc
     return _pipelined(client, [(text, keys, args) for text, keys, args in calls])
 
 
+def redis_pipelined(client, calls: Sequence[tuple]) -> list:
+    """Lua scripts and plain commands in order in one pipelined round trip: each call
+    is (text, keys, args) for a script, or (None, command...) for a command."""
+    return _pipelined(client, calls)
+
+
 def _pipelined(client, calls: Sequence[tuple]) -> list:
     """Each call is (text, keys, args) for a Lua script, or (None, command...) for a
     plain command; see redis_scripts_pipelined."""

@@ -47,6 +47,7 @@ from config.cache import (
     redis_backend,
     redis_client,
     redis_failed,
+    redis_pipelined,
     redis_script,
     redis_scripts_pipelined,
 )
@@ -340,24 +341,37 @@ def put_and_read(
 ) -> QueueToken | None:
     """A new token's first write and its first read, paced as a poll, in one pipelined
     round trip (a line-up). Call only once the token has committed; None as `read`."""
+    return put_read_and_count(row, now=now, poll_key=poll_key, pacing=pacing)[0]
+
+
+def put_read_and_count(
+    row: Row, *, now: datetime, poll_key: str, pacing: Sequence[str], count_active: bool = False
+) -> tuple[QueueToken | None, int | None]:
+    """put_and_read, and with `count_active` the concert's turns not yet lapsed as the
+    mirror has them, in the same round trip: (read, count), each None if Redis did
+    not answer. The count is a hint for the line-up's admission pre-check only (an
+    admission decides under the room lock, from PostgreSQL): written after commit, it
+    can lag by a turn just ended or just granted, never by a turn that lapsed."""
     client = redis_client()
     if client is None or row.status == Status.PRE_QUEUE:
-        return None
+        return None, None
+    calls = [
+        (_PUT, *_put_args(row)),
+        (_READ, *_read_args(row.key, now, poll_key, pacing, presence=False)),
+    ]
+    if count_active:
+        active = _keys(row.key, row.concert_id)[2]
+        calls.append((None, "ZCOUNT", active, f"({_ts(now)}", "+inf"))
     try:
-        _, found = redis_scripts_pipelined(
-            client,
-            [
-                (_PUT, *_put_args(row)),
-                (_READ, *_read_args(row.key, now, poll_key, pacing, presence=False)),
-            ],
-        )
+        replies = redis_pipelined(client, calls)
     except REDIS_DOWN as exc:
         redis_failed(exc)
-        return None
+        return None, None
+    count = int(replies[2]) if count_active else None
     try:
-        return _token_read(found, key=row.key, now=now, presence=False)
+        return _token_read(replies[1], key=row.key, now=now, presence=False), count
     except Early:  # a new token has no deadline yet; never, but never a 500 either
-        return None
+        return None, count
 
 
 def _read_args(

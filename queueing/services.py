@@ -282,11 +282,17 @@ def queue_token_issue(
     """
     if not 0 < concert_id < 2**63:
         raise ConcertNotFound()  # no such id fits the database's bigint key
+    # The sale-day case: the line-up's statement commits by itself, and the mirror
+    # counts the room's turns in the round trip that mirrors the new token (the
+    # statement's own count is O(turns): a big room's line-up paid for it).
+    mirror_counts = not connection.in_atomic_block and mirror.enabled()
     # Once more after ending the fan's lapsed token, and once more after starting a
     # sale that was due.
     for _ in range(3):
         try:
-            made = _insert_waiting(user_id=user.pk, concert_id=concert_id, now=now)
+            made = _insert_waiting(
+                user_id=user.pk, concert_id=concert_id, now=now, count_active=not mirror_counts
+            )
             if made.sale == _Sale.PRE_QUEUE:
                 return made.token, True  # no place yet: no admission, no mirror
             if made.sale == _Sale.NOT_OPEN:
@@ -310,14 +316,21 @@ def queue_token_issue(
         raise QueueTokenInvalid()
     assert room is not None
     seen = None
-    room_full = room.admission_paused or room.capacity - room.active_now <= 0
-    if room_full and not connection.in_atomic_block and mirror.enabled():
-        # The sale-day case: the statement committed by itself and saw no free slot,
-        # so no admission runs here. Mirror the token and read its place, paced as a
-        # poll, in one round trip.
-        seen = mirror.put_and_read(
-            mirror.Row.of(token), now=now, poll_key=_poll_key(token.key), pacing=_pacing()
-        )
+    if mirror_counts:
+        # Mirror the token, read its place (paced as a poll) and count the room's turns,
+        # in one round trip. A room the mirror sees full (or paused) runs no
+        # admission here; one with a free slot runs it, which decides from
+        # PostgreSQL under the room lock (and the place is read again after it).
+        seen, active_now = mirror.put_read_and_count(
+            mirror.Row.of(token), now=now, poll_key=_poll_key(token.key), pacing=_pacing(),
+            count_active=not room.admission_paused,
+        )  # fmt: skip
+        if active_now is not None:
+            room = room._replace(active_now=active_now)
+        elif not room.admission_paused:
+            room = None  # Redis did not answer: the admission's own check asks PostgreSQL
+        if room is None or not room.admission_paused and room.capacity > room.active_now:
+            seen = None
     else:
         mirror.put_after_commit([mirror.Row.of(token)])
     # Admit at once where capacity is free. The answer must say what the database
@@ -371,7 +384,9 @@ class _Made(NamedTuple):
     opens_at: datetime | None = None
 
 
-def _insert_waiting(*, user_id: int, concert_id: int, now: datetime) -> _Made:
+def _insert_waiting(
+    *, user_id: int, concert_id: int, now: datetime, count_active: bool = True
+) -> _Made:
     """A new token and, for a place in line, its bucket count, in ONE statement (so
     one round trip, atomic by itself): the token's id, from the sequence, is its
     place in line. The same statement reads what the admission pre-check needs
@@ -428,14 +443,15 @@ def _insert_waiting(*, user_id: int, concert_id: int, now: datetime) -> _Made:
             )
             SELECT t.id, t.status, r.sale_starts_at, r.opens_at,
                    r.max_active, r.admission_paused,
-                   CASE WHEN r.admission_paused OR t.status IS DISTINCT FROM 'waiting'
+                   CASE WHEN NOT %(count)s OR r.admission_paused
+                             OR t.status IS DISTINCT FROM 'waiting'
                    THEN 0 ELSE
                      (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = %(concert)s
                         AND a.status = 'active' AND a.active_until > %(now)s)
                    END
             FROM r CROSS JOIN o LEFT JOIN t ON TRUE
             """,
-            {"concert": concert_id, "key": key, "user": user_id, "now": now},
+            {"concert": concert_id, "key": key, "user": user_id, "now": now, "count": count_active},
         )
         row = cursor.fetchone()
     if row is None:
