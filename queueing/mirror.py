@@ -336,22 +336,17 @@ def read_reply(reply: Reply, *, key: str, now: datetime) -> QueueToken | None:
     return None if reply.down else _token_read(reply.value, key=key, now=now, presence=True)
 
 
-def put_and_read(
-    row: Row, *, now: datetime, poll_key: str, pacing: Sequence[str]
-) -> QueueToken | None:
-    """A new token's first write and its first read, paced as a poll, in one pipelined
-    round trip (a line-up). Call only once the token has committed; None as `read`."""
-    return put_read_and_count(row, now=now, poll_key=poll_key, pacing=pacing)[0]
-
-
 def put_read_and_count(
     row: Row, *, now: datetime, poll_key: str, pacing: Sequence[str], count_active: bool = False
 ) -> tuple[QueueToken | None, int | None]:
-    """put_and_read, and with `count_active` the concert's turns not yet lapsed as the
-    mirror has them, in the same round trip: (read, count), each None if Redis did
-    not answer. The count is a hint for the line-up's admission pre-check only (an
-    admission decides under the room lock, from PostgreSQL): written after commit, it
-    can lag by a turn just ended or just granted, never by a turn that lapsed."""
+    """A new token's first write and its first read, paced as a poll, and with
+    `count_active` the concert's turns not yet lapsed as the mirror has them, in one
+    pipelined round trip (a line-up): (read, count), each None if Redis did not
+    answer. Call only once the token has committed.
+
+    The count is a hint for the line-up's admission pre-check only (an admission
+    decides under the room lock, from PostgreSQL): written after commit, it can lag
+    by a turn just ended or just granted, never by a turn that lapsed."""
     client = redis_client()
     if client is None or row.status == Status.PRE_QUEUE:
         return None, None
