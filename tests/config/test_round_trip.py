@@ -67,3 +67,59 @@ def test_without_redis_the_trip_sends_nothing():
         reply = trip.command("GET", "a")
         trip.run()
         assert reply.down and trip.client is None
+
+
+def test_replies_are_shaped_as_redis_py_shapes_them_and_an_error_stays_in_its_place(keys):
+    """The round trip sends the commands itself (no redis-py pipeline), so each reply
+    goes through redis-py's own response callback, and an error reply is returned in
+    its place while the commands after it still run (callers raise it: the next
+    test's neighbours)."""
+    from config.cache import _round_trip
+
+    first, second = keys
+    written, wrong, counted = _round_trip(
+        redis_client(), [("SET", first, b"1"), ("HGET", first, "f"), ("INCR", second)]
+    )
+    assert written is True  # SET's callback, as client.set() returns it
+    assert isinstance(wrong, Exception) and "WRONGTYPE" in str(wrong)
+    assert counted == 1  # ran after the error
+
+
+def test_a_pooled_connection_redis_closed_is_replaced_not_reported_down(keys):
+    """After a Redis restart (or a killed client), the pool still holds the dead
+    connection: the round trip tries once more on a new one, so no request falls
+    back to PostgreSQL and no breaker opens for it. The control: a second failure
+    is reported, as Redis being really down."""
+    from config.cache import _round_trip
+
+    first, _ = keys
+    client = redis_client()
+    [own_id] = _round_trip(client, [("CLIENT", "ID")])
+    killer = redis_client().connection_pool.make_connection()
+    killer.send_command("CLIENT", "KILL", "ID", own_id)
+    assert killer.read_response() == 1
+    killer.disconnect()
+    assert _round_trip(client, [("SET", first, b"v"), ("GET", first)]) == [True, b"v"]
+    [new_id] = _round_trip(client, [("CLIENT", "ID")])
+    assert new_id != own_id
+
+
+def test_a_trip_that_fails_twice_raises_and_leaves_no_half_used_connection(monkeypatch):
+    from redis.connection import AbstractConnection
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from config.cache import _round_trip
+
+    client = redis_client()
+    tries: list = []
+
+    def fail(self, command, check_health=True):
+        tries.append(self)
+        raise RedisConnectionError("gone")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(AbstractConnection, "send_packed_command", fail)
+        with pytest.raises(RedisConnectionError):
+            _round_trip(client, [("GET", "x")])
+    assert len(tries) == 2  # once more on a fresh connection, then reported
+    assert all(conn._sock is None for conn in tries)  # each dropped, not reused half-read

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 from config.cache import redis_client
 from queueing import mirror, selectors, services
 from queueing.models import QueueToken, WaitingRoom
+from tests.config.test_fastlane import round_trips
 from tests.conftest import clear_own_cache_keys
 from tests.factories import ConcertFactory, UserFactory
 
@@ -283,27 +284,14 @@ def test_without_a_shared_rate_the_poll_is_paced_by_python(line, monkeypatch):
 def test_a_line_up_into_a_full_room_is_mirrored_read_and_paced_in_one_round_trip(line, monkeypatch):
     concert, tokens = line  # capacity 0: nobody is admitted here
     poll(tokens[0])  # the shared admission rate exists
-    client = redis_client()
-    calls: list[str] = []
-    real_command, real_pipeline = client.execute_command, client.pipeline
-
-    def command(*args, **kwargs):
-        calls.append(str(args[0]))
-        return real_command(*args, **kwargs)
-
-    def pipeline(*args, **kwargs):
-        calls.append("pipeline")
-        return real_pipeline(*args, **kwargs)
-
-    monkeypatch.setattr(client, "execute_command", command)
-    monkeypatch.setattr(client, "pipeline", pipeline)
+    sent = round_trips(monkeypatch)
     monkeypatch.setattr(services, "queue_poll_record", lambda **kw: pytest.fail("paced twice"))
     fan = UserFactory()
     api = APIClient()
     api.force_authenticate(fan)
     response = api.post(f"/api/v1/concerts/{concert.id}/queue")
     assert response.status_code == 201
-    assert calls == ["pipeline"]  # the token's first write and its first read, together
+    assert len(sent) == 1  # the token's first write and its first read, together
     body = response.json()
     assert body["position"] == 6 and body["status"] == "waiting"
     token = QueueToken.objects.get(key=body["token"])
