@@ -36,6 +36,7 @@ from config.cache import (
     redis_client,
     redis_failed,
     redis_script,
+    write_later,
 )
 from config.models import PendingForget
 
@@ -94,19 +95,22 @@ def _gone_key(key: str) -> str:
 
 def _fill(key: str, value) -> None:
     """Cache (user, token) for the key, unless the key was forgotten in the last
-    GONE_TTL seconds (checked and written in one step by Redis)."""
+    GONE_TTL seconds (checked and written in one step by Redis). On a fast lane the
+    fill waits for the request's next round trip (config.cache.carry_writes): a
+    fill that lands late, or not at all, only costs a later request a miss, and a
+    forget in between still refuses it."""
     backend = redis_backend()
     client = redis_client(backend)
     if client is None:
         if backend is None:  # the embedded file cache (`make run`, one host)
             cache.set(_cache_key(key), value, TTL)
         return  # Redis is down: nothing is cached, every request reads PostgreSQL
+    keys = [backend.make_key(_cache_key(key)), backend.make_key(_gone_key(key))]
+    args = [backend.encode(value), TTL]
+    if write_later(client, (_FILL, keys, args)):
+        return  # in the request's next round trip (a lane's, see config.fastlane)
     try:
-        redis_script(client, _FILL)(
-            keys=[backend.make_key(_cache_key(key)), backend.make_key(_gone_key(key))],
-            args=[backend.encode(value), TTL],
-            client=client,
-        )
+        redis_script(client, _FILL)(keys=keys, args=args, client=client)
     except REDIS_DOWN as exc:
         redis_failed(exc)
 

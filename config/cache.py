@@ -14,9 +14,11 @@ per process per interval, not one per request; then it tries again by itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
@@ -172,9 +174,58 @@ def redis_pipelined(client, calls: Sequence[tuple]) -> list:
     return _pipelined(client, calls)
 
 
+# --- writes that wait for the request's next round trip ---------------------------
+
+
+class _Carried(threading.local):
+    client: Any = None  # the client whose next round trip carries `calls`
+    calls: list[tuple] | None = None  # None: not within carry_writes()
+
+
+_carried = _Carried()
+
+
+@contextlib.contextmanager
+def carry_writes(client) -> Iterator[None]:
+    """Within it, a cache write that can wait (write_later) goes in this thread's next
+    round trip on `client`, ahead of that trip's own commands, instead of in a round
+    trip of its own; on the way out, writes still waiting are sent together. For a
+    request's cache fills: a fan's first request (a line-up) fills the API token's
+    entry, and the line-up's own round trip to the mirror carries it."""
+    if client is None or _carried.calls is not None:
+        yield
+        return
+    _carried.client, _carried.calls = client, []
+    try:
+        yield
+    finally:
+        calls, _carried.client, _carried.calls = _carried.calls, None, None
+        if calls:  # no round trip came to carry them
+            try:
+                _pipelined(client, calls)
+            except REDIS_DOWN as exc:
+                redis_failed(exc)
+
+
+def write_later(client, call: tuple) -> bool:
+    """Queue `call` (as redis_pipelined takes it) for the next round trip on `client`
+    in this carry_writes(); False when there is none (the caller writes now). Its
+    reply is not read: only a write whose failure changes nothing but a cache's
+    warmth may wait (a fill, never an invalidation)."""
+    if _carried.calls is None or client is not _carried.client:
+        return False
+    _carried.calls.append(call)
+    return True
+
+
 def _pipelined(client, calls: Sequence[tuple]) -> list:
     """Each call is (text, keys, args) for a Lua script, or (None, command...) for a
-    plain command; see redis_scripts_pipelined."""
+    plain command; see redis_scripts_pipelined. Writes waiting for this client's next
+    round trip (write_later) go first, and their replies are dropped."""
+    carried: list[tuple] = []
+    if _carried.calls and client is _carried.client:
+        carried, _carried.calls = _carried.calls, []
+        calls = [*carried, *calls]
 
     def command(call: tuple) -> tuple:
         if call[0] is None:
@@ -190,6 +241,7 @@ def _pipelined(client, calls: Sequence[tuple]) -> list:
         again = _round_trip(client, [command(calls[i]) for i in missing])
         for i, result in zip(missing, again, strict=True):
             results[i] = result
+    results = results[len(carried) :]
     for result in results:
         if isinstance(result, Exception):
             raise result

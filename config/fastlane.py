@@ -49,7 +49,7 @@ from rest_framework.views import APIView
 
 from config.api import StrictIntegerField, answer_headers
 from config.auth import PLAIN_TOKEN, credentials, credentials_later
-from config.cache import RoundTrip
+from config.cache import RoundTrip, carry_writes
 from config.errors import DomainError
 from config.idempotency import Answer
 
@@ -168,6 +168,7 @@ class FastLane:
             request.lane_input = _plain_json(raw, lane.body)
             if request.lane_input is None:
                 return self.app(environ, start_response)  # DRF parses and answers
+        trip = None
         if lane.api_token or lane.prefetch:
             trip = RoundTrip()
             if lane.api_token:
@@ -176,16 +177,19 @@ class FastLane:
             if lane.prefetch:
                 request.prefetched = lane.prefetch(trip, request, *args)
             trip.run()
+        # A cache fill on the way (the API token's, on a miss) rides in the view's
+        # own next round trip to Redis, or goes on its own as the view returns.
+        with carry_writes(trip.client if trip is not None else None):
             if lane.api_token:
                 try:  # DRF's own answer for the token, from the cache read above
                     request.user, request.auth = credentials(key, cached)
                 except Exception:  # a bad token, or PostgreSQL down: the full way answers
                     return self.app(environ, start_response)  # DRF's 401, or its error
-        # What WSGIHandler.__call__ does around a request, in the same order.
-        set_script_prefix(get_script_name(environ))
-        signals.request_started.send(sender=WSGIHandler, environ=environ)
-        request.lane_args = args
-        response = handler(request)
+            # What WSGIHandler.__call__ does around a request, in the same order.
+            set_script_prefix(get_script_name(environ))
+            signals.request_started.send(sender=WSGIHandler, environ=environ)
+            request.lane_args = args
+            response = handler(request)
         response._handler_class = WSGIHandler  # request_finished is sent on close()
         start_response(
             f"{response.status_code} {response.reason_phrase}",

@@ -696,6 +696,46 @@ def test_a_line_up_on_the_lane_answers_as_the_full_way_does(ways, line):
     assert {k: full_body[k] for k in same} == {k: fast_body[k] for k in same}
 
 
+def test_a_first_line_up_carries_its_api_token_fill_in_the_mirror_round_trip(
+    ways, line, monkeypatch
+):
+    """A fan's first request of a sale is a line-up with an API token the cache does
+    not hold yet: the token is read from PostgreSQL, and its cache fill rides in the
+    line-up's own round trip to the mirror, so two round trips in all (the token's
+    cache read, the mirror's). The next request finds the token cached."""
+    concert, _ = line
+    _, lane = ways
+    run(lane, line_up_env(concert.id, api_fan()))  # the shared estimates are cached
+    auth = api_fan()
+    sent = round_trips(monkeypatch)
+    assert run(lane, line_up_env(concert.id, auth))[0] == "201 Created"
+    assert len(sent) == 2
+    assert any(b"auth:token:" in packed for packed in sent[1])  # the fill, carried
+    monkeypatch.undo()
+    assert cache.get(auth_cache_key(auth))[0].pk == Token.objects.get(key=auth[6:]).user_id
+
+
+def test_control_a_fill_not_carried_is_a_round_trip_of_its_own(ways, line, monkeypatch):
+    from config import auth as auth_module
+
+    concert, _ = line
+    _, lane = ways
+    run(lane, line_up_env(concert.id, api_fan()))  # the shared estimates are cached
+    monkeypatch.setattr(auth_module, "write_later", lambda client, call: False)
+    sent = round_trips(monkeypatch)
+    assert run(lane, line_up_env(concert.id, api_fan()))[0] == "201 Created"
+    assert len(sent) == 3
+
+
+def test_a_fill_no_round_trip_came_to_carry_is_sent_as_the_lane_returns(ways, line):
+    """A refused line-up (no such concert) makes no round trip of its own: the
+    token's fill still goes, once the view has answered."""
+    _, lane = ways
+    auth = api_fan()
+    assert run(lane, line_up_env(2**40, auth))[0] == "404 Not Found"
+    assert cache.get(auth_cache_key(auth))[0].pk == Token.objects.get(key=auth[6:]).user_id
+
+
 def test_lining_up_again_and_refusals_answer_the_same_either_way(ways, line):
     concert, _ = line
     auth = api_fan()

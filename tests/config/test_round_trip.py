@@ -123,3 +123,43 @@ def test_a_trip_that_fails_twice_raises_and_leaves_no_half_used_connection(monke
             _round_trip(client, [("GET", "x")])
     assert len(tries) == 2  # once more on a fresh connection, then reported
     assert all(conn._sock is None for conn in tries)  # each dropped, not reused half-read
+
+
+def test_writes_carried_go_ahead_of_the_next_round_trip_and_their_replies_are_dropped(
+    keys, monkeypatch
+):
+    from config.cache import carry_writes, redis_pipelined, write_later
+
+    first, second = keys
+    client = redis_client()
+    sent = round_trips(monkeypatch)
+    with carry_writes(client):
+        assert write_later(client, (None, "SET", first, b"carried"))
+        assert client.get(first) is None or sent  # nothing sent yet
+        sent.clear()
+        assert redis_pipelined(client, [(None, "INCR", second)]) == [1]  # its own reply only
+        assert len(sent) == 1
+    assert len(sent) == 1  # nothing left to send on the way out
+    assert client.get(first) == b"carried"
+
+
+def test_writes_no_round_trip_carried_are_sent_on_the_way_out(keys):
+    from config.cache import carry_writes, write_later
+
+    first, _ = keys
+    client = redis_client()
+    with carry_writes(client):
+        write_later(client, (None, "SET", first, b"late"))
+    assert client.get(first) == b"late"
+    assert not write_later(client, (None, "SET", first, b"x"))  # outside: write it now
+
+
+def test_a_failed_carried_write_is_dropped_and_never_fails_the_carrier(keys):
+    from config.cache import carry_writes, redis_pipelined, write_later
+
+    first, second = keys
+    client = redis_client()
+    client.set(first, b"a string")
+    with carry_writes(client):
+        write_later(client, (None, "HSET", first, "f", "v"))  # WRONGTYPE
+        assert redis_pipelined(client, [(None, "INCR", second)]) == [1]
