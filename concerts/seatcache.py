@@ -11,9 +11,10 @@ lapses (an expired hold is free the moment it expires, with no write at all).
 - A reader that misses reads PostgreSQL and stores its answer with compare-and-set
   on the version it saw *before* that read: if a writer bumped in between, the
   answer is dropped, so an answer older than a bump is never served.
-- With Redis down (or no Redis), every read is a PostgreSQL read. A stored answer
-  lives at most MAX_AGE seconds, which bounds how long a bump lost to a Redis
-  failure can leave an answer stale.
+- With Redis down (or no Redis), every read is a PostgreSQL read. A bump this
+  process cannot send is kept in PostgreSQL and delivered by beat within about
+  2 s (config.outbox), since other processes may still reach Redis; a stored
+  answer lives at most MAX_AGE seconds in any case.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from datetime import UTC, datetime
 from django.core.cache import caches
 from django.db import transaction
 
+from config import outbox
 from config.cache import (
     REDIS_DOWN,
     Reply,
     RoundTrip,
+    redis_backend,
     redis_client,
     redis_failed,
+    redis_pipelined,
     redis_script,
 )
 
@@ -115,18 +119,39 @@ def store(schedule_id: int, *, seen_version: str, answer: dict) -> None:
 
 
 def bump(schedule_ids: Iterable[int]) -> None:
-    client = redis_client()
+    """Every cached answer for these dates is out of date. If this process cannot
+    reach Redis (its breaker is open, or the bump fails), the bump is kept in
+    PostgreSQL for beat to deliver (config.outbox): other processes may still reach
+    Redis and serve the old answer, for up to MAX_AGE without it. With the breaker
+    open it is kept at once, with no wait: a bump comes with every hold."""
     ids = sorted(set(schedule_ids))
-    if client is None or not ids:
+    if not ids or redis_backend() is None:
         return
+    if not _bump_in_redis(ids):
+        outbox.keep("seats", [str(schedule_id) for schedule_id in ids])
+
+
+def _bump_in_redis(schedule_ids: list[int]) -> bool:
+    """One round trip; False if Redis did not answer (or the breaker is open)."""
+    client = redis_client()
+    if client is None:
+        return False
+    calls: list[tuple] = []
+    for schedule_id in schedule_ids:
+        calls += [(None, "HINCRBY", _key(schedule_id), "v", 1),
+                  (None, "EXPIRE", _key(schedule_id), MAX_AGE * 10)]  # fmt: skip
     try:
-        pipe = client.pipeline(transaction=False)
-        for schedule_id in ids:
-            pipe.hincrby(_key(schedule_id), "v", 1)
-            pipe.expire(_key(schedule_id), MAX_AGE * 10)
-        pipe.execute()
+        redis_pipelined(client, calls)
     except REDIS_DOWN as exc:
         redis_failed(exc)
+        return False
+    return True
+
+
+@outbox.deliverer("seats")
+def _deliver_bumps(keys: list[str]) -> bool:
+    """Beat's delivery of bumps kept in PostgreSQL (see bump, config.outbox)."""
+    return _bump_in_redis(sorted({int(key) for key in keys}))
 
 
 def bump_after_commit(schedule_ids: Iterable[int]) -> None:

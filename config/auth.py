@@ -21,13 +21,12 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
-from config import rawsql
+from config import outbox, rawsql
 from config.cache import (
     REDIS_DOWN,
     Reply,
@@ -38,7 +37,6 @@ from config.cache import (
     redis_script,
     write_later,
 )
-from config.models import PendingForget
 
 TTL = 300  # seconds; invalidation is explicit, the TTL only bounds memory
 
@@ -152,7 +150,7 @@ def _forget(key: str) -> None:
     """The entry goes from the shared cache, after the commit that changed it. With
     Redis, this is tried even while this process's breaker is open (one short
     timeout; a revocation is rare), and if Redis does not answer, the forget is kept
-    in PostgreSQL (PendingForget) for beat's delivery: another process that can
+    in PostgreSQL (config.outbox) for beat's delivery: another process that can
     still reach Redis must not go on serving the entry for the rest of its TTL."""
     backend = redis_backend()
     if backend is None:  # the embedded file cache (`make run`, one host)
@@ -160,7 +158,7 @@ def _forget(key: str) -> None:
         cache.delete(_cache_key(key))
         return
     if not _forget_in_redis(backend, [_cache_key(key)]):
-        PendingForget.objects.create(cache_key=_cache_key(key), created_at=timezone.now())
+        outbox.keep("auth", [_cache_key(key)])
 
 
 def _forget_in_redis(backend, cache_keys: list[str]) -> bool:
@@ -179,18 +177,11 @@ def _forget_in_redis(backend, cache_keys: list[str]) -> bool:
     return True
 
 
-def forgets_deliver(*, batch: int = 1000) -> int:
-    """Beat's job: deliver the forgets kept in PostgreSQL (see _forget) to Redis, and
-    drop them once delivered. Returns how many were delivered (0 while Redis is down:
-    they wait for the next run)."""
+@outbox.deliverer("auth")
+def _deliver_forgets(cache_keys: list[str]) -> bool:
+    """Beat's delivery of forgets kept in PostgreSQL (see _forget, config.outbox)."""
     backend = redis_backend()
-    if backend is None:
-        return 0
-    rows = list(PendingForget.objects.order_by("pk").values_list("pk", "cache_key")[:batch])
-    if not rows or not _forget_in_redis(backend, sorted({key for _, key in rows})):
-        return 0
-    PendingForget.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
-    return len(rows)
+    return backend is not None and _forget_in_redis(backend, cache_keys)
 
 
 def _token_gone(sender, instance: Token, created: bool = False, **kwargs) -> None:

@@ -32,16 +32,18 @@ class IdempotencyRecord(models.Model):
 
 
 class PendingForget(models.Model):
-    """A cached API-token entry whose invalidation could not reach Redis from the
-    process that made it (config.auth): kept here, in the same database that revoked
-    the token, until beat's `config.deliver_pending_forgets` deletes the entry from
-    Redis. Holds the entry's cache key (a hash of the token), never the token."""
+    """A cache invalidation that could not reach Redis from the process that made it
+    (config.outbox): kept here, in the database that changed the data, until beat's
+    `config.deliver_pending_forgets` delivers it. `kind` names its owner: "auth" (an
+    API token's entry, config.auth; the key is a hash of the token, never the
+    token) or "seats" (a date's seat map, concerts.seatcache; the key is its id)."""
 
+    kind = models.CharField(max_length=20, default="auth")
     cache_key = models.CharField(max_length=100)
     created_at = models.DateTimeField()
 
     def __str__(self) -> str:
-        return f"{self.cache_key} ({self.created_at:%Y-%m-%d %H:%M:%S})"
+        return f"{self.kind} {self.cache_key} ({self.created_at:%Y-%m-%d %H:%M:%S})"
 
 
 class OperatorAction(models.Model):

@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.utils import timezone
 
-from config.auth import forgets_deliver
+from config import outbox
 from config.idempotency import purge_expired
 
 
@@ -14,4 +14,5 @@ def purge_idempotency_records() -> int:
 
 @shared_task(name="config.deliver_pending_forgets")
 def deliver_pending_forgets() -> int:
-    return forgets_deliver()
+    """Every kind of cache invalidation kept in PostgreSQL (config.outbox)."""
+    return outbox.deliver()

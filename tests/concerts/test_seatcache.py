@@ -15,18 +15,10 @@ from concerts import seatcache, selectors
 from concerts.models import Reservation, Seat
 from config.errors import DomainError
 from payments import services as payment_services
-from queueing.models import WaitingRoom
 from tests.conftest import admit, admitted_client, hold_seat
-from tests.factories import ConcertFactory, UserFactory, make_schedule
+from tests.factories import UserFactory, make_schedule
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def date():
-    concert = ConcertFactory()
-    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=1000)
-    return make_schedule(concert)
 
 
 def free(schedule, now=None):

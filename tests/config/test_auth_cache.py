@@ -144,28 +144,13 @@ def cached_entry_exists(key) -> bool:
 def revoke_in_a_process_without_redis(key) -> None:
     """Delete the token in a process of its own whose Redis is a closed port: its
     forget after commit cannot reach Redis, while this process's Redis still holds
-    the cached entry (a network fault between that process and Redis, not a restart)."""
-    import os
-    import subprocess
-    import sys
+    the cached entry."""
+    from tests.faults.conftest import in_a_process_without_redis
 
-    from tests.faults.conftest import ROOT
-
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.test_settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens on port 1
-    }
-    code = (
+    in_a_process_without_redis(
         "from rest_framework.authtoken.models import Token; "
         f"assert Token.objects.filter(key={key!r}).delete()[0] == 1"
     )
-    subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
-        capture_output=True, timeout=60,
-    )  # fmt: skip
 
 
 def test_a_revocation_that_cannot_reach_redis_is_delivered_by_beat_across_processes(key):

@@ -14,6 +14,24 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def in_a_process_without_redis(code: str) -> None:
+    """Run `code` in `manage.py shell` in a process of its own, on this test's
+    database, whose Redis is a closed port: what it sends to Redis after a commit
+    cannot arrive, while this process's Redis still holds what is cached (a network
+    fault between that process and Redis, not a restart)."""
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
 def free_port() -> int:
     import socket
 
