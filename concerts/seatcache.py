@@ -33,9 +33,9 @@ from config.cache import (
     RoundTrip,
     redis_backend,
     redis_client,
+    redis_eval,
     redis_failed,
     redis_pipelined,
-    redis_script,
 )
 
 MAX_AGE = 30  # seconds
@@ -110,10 +110,7 @@ def store(schedule_id: int, *, seen_version: str, answer: dict) -> None:
     if client is None:
         return
     try:
-        redis_script(client, _STORE)(
-            keys=[_key(schedule_id)], args=[seen_version, json.dumps(answer), MAX_AGE],
-            client=client,
-        )  # fmt: skip
+        redis_eval(client, _STORE, [_key(schedule_id)], [seen_version, json.dumps(answer), MAX_AGE])
     except REDIS_DOWN as exc:
         redis_failed(exc)
 

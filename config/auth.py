@@ -33,8 +33,8 @@ from config.cache import (
     RoundTrip,
     redis_backend,
     redis_client,
+    redis_eval,
     redis_failed,
-    redis_script,
     write_later,
 )
 
@@ -108,7 +108,7 @@ def _fill(key: str, value) -> None:
     if write_later(client, (_FILL, keys, args)):
         return  # in the request's next round trip (a lane's, see config.fastlane)
     try:
-        redis_script(client, _FILL)(keys=keys, args=args, client=client)
+        redis_eval(client, _FILL, keys, args)
     except REDIS_DOWN as exc:
         redis_failed(exc)
 

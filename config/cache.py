@@ -158,6 +158,13 @@ def redis_script(client, text: str):
     return script
 
 
+def redis_eval(client, text: str, keys: Sequence, args: Sequence) -> Any:
+    """One Lua script's reply, by EVALSHA in one round trip (loaded first if Redis
+    lacks it), sent as `_round_trip` sends (lighter than redis-py's Script call, which
+    goes through the client's whole command path)."""
+    return _pipelined(client, [(text, keys, args)])[0]
+
+
 def redis_scripts_pipelined(client, calls: Sequence[tuple[str, Sequence, Sequence]]) -> list:
     """Run Lua scripts, each (text, keys, args), in order in one pipelined round trip.
 

@@ -46,9 +46,9 @@ from config.cache import (
     RoundTrip,
     redis_backend,
     redis_client,
+    redis_eval,
     redis_failed,
     redis_pipelined,
-    redis_script,
     redis_scripts_pipelined,
 )
 from queueing.models import QueueToken, is_token_key
@@ -317,7 +317,7 @@ def read(
         return None
     try:
         keys, args = _read_args(key, now, poll_key, pacing, presence, backend=backend)
-        found = redis_script(client, _READ)(keys=keys, args=args, client=client)
+        found = redis_eval(client, _READ, keys, args)
     except REDIS_DOWN as exc:
         redis_failed(exc)
         return None

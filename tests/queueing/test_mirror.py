@@ -240,19 +240,12 @@ def test_the_scripts_pacing_equals_poll_after_seconds(monkeypatch):
 def test_a_mirrored_poll_is_paced_in_the_same_round_trip(line, monkeypatch):
     _, tokens = line
     poll(tokens[0])  # the shared admission rate now exists for the script to use
-    commands: list[str] = []
-    client = redis_client()
-    real = client.execute_command
-
-    def counted(*args, **kwargs):
-        commands.append(str(args[0]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(client, "execute_command", counted)
+    sent = round_trips(monkeypatch)
     monkeypatch.setattr(services, "queue_poll_record", lambda **kw: pytest.fail("paced twice"))
     response = poll(tokens[3])
     assert response.status_code == 200
-    assert commands == ["EVALSHA"]  # the read, the presence and the next deadline
+    # One round trip, one script: the read, the presence and the next deadline.
+    assert len(sent) == 1 and b"".join(sent[0]).count(b"EVALSHA") == 1
     body = response.json()
     rate = selectors.admission_rate(concert_id=tokens[3].concert_id, now=timezone.now())
     assert body["poll_after_seconds"] == selectors.poll_after_seconds(
