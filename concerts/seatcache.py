@@ -35,7 +35,7 @@ from config.cache import (
     redis_client,
     redis_eval,
     redis_failed,
-    redis_pipelined,
+    redis_sent,
 )
 
 MAX_AGE = 30  # seconds
@@ -130,19 +130,11 @@ def bump(schedule_ids: Iterable[int]) -> None:
 
 def _bump_in_redis(schedule_ids: list[int]) -> bool:
     """One round trip; False if Redis did not answer (or the breaker is open)."""
-    client = redis_client()
-    if client is None:
-        return False
     calls: list[tuple] = []
     for schedule_id in schedule_ids:
         calls += [(None, "HINCRBY", _key(schedule_id), "v", 1),
                   (None, "EXPIRE", _key(schedule_id), MAX_AGE * 10)]  # fmt: skip
-    try:
-        redis_pipelined(client, calls)
-    except REDIS_DOWN as exc:
-        redis_failed(exc)
-        return False
-    return True
+    return redis_sent(redis_client(), calls)
 
 
 @outbox.deliverer("seats")

@@ -35,6 +35,7 @@ from config.cache import (
     redis_client,
     redis_eval,
     redis_failed,
+    redis_sent,
     write_later,
 )
 
@@ -164,17 +165,12 @@ def _forget(key: str) -> None:
 def _forget_in_redis(backend, cache_keys: list[str]) -> bool:
     """For each entry, in one round trip: its "forgotten" mark first (from now on no
     fill lands), then the entry itself. False if Redis did not answer."""
-    client = redis_client(backend, even_if_down=True)
-    try:
-        pipe = client.pipeline(transaction=False)
-        for cache_key in cache_keys:
-            pipe.set(backend.make_key(cache_key + GONE_SUFFIX), backend.encode(1), ex=GONE_TTL)
-            pipe.delete(backend.make_key(cache_key))
-        pipe.execute()
-    except REDIS_DOWN as exc:
-        redis_failed(exc)
-        return False
-    return True
+    calls: list[tuple] = []
+    for cache_key in cache_keys:
+        gone = backend.make_key(cache_key + GONE_SUFFIX)
+        calls += [(None, "SET", gone, backend.encode(1), "EX", GONE_TTL),
+                  (None, "DEL", backend.make_key(cache_key))]  # fmt: skip
+    return redis_sent(redis_client(backend, even_if_down=True), calls)
 
 
 @outbox.deliverer("auth")

@@ -165,6 +165,20 @@ def redis_eval(client, text: str, keys: Sequence, args: Sequence) -> Any:
     return _pipelined(client, [(text, keys, args)])[0]
 
 
+def redis_sent(client, calls: Sequence[tuple]) -> bool:
+    """Writes (as redis_pipelined takes them) in one round trip: False if there is no
+    client (no Redis, or the breaker is open) or Redis did not answer (the breaker
+    then opens); an error reply is raised."""
+    if client is None:
+        return False
+    try:
+        _pipelined(client, calls)
+    except REDIS_DOWN as exc:
+        redis_failed(exc)
+        return False
+    return True
+
+
 def redis_scripts_pipelined(client, calls: Sequence[tuple[str, Sequence, Sequence]]) -> list:
     """Run Lua scripts, each (text, keys, args), in order in one pipelined round trip.
 
