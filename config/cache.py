@@ -226,6 +226,8 @@ def carry_writes(client) -> Iterator[None]:
                 _pipelined(client, calls)
             except REDIS_DOWN as exc:
                 redis_failed(exc)
+            except ResponseError:  # a fill refused by Redis: never the request's failure
+                logger.exception("a cache write carried by the request failed")
 
 
 def write_later(client, call: tuple) -> bool:
@@ -295,6 +297,9 @@ def _round_trip(client, commands: list[tuple]) -> list:
             # unreachable: the caller falls back at once and the breaker opens).
             if attempt == 2 or not isinstance(exc, RedisConnectionError):
                 raise
+        except BaseException:  # anything else mid-trip: the replies may be half-read
+            conn.disconnect()
+            raise
         finally:
             pool.release(conn)
     raise AssertionError("unreachable")  # pragma: no cover
