@@ -1,0 +1,174 @@
+"""Instructions per request, counted by callgrind: a measure that does not move with
+the machine. Run:
+    sh .ci/dev python -m bench.instructions        (needs valgrind: apt-get install valgrind)
+
+wrk's figures are rates, so they move with whatever else the machine does: on the
+2-core machine this project is measured on, the same code's CPU time per request
+moved by up to 40 % between runs, more than most single changes are worth. This
+bench counts the instructions the web process itself runs per request, with
+`valgrind --tool=callgrind`, which repeats to within a fraction of a percent. Each
+path runs in a child process that calls the WSGI application (`config.wsgi`, the
+fast lane included) in-process with a WSGI environ; the count per request is the
+difference between a run of LONG requests and one of SHORT, divided by the
+difference, so Django's start-up cancels out.
+
+What it does not count: PostgreSQL's and Redis's own work, the kernel's socket
+work, and the web server's (granian's) share. It measures the Python a change
+saves or adds, not the rate a server reaches; wrk's benches stay the figures the
+goals are set against.
+
+Paths: the bare DRF endpoint (the baseline), a mirrored poll (a new token each),
+and a first line-up (a new fan each, the API token not yet cached, a full room).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+
+from bench.common import ENV, ROOT, mirror_rebuild, recreate_database, save, setup_django
+
+SHORT, LONG = 100, 600  # requests in the two counted runs of each path
+WARM = 50  # requests before counting starts, in both runs
+WAITING = 5_000  # tokens in line for the polls
+FANS = 3_000  # fans with API tokens and no token yet, for the line-ups
+PATHS = ("bare", "poll", "line_up")
+
+
+def seed() -> None:
+    from django.db import connection
+
+    from bench.common import bench_concert, seed_fans
+
+    recreate_database()
+    setup_django()
+    line, _ = bench_concert("line", max_active=0)
+    full, _ = bench_concert("full", max_active=0)
+    with connection.cursor() as cursor:
+        seed_fans(cursor, WAITING + FANS)
+        cursor.execute(
+            """
+            INSERT INTO queueing_queuetoken
+                (key, concert_id, user_id, status, created_at, last_seen_at, end_reason)
+            SELECT md5(random()::text) || md5(g::text), %s, g, 'waiting', now(), now(), ''
+            FROM generate_series(1, %s) g ORDER BY g
+            """,
+            [line.id, WAITING],
+        )
+        cursor.execute(
+            """
+            INSERT INTO queueing_queuebucket (concert_id, number, stripe, waiting)
+            SELECT concert_id, id / 1024, id % 4, count(*) FROM queueing_queuetoken
+            GROUP BY 1, 2, 3
+            """
+        )
+        cursor.execute("VACUUM ANALYZE")
+    mirror_rebuild()
+    connection.close()
+
+
+def child(path: str, count: int, offset: int) -> None:
+    """Runs WARM + count requests of `path` in this process (under callgrind)."""
+    setup_django()
+    from django.db import connection
+
+    from config.wsgi import application
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM concerts_concert WHERE slug = 'line'")
+        (line,) = cursor.fetchone()
+        cursor.execute("SELECT id FROM concerts_concert WHERE slug = 'full'")
+        (full,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT key FROM queueing_queuetoken ORDER BY id OFFSET %s LIMIT %s",
+            [offset, WARM + count],
+        )
+        polls = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT key FROM authtoken_token WHERE user_id > %s ORDER BY user_id"
+            " OFFSET %s LIMIT %s",
+            [WAITING, offset, WARM + count],
+        )
+        fans = [row[0] for row in cursor.fetchall()]
+    connection.close()
+
+    def environ(method: str, path_info: str, **headers: str) -> dict:
+        return {
+            "REQUEST_METHOD": method, "PATH_INFO": path_info, "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1",
+            "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "CONTENT_LENGTH": "0",
+            "wsgi.errors": sys.stderr, **headers,
+        }  # fmt: skip
+
+    requests = {
+        "bare": [environ("GET", "/bench/bare")] * (WARM + count),
+        "poll": [environ("GET", "/api/v1/queue", HTTP_X_QUEUE_TOKEN=key) for key in polls],
+        "line_up": [
+            environ("POST", f"/api/v1/concerts/{full}/queue", HTTP_AUTHORIZATION="Token " + key)
+            for key in fans
+        ],
+    }[path]
+    expected = {"bare": "200", "poll": "200", "line_up": "201"}[path]
+    statuses: dict[str, int] = {}
+    seen: list[str] = []
+    for env in requests:
+        body = application(dict(env, **{"wsgi.input": io.BytesIO(b"")}), seen_status(seen))
+        b"".join(body)
+        body.close()
+        statuses[seen[-1][:3]] = statuses.get(seen[-1][:3], 0) + 1
+    if set(statuses) != {expected}:
+        raise SystemExit(f"{path}: expected only {expected}, got {statuses}")
+
+
+def seen_status(seen: list[str]):
+    """A WSGI start_response that notes each status in `seen`."""
+
+    def start_response(status: str, headers: list, exc_info=None) -> None:
+        seen.append(status)
+
+    return start_response
+
+
+def counted(path: str, count: int, offset: int) -> int:
+    """The instructions of a child running `count` requests of `path`."""
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, "-m", "bench.instructions", "--child", path, str(count), str(offset)],
+        cwd=ROOT, env={**ENV, **{k: v for k, v in os.environ.items() if k.startswith("BENCH")}},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"{path}: the counted run failed:\n{result.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
+    t0 = time.perf_counter()
+    seed()
+    results: dict = {"short": SHORT, "long": LONG}
+    for path in PATHS:
+        # Each run takes tokens and fans of its own (a token polled twice within its
+        # pace is an early 429; a fan lines up once).
+        short = counted(path, SHORT, 0)
+        long = counted(path, LONG, WARM + SHORT)
+        results[path] = round((long - short) / (LONG - SHORT))
+        print(f"{path}: {results[path]:,} instructions per request", flush=True)
+    save("instructions", results)
+    bare = results["bare"]
+    print("\n| request | instructions in the web process | × bare |")
+    print("|---|---|---|")
+    for path in PATHS:
+        print(f"| {path} | {results[path]:,} | {results[path] / bare:.2f} |")
+    print(f"\n({time.perf_counter() - t0:.0f} s; raw results: bench/results/instructions.json)")
+
+
+if __name__ == "__main__":
+    main()
