@@ -18,7 +18,8 @@ saves or adds, not the rate a server reaches; wrk's benches stay the figures the
 goals are set against.
 
 Paths: the bare DRF endpoint (the baseline), a mirrored poll (a new token each),
-and a first line-up (a new fan each, the API token not yet cached, a full room).
+a first line-up (a new fan each, the API token not yet cached, a full room), and
+an admitted fan's seat map (full 200s, the caches warm, as a fan reloads it).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ SHORT, LONG = 100, 600  # requests in the two counted runs of each path
 WARM = 50  # requests before counting starts, in both runs
 WAITING = 5_000  # tokens in line for the polls
 FANS = 3_000  # fans with API tokens and no token yet, for the line-ups
-PATHS = ("bare", "poll", "line_up")
+PATHS = ("bare", "poll", "line_up", "seats")
 
 
 def seed() -> None:
@@ -48,6 +49,7 @@ def seed() -> None:
     setup_django()
     line, _ = bench_concert("line", max_active=0)
     full, _ = bench_concert("full", max_active=0)
+    booking, _ = bench_concert("seats", dates=1)
     with connection.cursor() as cursor:
         seed_fans(cursor, WAITING + FANS)
         cursor.execute(
@@ -65,6 +67,15 @@ def seed() -> None:
             SELECT concert_id, id / 1024, id % 4, count(*) FROM queueing_queuetoken
             GROUP BY 1, 2, 3
             """
+        )
+        cursor.execute(  # the last fan (no line-up takes it) has a turn for the seats
+            """
+            INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,
+                last_seen_at, admitted_at, active_until, end_reason)
+            VALUES (md5(random()::text) || 'seats', %s, %s, 'active', now(), now(), now(),
+                    now() + interval '1 day', '')
+            """,
+            [booking.id, WAITING + FANS],
         )
         cursor.execute("VACUUM ANALYZE")
     mirror_rebuild()
@@ -94,6 +105,13 @@ def child(path: str, count: int, offset: int) -> None:
             [WAITING, offset, WARM + count],
         )
         fans = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT s.id, a.key, q.key FROM concerts_schedule s"
+            " JOIN concerts_concert c ON c.id = s.concert_id AND c.slug = 'seats'"
+            " JOIN queueing_queuetoken q ON q.concert_id = c.id"
+            " JOIN authtoken_token a ON a.user_id = q.user_id"
+        )
+        date, auth, turn = cursor.fetchone()
     connection.close()
 
     def environ(method: str, path_info: str, **headers: str) -> dict:
@@ -111,8 +129,17 @@ def child(path: str, count: int, offset: int) -> None:
             environ("POST", f"/api/v1/concerts/{full}/queue", HTTP_AUTHORIZATION="Token " + key)
             for key in fans
         ],
+        "seats": [
+            environ(
+                "GET",
+                f"/api/v1/schedules/{date}/seats",
+                HTTP_AUTHORIZATION="Token " + auth,
+                HTTP_X_QUEUE_TOKEN=turn,
+            )
+        ]
+        * (WARM + count),  # fmt: skip
     }[path]
-    expected = {"bare": "200", "poll": "200", "line_up": "201"}[path]
+    expected = {"bare": "200", "poll": "200", "line_up": "201", "seats": "200"}[path]
     statuses: dict[str, int] = {}
     seen: list[str] = []
     for env in requests:
