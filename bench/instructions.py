@@ -18,13 +18,17 @@ saves or adds, not the rate a server reaches; wrk's benches stay the figures the
 goals are set against.
 
 Paths: the bare DRF endpoint (the baseline), a mirrored poll (a new token each),
-a first line-up (a new fan each, the API token not yet cached, a full room), and
-an admitted fan's seat map (full 200s, the caches warm, as a fan reloads it).
+a first line-up (a new fan each, the API token not yet cached, a full room), an
+admitted fan's seat map (full 200s, the caches warm, as a fan reloads it), a hold
+(a new admitted fan each, a free seat each) and a payment (a new fan each paying
+their own hold, nobody waiting). The holding and paying fans' API tokens are
+cached first, as a fan's earlier requests leave them.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -37,7 +41,12 @@ SHORT, LONG = 100, 600  # requests in the two counted runs of each path
 WARM = 50  # requests before counting starts, in both runs
 WAITING = 5_000  # tokens in line for the polls
 FANS = 3_000  # fans with API tokens and no token yet, for the line-ups
-PATHS = ("bare", "poll", "line_up", "seats")
+MOVERS = 2 * WARM + SHORT + LONG  # fans who hold (and as many who pay): one request each
+PATHS = ("bare", "poll", "line_up", "seats", "hold", "pay")
+# BENCH_PATHS=bare,pay counts only those (bare is always counted: the ratios need it).
+CHOSEN = tuple(
+    p for p in PATHS if p == "bare" or p in os.environ.get("BENCH_PATHS", ",".join(PATHS))
+)
 
 
 def seed() -> None:
@@ -50,8 +59,11 @@ def seed() -> None:
     line, _ = bench_concert("line", max_active=0)
     full, _ = bench_concert("full", max_active=0)
     booking, _ = bench_concert("seats", dates=1)
+    holding, _ = bench_concert("hold", dates=-(-MOVERS // 50))
+    paying, _ = bench_concert("pay", dates=-(-MOVERS // 50))
+    first_holder, first_payer = WAITING + FANS + 1, WAITING + FANS + 1 + MOVERS
     with connection.cursor() as cursor:
-        seed_fans(cursor, WAITING + FANS)
+        seed_fans(cursor, WAITING + FANS + 2 * MOVERS)
         cursor.execute(
             """
             INSERT INTO queueing_queuetoken
@@ -77,8 +89,49 @@ def seed() -> None:
             """,
             [booking.id, WAITING + FANS],
         )
+        for concert, first in ((holding, first_holder), (paying, first_payer)):
+            cursor.execute(  # an active turn each
+                """
+                INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,
+                    last_seen_at, admitted_at, active_until, end_reason)
+                SELECT md5(random()::text) || md5(g::text), %s, g, 'active', now(), now(),
+                       now(), now() + interval '1 day', ''
+                FROM generate_series(%s::int, %s::int) g
+                """,
+                [concert.id, first, first + MOVERS - 1],
+            )
+        cursor.execute(  # the payers' wallets, and a hold each on the pay concert's seats
+            """
+            INSERT INTO wallet_wallet (user_id, balance, updated_at)
+            SELECT g, 1000000, now() FROM generate_series(%s::int, %s::int) g
+            """,
+            [first_payer, first_payer + MOVERS - 1],
+        )
+        cursor.execute(
+            """
+            INSERT INTO wallet_ledgerentry (wallet_id, kind, amount, balance_after, created_at)
+            SELECT user_id, 'charge', 1000000, 1000000, now() FROM wallet_wallet
+            """
+        )
+        cursor.execute(
+            """
+            INSERT INTO concerts_reservation (user_id, schedule_id, seat_id, status, price,
+                                              created_at, expires_at, end_reason)
+            SELECT %s - 1 + row_number() OVER (ORDER BY s.id), s.schedule_id, s.id, 'held',
+                   s.price, now(), now() + interval '1 day', ''
+            FROM concerts_seat s JOIN concerts_schedule d ON d.id = s.schedule_id
+            WHERE d.concert_id = %s ORDER BY s.id LIMIT %s
+            """,
+            [first_payer, paying.id, MOVERS],
+        )
+        cursor.execute("SELECT key FROM authtoken_token WHERE user_id >= %s", [first_holder])
+        movers = [row[0] for row in cursor.fetchall()]
         cursor.execute("VACUUM ANALYZE")
     mirror_rebuild()
+    from config.auth import credentials
+
+    for key in movers:  # cached, as the fan's earlier requests leave it
+        credentials(key)
     connection.close()
 
 
@@ -112,14 +165,36 @@ def child(path: str, count: int, offset: int) -> None:
             " JOIN authtoken_token a ON a.user_id = q.user_id"
         )
         date, auth, turn = cursor.fetchone()
+        movers = {}
+        for slug in ("hold", "pay"):  # fan n of the concert: seat n, and their hold if any
+            cursor.execute(
+                "SELECT s.schedule_id, s.number FROM concerts_seat s"
+                " JOIN concerts_schedule d ON d.id = s.schedule_id"
+                " JOIN concerts_concert c ON c.id = d.concert_id AND c.slug = %s ORDER BY s.id",
+                [slug],
+            )
+            seats = cursor.fetchall()
+            cursor.execute(
+                "SELECT a.key, q.key, r.id FROM queueing_queuetoken q"
+                " JOIN concerts_concert c ON c.id = q.concert_id AND c.slug = %s"
+                " JOIN authtoken_token a ON a.user_id = q.user_id"
+                " LEFT JOIN concerts_reservation r ON r.user_id = q.user_id ORDER BY q.user_id",
+                [slug],
+            )
+            fans_here = list(zip(cursor.fetchall(), seats, strict=False))
+            movers[slug] = [
+                (auth, turn, date_, number, reservation)
+                for (auth, turn, reservation), (date_, number) in fans_here
+            ][offset : offset + WARM + count]
     connection.close()
 
-    def environ(method: str, path_info: str, **headers: str) -> dict:
+    def environ(method: str, path_info: str, body: dict | None = None, **headers: str) -> dict:
+        data = json.dumps(body).encode() if body else b""
         return {
             "REQUEST_METHOD": method, "PATH_INFO": path_info, "QUERY_STRING": "",
             "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1",
-            "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "CONTENT_LENGTH": "0",
-            "wsgi.errors": sys.stderr, **headers,
+            "wsgi.url_scheme": "http", "bench.body": data, "CONTENT_LENGTH": str(len(data)),
+            "CONTENT_TYPE": "application/json", "wsgi.errors": sys.stderr, **headers,
         }  # fmt: skip
 
     requests = {
@@ -138,12 +213,34 @@ def child(path: str, count: int, offset: int) -> None:
             )
         ]
         * (WARM + count),  # fmt: skip
+        "hold": [
+            environ(
+                "POST",
+                "/api/v1/reservations",
+                {"schedule_id": date, "seat_number": number},
+                HTTP_AUTHORIZATION="Token " + auth,
+                HTTP_X_QUEUE_TOKEN=turn,
+            )
+            for auth, turn, date, number, _ in movers["hold"]
+        ],
+        "pay": [
+            environ(
+                "POST",
+                "/api/v1/payments",
+                {"reservation_id": reservation},
+                HTTP_AUTHORIZATION="Token " + auth,
+                HTTP_X_QUEUE_TOKEN=turn,
+            )
+            for auth, turn, _, _, reservation in movers["pay"]
+        ],
     }[path]
-    expected = {"bare": "200", "poll": "200", "line_up": "201", "seats": "200"}[path]
+    expected = {"hold": "201", "pay": "201"}.get(path, "201" if path == "line_up" else "200")
     statuses: dict[str, int] = {}
     seen: list[str] = []
     for env in requests:
-        body = application(dict(env, **{"wsgi.input": io.BytesIO(b"")}), seen_status(seen))
+        body = application(
+            dict(env, **{"wsgi.input": io.BytesIO(env["bench.body"])}), seen_status(seen)
+        )
         b"".join(body)
         body.close()
         statuses[seen[-1][:3]] = statuses.get(seen[-1][:3], 0) + 1
@@ -181,7 +278,7 @@ def main() -> None:
     t0 = time.perf_counter()
     seed()
     results: dict = {"short": SHORT, "long": LONG}
-    for path in PATHS:
+    for path in CHOSEN:
         # Each run takes tokens and fans of its own (a token polled twice within its
         # pace is an early 429; a fan lines up once).
         short = counted(path, SHORT, 0)
@@ -192,7 +289,7 @@ def main() -> None:
     bare = results["bare"]
     print("\n| request | instructions in the web process | × bare |")
     print("|---|---|---|")
-    for path in PATHS:
+    for path in CHOSEN:
         print(f"| {path} | {results[path]:,} | {results[path] / bare:.2f} |")
     print(f"\n({time.perf_counter() - t0:.0f} s; raw results: bench/results/instructions.json)")
 
