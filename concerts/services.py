@@ -282,8 +282,8 @@ def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:
     Call on rows the caller has locked (reservation_lock, or the sweep's SKIP
     LOCKED batch). One UPDATE, whose WHERE makes it idempotent, so a hold is never
     ended twice. The rule, by reason:
-    - PAID: a live hold becomes confirmed (a lapsed one is left for the caller to
-      refuse: nothing is confirmed after its time is up);
+    - PAID is not here: a payment confirms its holds with reservations_confirm,
+      which also says whether the fan holds other seats;
     - EXPIRED: a held row whose time is up becomes expired;
     - CANCELLED, RELEASED, PAYMENT_FAILED: a held row becomes cancelled with that
       reason, or expired if its time was already up;
@@ -291,15 +291,6 @@ def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:
     Returns the number of reservations changed.
     """
     held = Reservation.Status.HELD
-    if reason == End.PAID:  # plain SQL, and no queryset built: every payment runs it
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {Reservation._meta.db_table} SET status = %s, confirmed_at = %s,"
-                f" expires_at = NULL WHERE id IN ({', '.join(['%s'] * len(ids))})"
-                f" AND status = %s AND expires_at > %s",
-                rawsql.params([Reservation.Status.CONFIRMED, now, *ids, held, now]),
-            )
-            return cursor.rowcount
     rows, lapsed = Reservation.objects.filter(id__in=ids), Q(expires_at__lte=now)
     if reason != End.EXPIRED:  # these free a seat that was taken
         seatcache.bump_after_commit(rows.values_list("schedule_id", flat=True).distinct())
@@ -331,7 +322,7 @@ def reservation_end(*, ids: Sequence[int], now: datetime, reason: str) -> int:
             end_reason=Case(When(lapsed, then=Value(End.EXPIRED)), default=Value(reason)),
             ended_at=now,
         )
-    else:
+    else:  # PAID included: see reservations_confirm
         raise ValueError(f"unknown hold end reason {reason!r}")
     if ended:
         _waitlist_after_seats_freed(ids=ids, now=now)
@@ -364,107 +355,91 @@ def reservation_lock(*, user_id: int, reservation_id: int) -> Reservation:
     """Lock the fan, the seat and the reservation row, in the global lock order, and
     return the reservation as it now stands. The caller owns the transaction.
     Anyone else's reservation is ReservationNotFound."""
-    return _reservation_lock(user_id=user_id, reservation_id=reservation_id)[0]
+    return reservations_lock(user_id=user_id, reservation_ids=[reservation_id])[0]
 
 
-def reservations_lock_to_pay(
-    *, user_id: int, reservation_ids: Sequence[int], now: datetime
-) -> tuple[list[Reservation], bool]:
-    """reservation_lock for each of the fan's reservations (in this order), and
-    whether the fan holds, unexpired, a seat of the last one's concert besides
-    these (a payment ends the turn only when none is left). The caller owns the
-    transaction.
+def reservations_lock(*, user_id: int, reservation_ids: Sequence[int]) -> list[Reservation]:
+    """reservation_lock for each of the fan's reservations, in id order, in one
+    statement, returned in that order with their seat, date and concert.
 
-    The fan's lock is taken once, in one statement that also reads every
-    reservation's seat and status. A reservation already confirmed (paid) is
-    returned alone, as read, and nothing more is locked: the payment refuses it
-    whatever the rest say, and a paid reservation never goes back to held, so the
-    refusal is true as of that statement (a retried payment costs two statements
-    fewer). The "other live holds" question is asked in the last reservation lock's
-    own statement: it runs under the fan's lock, which every hold of the fan takes,
-    so no hold of the fan can commit meanwhile."""
-    found = _lock_fan_reading(user_id=user_id, reservation_ids=reservation_ids)
-    if any(rid not in found for rid in reservation_ids):
-        raise ReservationNotFound()
-    for rid in reservation_ids:
-        if found[rid][2] == Reservation.Status.CONFIRMED:
-            paid = Reservation(pk=rid, user_id=user_id, status=Reservation.Status.CONFIRMED)
-            return [paid], False
-    locked = []
-    for n, rid in enumerate(reservation_ids):
-        _lock_seat(schedule_id=found[rid][0], seat_number=found[rid][1])
-        last = n == len(reservation_ids) - 1
-        locked.append(
-            _reservation_row_lock(
-                reservation_id=rid, other_than=reservation_ids if last else None, now=now
-            )
-        )
-    return [reservation for reservation, _ in locked], bool(locked[-1][1])
+    PostgreSQL takes a statement's row locks row by row, after the sort, and within
+    a row in the order the FOR ... OF clause names them: so the fan, then the first
+    reservation's seat and row, then the next one's, which is the global lock order
+    of the one-statement-per-lock code this replaced (three statements for one seat).
+    A row that changed while the statement waited for its lock is read again at its
+    latest version (PostgreSQL's recheck), so what is returned is what stands under
+    the locks. Only columns that never change (the fan, seat and date of a
+    reservation) join the rows, so the recheck never drops one.
 
-
-def _lock_fan_reading(
-    *, user_id: int, reservation_ids: Sequence[int]
-) -> dict[int, tuple[int, int, str]]:
-    """The fan's row, locked (the first lock of the order), and for each of these
-    reservations that is the fan's: its (schedule id, seat number, status), read in
-    the same statement (the seat is only read here)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT r.id, r.schedule_id, s.number, r.status"
-            f" FROM {get_user_model()._meta.db_table} u"
-            f" JOIN {Reservation._meta.db_table} r ON r.user_id = u.id"
-            f" AND r.id IN ({', '.join(['%s'] * len(reservation_ids))})"
-            f" JOIN {Seat._meta.db_table} s ON s.id = r.seat_id"
-            f" WHERE u.id = %s{rawsql.for_no_key_update(of='u')}",
-            [*reservation_ids, user_id],
-        )
-        return {rid: (schedule_id, number, status) for rid, schedule_id, number, status in cursor}
-
-
-def _reservation_lock(*, user_id: int, reservation_id: int) -> tuple[Reservation, None]:
-    found = _lock_fan_reading(user_id=user_id, reservation_ids=[reservation_id])
-    if reservation_id not in found:
-        raise ReservationNotFound()
-    schedule_id, number, _ = found[reservation_id]
-    _lock_seat(schedule_id=schedule_id, seat_number=number)
-    return _reservation_row_lock(reservation_id=reservation_id)
-
-
-def _reservation_row_lock(
-    *,
-    reservation_id: int,
-    other_than: Sequence[int] | None = None,
-    now: datetime | None = None,
-) -> tuple[Reservation, bool | None]:
-    # The reservation row, locked, with its seat, date and concert (one statement,
-    # as select_related would read them), and, if asked, the fan's other live holds.
-    other, params = "NULL", []
-    if other_than is not None:
-        other = (
-            f"EXISTS (SELECT 1 FROM {Reservation._meta.db_table} o"
-            f" JOIN {Schedule._meta.db_table} od ON od.id = o.schedule_id"
-            f" WHERE o.user_id = r.user_id AND od.concert_id = d.concert_id"
-            f" AND o.status = %s AND o.expires_at > %s"
-            f" AND o.id NOT IN ({', '.join(['%s'] * len(other_than))}))"
-        )
-        params = [Reservation.Status.HELD, now, *other_than]
+    What other rows say (the fan's other holds, say) is not asked here: the
+    statement's snapshot predates its wait for the fan's lock. Ask it in a later
+    statement (reservations_confirm)."""
+    ids = sorted(set(reservation_ids))
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {rawsql.select(Reservation, 'r')}, {rawsql.select(Seat, 's')},"
-            f" {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')}, {other}"
-            f" FROM {Reservation._meta.db_table} r"
+            f" {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')}"
+            f" FROM {get_user_model()._meta.db_table} u"
+            f" JOIN {Reservation._meta.db_table} r ON r.user_id = u.id"
             f" JOIN {Seat._meta.db_table} s ON s.id = r.seat_id"
             f" JOIN {Schedule._meta.db_table} d ON d.id = r.schedule_id"
             f" JOIN {Concert._meta.db_table} c ON c.id = d.concert_id"
-            f" WHERE r.id = %s{rawsql.for_no_key_update(of='r')}",
-            rawsql.params([*params, reservation_id]),
+            f" WHERE u.id = %s AND r.id IN ({', '.join(['%s'] * len(ids))})"
+            f" ORDER BY r.id{rawsql.for_no_key_update(of='u, s, r')}",
+            [user_id, *ids],
         )
-        row = cursor.fetchone()
-    models = (Reservation, Seat, Schedule, Concert)
-    reservation, seat, schedule, concert = rawsql.instances(row[:-1], *models)
-    schedule.concert = concert
-    reservation.seat, reservation.schedule = seat, schedule
-    return reservation, row[-1]
+        rows = cursor.fetchall()
+    if len(rows) != len(ids):
+        raise ReservationNotFound()
+    locked = []
+    for row in rows:
+        reservation, seat, schedule, concert = rawsql.instances(
+            row, Reservation, Seat, Schedule, Concert
+        )
+        schedule.concert = concert
+        reservation.seat, reservation.schedule = seat, schedule
+        locked.append(reservation)
+    return locked
+
+
+def reservations_confirm(
+    *, user_id: int, concert_id: int, ids: Sequence[int], now: datetime
+) -> tuple[int, bool]:
+    """A payment's end of these holds, which the caller has locked
+    (reservations_lock): each one still live becomes confirmed; a lapsed one is left
+    for the caller to refuse (nothing is confirmed after its time is up), so a seat
+    is never confirmed twice. Returns how many were confirmed, and whether the fan
+    still holds, unexpired, another seat of the concert (a payment ends the turn
+    only when none is left).
+
+    One statement on PostgreSQL. It runs after the fan's lock was taken, and every
+    hold of the fan takes that lock first, so no hold of the fan can commit between
+    this answer and the payment's commit."""
+    held, marks = Reservation.Status.HELD, ", ".join(["%s"] * len(ids))
+    confirm = (
+        f"UPDATE {Reservation._meta.db_table} SET status = %s, confirmed_at = %s,"
+        f" expires_at = NULL WHERE id IN ({marks}) AND status = %s AND expires_at > %s"
+    )
+    confirm_params = [Reservation.Status.CONFIRMED, now, *ids, held, now]
+    others = (
+        f"EXISTS (SELECT 1 FROM {Reservation._meta.db_table} o"
+        f" JOIN {Schedule._meta.db_table} od ON od.id = o.schedule_id"
+        f" WHERE o.user_id = %s AND od.concert_id = %s AND o.status = %s"
+        f" AND o.expires_at > %s AND o.id NOT IN ({marks}))"
+    )
+    others_params = [user_id, concert_id, held, now, *ids]
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":  # make run's SQLite: no UPDATE in a WITH
+            cursor.execute(confirm, rawsql.params(confirm_params))
+            confirmed = cursor.rowcount
+            cursor.execute(f"SELECT {others}", rawsql.params(others_params))
+            return confirmed, bool(cursor.fetchone()[0])
+        cursor.execute(
+            f"WITH paid AS ({confirm} RETURNING 1) SELECT (SELECT count(*) FROM paid), {others}",
+            [*confirm_params, *others_params],
+        )
+        confirmed, still_held = cursor.fetchone()
+    return confirmed, still_held
 
 
 def reservation_end_locked(*, reservation: Reservation, now: datetime, reason: str) -> Reservation:

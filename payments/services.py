@@ -152,17 +152,21 @@ def _pay(
         raise CheckoutInvalid(f"A payment covers 1 to {MAX_CHECKOUT_SEATS} held seats.")
     try:
         with transaction.atomic():
-            reservations, still_held = concert_services.reservations_lock_to_pay(
-                user_id=user.pk, reservation_ids=ids, now=now
-            )
+            reservations = concert_services.reservations_lock(user_id=user.pk, reservation_ids=ids)
             if any(r.status == RStatus.CONFIRMED for r in reservations):
                 raise AlreadyPaid()
             concert_ids = {r.schedule.concert_id for r in reservations}
             if len(concert_ids) != 1:
                 raise CheckoutInvalid("All the seats in one payment must be for one concert.")
             (concert_id,) = concert_ids
-            # The turn ends at checkout, once the fan has no live hold left for the
-            # concert; paying for some seats keeps it for the others.
+            # Beneath the lock, the write itself re-checks: only a live hold becomes
+            # confirmed, so a payment can never confirm a seat twice or after its time.
+            # It also says whether the fan holds other seats of the concert: if not,
+            # the turn ends here; paying for some seats keeps it for the others. (An
+            # error below rolls the confirmation back.)
+            confirmed, still_held = concert_services.reservations_confirm(
+                user_id=user.pk, concert_id=concert_id, ids=ids, now=now
+            )
             if still_held:
                 queue_services.queue_turn_lock(
                     key=queue_key, user=user, concert_id=concert_id, now=now
@@ -175,6 +179,9 @@ def _pay(
                 raise ReservationNotPayable()
             if not all(r.is_live(now=now) for r in reservations):
                 raise HoldExpired()
+            if confirmed != len(ids):  # not under the locks above; the write re-checks
+                paid = Reservation.objects.filter(pk__in=ids, status=RStatus.CONFIRMED)
+                raise AlreadyPaid() if paid.exists() else HoldExpired()
             payments = [
                 _payment_record(r, status=Payment.Status.PAID, now=now) for r in reservations
             ]
@@ -193,12 +200,6 @@ def _pay(
                 now=now,
                 ref=_ledger_ref(payments[0], seats=len(payments)),
             )
-            # Beneath the lock, the write itself re-checks: only a live hold becomes
-            # confirmed, so a payment can never confirm a seat twice or after its time.
-            confirmed = concert_services.reservation_end(ids=ids, now=now, reason=End.PAID)
-            if confirmed != len(ids):
-                paid = Reservation.objects.filter(pk__in=ids, status=RStatus.CONFIRMED)
-                raise AlreadyPaid() if paid.exists() else HoldExpired()
             for reservation in reservations:
                 reservation.status = RStatus.CONFIRMED
     except HoldExpired:
@@ -222,10 +223,9 @@ def _record_failure(
     """After a refused payment (its transaction rolled back): give the seats back at
     once and keep each failed attempt, with its reason, for audit."""
     with transaction.atomic():
-        reservations = [
-            concert_services.reservation_lock(user_id=user.pk, reservation_id=rid)
-            for rid in reservation_ids
-        ]
+        reservations = concert_services.reservations_lock(
+            user_id=user.pk, reservation_ids=reservation_ids
+        )
         concert_services.reservation_end(ids=reservation_ids, now=now, reason=End.PAYMENT_FAILED)
         for reservation in reservations:
             _payment_record(

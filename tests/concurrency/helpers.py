@@ -136,11 +136,11 @@ def without_idempotency_constraint() -> without_constraint:
 def pay_through_reservation_lock(monkeypatch, concert_services) -> None:
     """Make a payment lock its reservations one by one through
     `concert_services.reservation_lock`, looked up at each call (a control replaces
-    it with an unlocked or stale read), instead of reservations_lock_to_pay; the
-    turn then ends as if the fan held nothing else (the controls stub the turn)."""
+    it with an unlocked or stale read), instead of reservations_lock's one statement.
+    Only with reservation_lock replaced: the real one calls reservations_lock."""
 
-    def to_pay(*, user_id: int, reservation_ids: Sequence[int], now) -> tuple[list, bool]:
+    def lock_each(*, user_id: int, reservation_ids: Sequence[int]) -> list:
         lock = concert_services.reservation_lock
-        return [lock(user_id=user_id, reservation_id=rid) for rid in reservation_ids], False
+        return [lock(user_id=user_id, reservation_id=rid) for rid in sorted(reservation_ids)]
 
-    monkeypatch.setattr(concert_services, "reservations_lock_to_pay", to_pay)
+    monkeypatch.setattr(concert_services, "reservations_lock", lock_each)

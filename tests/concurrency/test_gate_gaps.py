@@ -144,19 +144,20 @@ def test_control_a_payment_trusting_what_it_read_before_the_wait_sells_the_seat_
 
     _, schedule, fan, reservation, token = setup()
 
-    def stale_lock(*, user_id, reservation_id):
+    def stale_lock(*, user_id, reservation_id, before_the_wait=lambda: None):
         snapshot = Reservation.objects.select_related("seat", "schedule__concert").get(
             pk=reservation_id
         )
+        before_the_wait()
         get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).exists()
         return snapshot
 
-    def confirm_blindly(*, ids, now, reason):
-        return Reservation.objects.filter(id__in=ids).update(status="confirmed")
+    def confirm_blindly(*, user_id, concert_id, ids, now):
+        return Reservation.objects.filter(id__in=ids).update(status="confirmed"), False
 
     monkeypatch.setattr(services.concert_services, "reservation_lock", stale_lock)
     pay_through_reservation_lock(monkeypatch, services.concert_services)
-    monkeypatch.setattr(services.concert_services, "reservation_end", confirm_blindly)
+    monkeypatch.setattr(services.concert_services, "reservations_confirm", confirm_blindly)
     monkeypatch.setattr(services.queue_services, "queue_turn_end", lambda **kw: None)
     rival = UserFactory()
     arrived_at = reservation.expires_at - timedelta(milliseconds=1)
@@ -171,12 +172,12 @@ def test_control_a_payment_trusting_what_it_read_before_the_wait_sells_the_seat_
         read, rival_done = threading.Event(), threading.Event()
 
         def the_payment():
-            real = stale_lock
-
-            def signalled(**kwargs):
+            def let_the_rival_in():
                 read.set()
                 assert rival_done.wait(30)
-                return real(**kwargs)
+
+            def signalled(**kwargs):
+                return stale_lock(**kwargs, before_the_wait=let_the_rival_in)
 
             monkeypatch.setattr(services.concert_services, "reservation_lock", signalled)
             return pay(fan, reservation, token.key, arrived_at).status
@@ -186,7 +187,94 @@ def test_control_a_payment_trusting_what_it_read_before_the_wait_sells_the_seat_
                 rival, schedule, rival_key, after_expiry, after=read, done=rival_done
             )
 
-        run_concurrently(lambda job: job(), [(the_payment,), (the_rival,)])
+        results = run_concurrently(lambda job: job(), [(the_payment,), (the_rival,)])
+        assert results == [("ok", 201), ("ok", rival.pk)]
         live = Reservation.objects.filter(seat__number=1, status__in=["held", "confirmed"])
         assert sorted(r.user_id for r in live) == sorted([fan.pk, rival.pk])  # sold twice
         Reservation.objects.filter(seat__number=1).exclude(user=rival).update(status="expired")
+
+
+def a_hold_commits_while_the_payment_waits_for_the_fan(monkeypatch, *, asked_before_lock: bool):
+    """The fan pays for seat 1 while, in another request, holding seat 2. The hold has
+    the fan's lock (paused before its seat's) when the payment starts and waits for
+    that lock; the hold then commits, and the payment goes on. Returns the turn's
+    status and whether seat 2 is held, once both are done.
+
+    With `asked_before_lock`, the payment asks whether the fan holds other seats in
+    a snapshot taken before its wait (as a lock statement that also asked it would):
+    it misses seat 2."""
+    concert, schedule, fan, reservation, token = setup()
+    now = timezone.now()
+    fan_locked, payment_waits = threading.Event(), threading.Event()
+    real_lock_seat = concert_services._lock_seat
+
+    def paused_after_the_fan(**kwargs):
+        fan_locked.set()
+        assert payment_waits.wait(30)
+        return real_lock_seat(**kwargs)
+
+    monkeypatch.setattr(concert_services, "_lock_seat", paused_after_the_fan)
+    if asked_before_lock:
+        real_lock, real_confirm = (
+            concert_services.reservations_lock,
+            concert_services.reservations_confirm,
+        )
+        asked = {}
+
+        def lock_after_asking(*, user_id, reservation_ids):
+            asked["others"] = (
+                Reservation.objects.filter(
+                    user_id=user_id,
+                    status="held",
+                    expires_at__gt=now,
+                    schedule__concert_id=concert.id,
+                )  # fmt: skip
+                .exclude(id__in=reservation_ids)
+                .exists()
+            )
+            return real_lock(user_id=user_id, reservation_ids=reservation_ids)
+
+        def confirm_with_that_answer(**kwargs):
+            return real_confirm(**kwargs)[0], asked["others"]
+
+        monkeypatch.setattr(concert_services, "reservations_lock", lock_after_asking)
+        monkeypatch.setattr(concert_services, "reservations_confirm", confirm_with_that_answer)
+
+    def the_hold():
+        return concert_services.seat_hold_create(
+            user=fan, schedule_id=schedule.id, seat_number=2, queue_key=token.key, now=now
+        ).seat.number
+
+    def the_payment():
+        assert fan_locked.wait(30)
+        return pay(fan, reservation, token.key, now).status
+
+    def let_the_hold_go_on_once_the_payment_waits():
+        from tests.concurrency.test_sale_start_concurrency import wait_until_blocked_on_a_lock
+
+        assert fan_locked.wait(30)
+        wait_until_blocked_on_a_lock()
+        payment_waits.set()
+
+    jobs = [(the_hold,), (the_payment,), (let_the_hold_go_on_once_the_payment_waits,)]
+    results = run_concurrently(lambda job: job(), jobs)
+    assert errors(results) == []
+    assert [value for _, value in results[:2]] == [2, 201]
+    held = Reservation.objects.filter(
+        user=fan, seat__number=2, status="held", expires_at__gt=now
+    ).exists()
+    return QueueToken.objects.get(pk=token.pk).status, held
+
+
+def test_a_hold_committed_while_the_payment_waited_keeps_the_turn(monkeypatch):
+    """The payment asks about the fan's other holds after its lock, never before: a
+    turn never ends while the fan still holds a seat of the concert."""
+    assert a_hold_commits_while_the_payment_waits_for_the_fan(
+        monkeypatch, asked_before_lock=False
+    ) == ("active", True)
+
+
+def test_control_asked_before_the_lock_the_turn_ends_with_a_seat_still_held(monkeypatch):
+    assert a_hold_commits_while_the_payment_waits_for_the_fan(
+        monkeypatch, asked_before_lock=True
+    ) == ("ended", True)

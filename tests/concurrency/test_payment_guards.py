@@ -2,10 +2,10 @@
 
 A seat is paid once thanks to three guards, each tested alone with the other two
 switched off, and all three off in a control that shows the double charge:
-- the lock: reservation_lock (fan, seat and reservation rows) and the re-check
+- the lock: reservations_lock (fan, seat and reservation rows) and the re-check
   under it (a confirmed reservation is already_paid);
 - the held check: the confirming UPDATE itself only turns a *held, live* row
-  into confirmed (reservation_end, reason paid);
+  into confirmed (reservations_confirm);
 - the constraint: one paid-or-refunded payment per reservation (a unique index).
 In every run the fan's own queue-token lock is switched off (queue_turn_end), so
 that the race is about the seat alone.
@@ -85,16 +85,14 @@ def guards(monkeypatch, *, lock: bool, held_check: bool, constraint: bool):
         monkeypatch.setattr(services.concert_services, "reservation_lock", unlocked)
         pay_through_reservation_lock(monkeypatch, services.concert_services)
     if not held_check:
-        real_end = concert_services.reservation_end
 
-        def confirm_blindly(*, ids, now, reason):
-            if reason != Reservation.EndReason.PAID:
-                return real_end(ids=ids, now=now, reason=reason)
-            return Reservation.objects.filter(id__in=ids).update(
+        def confirm_blindly(*, user_id, concert_id, ids, now):
+            confirmed = Reservation.objects.filter(id__in=ids).update(
                 status="confirmed", confirmed_at=now, expires_at=None
             )
+            return confirmed, False
 
-        monkeypatch.setattr(services.concert_services, "reservation_end", confirm_blindly)
+        monkeypatch.setattr(services.concert_services, "reservations_confirm", confirm_blindly)
     if not constraint:
         with connection.cursor() as cursor:
             cursor.execute("DROP INDEX payment_one_success_per_reservation")

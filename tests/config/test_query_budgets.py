@@ -35,11 +35,13 @@ BUDGETS = {
     "hold": 12,  # POST /api/v1/reservations
     # POST /api/v1/payments with an Idempotency-Key, counted in a test's transaction
     # (its savepoints included). 27 after issue 12; issue 13's sale-day work brought
-    # it to 16 (plain-SQL locks, the "other live holds" read folded into the lock).
-    "pay": 16,
+    # it to 16 (plain-SQL locks, the "other live holds" read folded into the lock),
+    # then 13: the fan, seat and reservation locked in one statement, and the "other
+    # live holds" read moved into the confirming UPDATE's statement.
+    "pay": 13,
     "list": 3,  # any paginated list: auth, count, page
-    # The same, paid again with a new key: the key's claim, the fan's lock (which reads
-    # the status: already paid), the answer stored (and this test's savepoints).
+    # The same, paid again with a new key: the key's claim, the one lock statement
+    # (which reads the status: already paid), the answer stored (and savepoints).
     "pay_again": 10,
 }
 
@@ -152,8 +154,8 @@ def test_lists_stay_in_budget_whatever_their_length(rich_fan, concert, schedule,
 
 def test_a_payment_retried_after_it_went_through(fan, concert, schedule):
     """A fan who pays again for a paid seat (a new Idempotency-Key: a second click, a
-    retry storm) is refused after the fan's lock alone, whose statement reads the
-    reservation's status too: no seat or reservation lock."""
+    retry storm) is refused after the one lock statement (fan, seat, reservation),
+    which reads the reservation's status too: nothing more is locked or read."""
     client = admitted_client(fan, concert)
     wallet_services.wallet_charge(user_id=fan.pk, amount=200_000, now=timezone.now())
     reservation = hold_seat(fan, schedule, 4)
