@@ -168,32 +168,38 @@ def _schedule_get_with_holder(
     return schedule, (None if row[-2] is None else (row[-2], row[-1]))
 
 
-def reservation_live_count_for(*, user_id: int, schedule_id: int, now: datetime) -> int:
-    """How many live reservations (confirmed, or held and unexpired) the fan has on
-    the date: the per-fan seat limit counts them. Plain SQL: every hold asks."""
+def seat_hold_checks(
+    *, user_id: int, schedule_id: int, seat_id: int, now: datetime
+) -> tuple[int, Reservation | None]:
+    """What a hold checks under the fan's and the seat's locks, in one statement:
+    how many live reservations (confirmed, or held and unexpired) the fan has on the
+    date (the per-fan seat limit counts them), and the seat's newest reservation
+    that is held or confirmed (its hold may have lapsed), or None. Plain SQL: every
+    hold asks."""
+    table = Reservation._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT COUNT(*) FROM {Reservation._meta.db_table} r"
-            f" WHERE r.schedule_id = %s AND r.user_id = %s"
-            f" AND (r.status = %s OR (r.status = %s AND r.expires_at > %s))",
+            f"SELECT (SELECT COUNT(*) FROM {table} m WHERE m.schedule_id = %s"
+            f" AND m.user_id = %s AND (m.status = %s OR (m.status = %s AND m.expires_at > %s))),"
+            f" {rawsql.select(Reservation, 'cur')} FROM (SELECT 1 AS one) o LEFT JOIN"
+            f" (SELECT {rawsql.select(Reservation, 'r')} FROM {table} r WHERE r.seat_id = %s"
+            f" AND r.status IN (%s, %s) ORDER BY r.id DESC LIMIT 1) cur ON 1 = 1",
             rawsql.params(
-                [schedule_id, user_id, Reservation.Status.CONFIRMED, Reservation.Status.HELD, now]
-            ),
+                [
+                    schedule_id,
+                    user_id,
+                    Reservation.Status.CONFIRMED,
+                    Reservation.Status.HELD,
+                    now,
+                    seat_id,
+                    *Reservation.LIVE_STATUSES,
+                ]
+            ),  # fmt: skip
         )
-        return cursor.fetchone()[0]
-
-
-def seat_current_reservation(*, seat_id: int) -> Reservation | None:
-    """The seat's newest reservation that is held or confirmed (its hold may have
-    lapsed), read under the caller's seat lock. Plain SQL: every hold asks."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {rawsql.select(Reservation, 'r')} FROM {Reservation._meta.db_table} r"
-            f" WHERE r.seat_id = %s AND r.status IN (%s, %s) ORDER BY r.id DESC LIMIT 1",
-            [seat_id, *Reservation.LIVE_STATUSES],
-        )
-        row = cursor.fetchone()
-    return rawsql.instances(row, Reservation)[0] if row else None
+        mine, *current = cursor.fetchone()
+    if current[0] is None:
+        return mine, None
+    return mine, rawsql.instances(tuple(current), Reservation)[0]
 
 
 def schedule_concert_id(*, schedule_id: int) -> int:

@@ -120,23 +120,19 @@ LIVE_SEAT_CONSTRAINT = "reservation_one_live_per_seat"
 # the ORM cost more than running them (config.rawsql).
 
 
-def _lock_fan(*, user_id: int) -> None:
-    """Serialise one fan's holds, so the per-fan limit holds under concurrency."""
+def _lock_fan_and_seat(*, user_id: int, schedule_id: int, seat_number: int) -> Seat:
+    """Lock the fan's row, then the seat's row, in one statement (PostgreSQL takes a
+    row's locks in the order FOR ... OF names them: the global lock order), and
+    return the seat. The fan's lock serialises one fan's holds, so the per-fan limit
+    holds under concurrency; every change to who holds a seat happens under the
+    seat's. What the locks guard (the fan's count, the seat's holder) is read in a
+    later statement: this one's snapshot predates its wait."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {get_user_model()._meta.db_table} WHERE id = %s"
-            f"{rawsql.for_no_key_update()}",
-            [user_id],
-        )
-
-
-def _lock_seat(*, schedule_id: int, seat_number: int) -> Seat:
-    """Lock the seat row; every change to who holds a seat happens under this lock."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {rawsql.select(Seat, 's')} FROM {Seat._meta.db_table} s"
-            f" WHERE s.schedule_id = %s AND s.number = %s{rawsql.for_no_key_update()}",
-            [schedule_id, seat_number],
+            f"SELECT {rawsql.select(Seat, 's')} FROM {get_user_model()._meta.db_table} u,"
+            f" {Seat._meta.db_table} s WHERE u.id = %s AND s.schedule_id = %s"
+            f" AND s.number = %s{rawsql.for_no_key_update(of='u, s')}",
+            [user_id, schedule_id, seat_number],
         )
         row = cursor.fetchone()
     if row is None:
@@ -208,14 +204,14 @@ def seat_hold_create(
     went_to_the_waitlist = False
     try:
         with transaction.atomic():
-            _lock_fan(user_id=user.pk)
-            mine = selectors.reservation_live_count_for(
-                user_id=user.pk, schedule_id=schedule.pk, now=now
+            seat = _lock_fan_and_seat(
+                user_id=user.pk, schedule_id=schedule.pk, seat_number=seat_number
+            )
+            mine, current = selectors.seat_hold_checks(
+                user_id=user.pk, schedule_id=schedule.pk, seat_id=seat.pk, now=now
             )
             if mine >= concert.seat_limit:
                 raise SeatLimitReached(details={"limit": concert.seat_limit})
-            seat = _lock_seat(schedule_id=schedule.pk, seat_number=seat_number)
-            current = selectors.seat_current_reservation(seat_id=seat.pk)
             if current is not None:
                 if current.is_live(now=now):
                     _refuse_taken(

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from concerts import selectors as concert_selectors
 from concerts import services as concert_services
 from concerts.models import Reservation
 from payments import services
@@ -196,8 +197,8 @@ def test_control_a_payment_trusting_what_it_read_before_the_wait_sells_the_seat_
 
 def a_hold_commits_while_the_payment_waits_for_the_fan(monkeypatch, *, asked_before_lock: bool):
     """The fan pays for seat 1 while, in another request, holding seat 2. The hold has
-    the fan's lock (paused before its seat's) when the payment starts and waits for
-    that lock; the hold then commits, and the payment goes on. Returns the turn's
+    the fan's lock (paused right after its lock statement) when the payment starts
+    and waits for that lock; the hold then commits, and the payment goes on. Returns the turn's
     status and whether seat 2 is held, once both are done.
 
     With `asked_before_lock`, the payment asks whether the fan holds other seats in
@@ -206,14 +207,14 @@ def a_hold_commits_while_the_payment_waits_for_the_fan(monkeypatch, *, asked_bef
     concert, schedule, fan, reservation, token = setup()
     now = timezone.now()
     fan_locked, payment_waits = threading.Event(), threading.Event()
-    real_lock_seat = concert_services._lock_seat
+    real_checks = concert_selectors.seat_hold_checks
 
-    def paused_after_the_fan(**kwargs):
+    def paused_after_the_locks(**kwargs):
         fan_locked.set()
         assert payment_waits.wait(30)
-        return real_lock_seat(**kwargs)
+        return real_checks(**kwargs)
 
-    monkeypatch.setattr(concert_services, "_lock_seat", paused_after_the_fan)
+    monkeypatch.setattr(concert_selectors, "seat_hold_checks", paused_after_the_locks)
     if asked_before_lock:
         real_lock, real_confirm = (
             concert_services.reservations_lock,

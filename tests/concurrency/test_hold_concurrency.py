@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.db.models import Count
 from django.test import override_settings
@@ -100,14 +101,15 @@ def test_control_without_the_lock_and_the_constraint_a_seat_is_sold_twice(monkey
     busy server: the race happens on every run, not only on lucky ones."""
     together = threading.Barrier(50)
 
-    def unlocked_seat(*, schedule_id, seat_number):
+    def unlocked_seat(*, user_id, schedule_id, seat_number):
+        lock_the_fan_only(user_id)
         seat = Seat.objects.get(schedule_id=schedule_id, number=seat_number)
         # Some fans may have been refused before this point: go on without them.
         with contextlib.suppress(threading.BrokenBarrierError):
             together.wait(timeout=3)
         return seat
 
-    monkeypatch.setattr(services, "_lock_seat", unlocked_seat)
+    monkeypatch.setattr(services, "_lock_fan_and_seat", unlocked_seat)
     with connection.cursor() as cursor:
         cursor.execute("DROP INDEX reservation_one_live_per_seat")
     try:
@@ -131,13 +133,12 @@ def test_control_without_the_lock_and_the_constraint_a_seat_is_sold_twice(monkey
 
 def test_the_constraint_alone_still_stops_a_double_booking(monkeypatch):
     """With only the lock off, the database refuses the second hold (a clean 409)."""
-    monkeypatch.setattr(
-        services,
-        "_lock_seat",
-        lambda *, schedule_id, seat_number: Seat.objects.get(
-            schedule_id=schedule_id, number=seat_number
-        ),
-    )
+
+    def unlocked_seat(*, user_id, schedule_id, seat_number):
+        lock_the_fan_only(user_id)
+        return Seat.objects.get(schedule_id=schedule_id, number=seat_number)
+
+    monkeypatch.setattr(services, "_lock_fan_and_seat", unlocked_seat)
     concert = open_concert()
     schedule = make_schedule(concert)
     results = run_concurrently(
@@ -225,13 +226,23 @@ def test_a_fan_firing_20_holds_at_once_ends_with_exactly_the_limit():
 
 @override_settings(MAX_SEATS_PER_FAN=4)
 def test_control_without_the_fan_lock_the_limit_is_exceeded(monkeypatch):
-    monkeypatch.setattr(services, "_lock_fan", lambda *, user_id: None)
+    def lock_the_seat_only(*, user_id, schedule_id, seat_number):
+        return Seat.objects.select_for_update(no_key=True).get(
+            schedule_id=schedule_id, number=seat_number
+        )
+
+    monkeypatch.setattr(services, "_lock_fan_and_seat", lock_the_seat_only)
     concert = open_concert()
     schedule = make_schedule(concert)
     fan = UserFactory()
     key = admit(fan, concert.id).key
     run_concurrently(hold_via_service_any, [(fan, schedule.id, n, key) for n in range(1, 21)])
     assert Reservation.objects.filter(user=fan, status__in=LIVE).count() > 4
+
+
+def lock_the_fan_only(user_id):
+    """The fan's lock of _lock_fan_and_seat without the seat's (for the controls)."""
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).exists()
 
 
 def hold_via_service_any(user, schedule_id, number, queue_key):
