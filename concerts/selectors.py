@@ -194,7 +194,7 @@ def seat_hold_checks(
                     seat_id,
                     *Reservation.LIVE_STATUSES,
                 ]
-            ),  # fmt: skip
+            ),
         )
         mine, *current = cursor.fetchone()
     if current[0] is None:

@@ -7,9 +7,10 @@ the admin action alike:
 - payment_refund_by_operator: an operator's refund, by payment.
 
 Paying is one transaction that locks, in the global order, the fan, the seat and
-the reservation (concerts.reservation_lock), then the fan's queue token
-(queue_turn_end) and the wallet (wallet_debit), so it cannot deadlock with holds,
-cancellations or the cleanup jobs.
+the reservation (concerts.reservations_lock, one statement), confirms the seat
+(concerts.reservations_confirm), then locks the fan's queue token (queue_turn_end)
+and the wallet (wallet_debit), so it cannot deadlock with holds, cancellations or
+the cleanup jobs.
 """
 
 from __future__ import annotations
