@@ -180,7 +180,7 @@ def _pay(
                 raise ReservationNotPayable()
             if not all(r.is_live(now=now) for r in reservations):
                 raise HoldExpired()
-            if confirmed != len(ids):  # not under the locks above; the write re-checks
+            if confirmed != len(ids):  # reached only if the locks above failed us
                 paid = Reservation.objects.filter(pk__in=ids, status=RStatus.CONFIRMED)
                 raise AlreadyPaid() if paid.exists() else HoldExpired()
             payments = [
