@@ -5,7 +5,8 @@ By FIFO every fan admitted or gone is earlier in line than every fan still waiti
 which PostgreSQL's statistics cannot know. Without a hint, the planner read the line
 from the concert's first token (by primary key, or sequentially) and filtered out
 every fan admitted so far: a cost that grew with the sale, paid after every payment
-in a busy room. Each test's control is the same statement without the hint.
+in a busy room. Each test's control is the same statement without the hint. The sale is the
+`sale_under_way` fixture (tests/queueing/conftest.py).
 """
 
 import pytest
@@ -13,48 +14,8 @@ from django.db import connection
 from django.utils import timezone
 
 from queueing import selectors, services
-from tests.factories import ConcertFactory
 
 pytestmark = pytest.mark.django_db
-
-ADMITTED, WAITING = 20_000, 30_000  # the shape of a sale well under way
-
-
-@pytest.fixture
-def sale_under_way():
-    concert = ConcertFactory()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM auth_user")
-        (first,) = cursor.fetchone()
-        first += 1
-        last = first + ADMITTED + WAITING - 1
-        cursor.execute(
-            "INSERT INTO auth_user (id, password, is_superuser, username, first_name,"
-            " last_name, email, is_staff, is_active, date_joined)"
-            " SELECT g, '!', false, 'plan' || g, '', '', '', false, true, now()"
-            " FROM generate_series(%s::bigint, %s::bigint) g",
-            [first, last],
-        )
-        # In line order: the fans admitted so far (their turns over, or on), then the line.
-        cursor.execute(
-            "INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,"
-            " last_seen_at, admitted_at, active_until, ended_at, end_reason)"
-            " SELECT md5(g::text) || md5(random()::text), %s, g,"
-            " CASE WHEN g %% 2 = 0 THEN 'ended' ELSE 'active' END, now(), now(), now(),"
-            " now() + interval '1 hour', CASE WHEN g %% 2 = 0 THEN now() END, ''"
-            " FROM generate_series(%s::bigint, %s::bigint) g ORDER BY g",
-            [concert.pk, first, first + ADMITTED - 1],
-        )
-        cursor.execute(
-            "INSERT INTO queueing_queuetoken (key, concert_id, user_id, status, created_at,"
-            " last_seen_at, end_reason)"
-            " SELECT md5(g::text) || md5(random()::text), %s, g, 'waiting', now(),"
-            " now() + interval '1 hour', ''"
-            " FROM generate_series(%s::bigint, %s::bigint) g ORDER BY g",
-            [concert.pk, first + ADMITTED, last],
-        )
-        cursor.execute("ANALYZE queueing_queuetoken")
-    return concert
 
 
 def plan(sql: str, params) -> str:

@@ -1,0 +1,72 @@
+"""PostgreSQL plans the line-up's statement once per connection, not once per fan
+(docs/performance.md, round nine).
+
+A prepared statement is planned for each call's parameters five times; then
+PostgreSQL caches one generic plan, unless the custom plans look cheaper. A
+parameter that switches part of a statement off (`CASE WHEN NOT $5 THEN 0 ELSE
+(SELECT COUNT(*) ...)`) makes every custom plan look cheaper, since each folds that
+part away, so the line-up's statement was planned again for every fan: 0.15 ms of
+its 0.27 ms in PostgreSQL. The count is now in the text or not. The control is a
+statement that still switches by a parameter (the admission check, whose cached
+plan would read the line from its start: tests/queueing/test_admission_plans.py).
+"""
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from queueing import selectors, services
+from queueing.models import WaitingRoom
+from tests.factories import ConcertFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CALLS = 12  # psycopg prepares on the 6th call; PostgreSQL then plans 5 more times
+
+
+def plans_of(needle: str) -> tuple[int, int]:
+    """(generic, custom) plans made for this connection's prepared statement with `needle`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            [f"%{needle}%"],
+        )
+        rows = cursor.fetchall()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+@pytest.fixture(autouse=True)
+def _prepared_statements():
+    if settings.DATABASES["default"].get("OPTIONS", {}).get("prepare_threshold") is None:
+        pytest.fail("statements are not prepared (DB_PREPARED_STATEMENTS=0)")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_line_up_statement_is_planned_once_then_its_plan_is_kept(sale_under_way):
+    """The sale-day line-up, in a sale well under way (50,000 tokens: a count is
+    worth folding away): its statement commits by itself and the mirror counts the
+    turns, so the statement has no count (it had one, switched off)."""
+    with connection.cursor() as cursor:  # the fixture made its fans by SQL
+        cursor.execute("SELECT setval('auth_user_id_seq', (SELECT max(id) FROM auth_user))")
+    concert = ConcertFactory()
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=0)
+    now = timezone.now()
+    for _ in range(CALLS):
+        services.queue_token_issue(user=UserFactory(), concert_id=concert.id, now=now)
+    generic, custom = plans_of("INSERT INTO queueing_queuetoken")
+    assert custom == 5
+    assert generic == CALLS - 5 - 5
+
+
+def test_control_a_statement_switched_by_a_parameter_is_planned_on_every_call(sale_under_way):
+    concert = sale_under_way
+    for _ in range(CALLS):
+        selectors.waiting_room_with_active(
+            concert_id=concert.id, now=timezone.now(), count_active=False
+        )
+    generic, custom = plans_of("anyone_waiting")
+    assert generic == 0
+    assert custom == CALLS - 5
