@@ -342,14 +342,29 @@ def queue_token_live_for(*, user_id: int, concert_id: int) -> QueueToken | None:
 
 
 # A redundant condition (always true for the concert's tokens) that makes the line's
-# waiting-order index (concert, id) WHERE waiting the planner's choice, with one
-# parameter, the concert's id. By FIFO every fan admitted or gone is earlier in line
-# than every fan still waiting, and PostgreSQL's statistics cannot know that: without
-# the hint it reads the line from the concert's first token by primary key, or
-# sequentially, and filters out every fan already admitted (a cost that grows with
-# the sale: 2.6 to 4.7 ms per admission check after 20,000 admitted, against 0.01 to
-# 0.13 ms on the index; docs/performance.md, round six).
-WAITING_ORDER_HINT = "({t}.concert_id, {t}.id) > (%s, 0)"
+# waiting-order index (concert, id) WHERE waiting the planner's choice. By FIFO every
+# fan admitted or gone is earlier in line than every fan still waiting, and
+# PostgreSQL's statistics cannot know that: without the hint it reads the line from
+# the concert's first token by primary key, or sequentially, and filters out every
+# fan already admitted (a cost that grows with the sale: 2.6 to 4.7 ms per admission
+# check after 20,000 admitted, against 0.01 to 0.13 ms on the index;
+# docs/performance.md, round six).
+WAITING_ORDER_HINT = "({t}.concert_id, {t}.id) > ({concert}, 0)"
+
+
+def waiting_line(t: str, concert_id: int) -> str:
+    """SQL for "the concert's waiting tokens" (alias `t`), read along the waiting-order
+    index, with the concert's id and the status written into the text, not passed
+    as parameters. A prepared statement is planned for its parameters only for its
+    first five calls; then PostgreSQL may cache one plan for any concert, and that
+    plan cannot use the hint (nor the index's WHERE waiting with the status a
+    parameter): the admission check switched to it after five calls and read the
+    line from its start. With the concert in the text, each concert's statement is
+    planned once per connection, knowing the concert (docs/performance.md, round
+    nine; tests/queueing/test_admission_plans.py)."""
+    concert = int(concert_id)
+    hint = WAITING_ORDER_HINT.format(t=t, concert=concert)
+    return f"{hint} AND {t}.concert_id = {concert} AND {t}.status = 'waiting'"
 
 
 def waiting_room_with_active(
@@ -362,22 +377,30 @@ def waiting_room_with_active(
     `token_status`, all in one query. Plain SQL: it runs after every line-up and
     every freed slot, and compiling it through the ORM cost more than running it."""
     tokens = QueueToken._meta.db_table
+    # What is asked is in the text, never switched by a parameter (a parameter that
+    # folds a part away keeps PostgreSQL planning on every call; waiting_line).
+    active_now, params = "0", []
+    if count_active:
+        active_now = f"""CASE WHEN w.anyone_waiting THEN
+                     (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = r.concert_id
+                        AND a.status = 'active' AND a.active_until > %s)
+                   ELSE 0 END"""
+        params.append(now)
+    token_status = "NULL"
+    if token_id is not None:
+        token_status = f"(SELECT s.status FROM {tokens} s WHERE s.id = %s)"
+        params.append(token_id)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT {rawsql.select(WaitingRoom, "r")}, w.anyone_waiting,
-                   CASE WHEN w.anyone_waiting AND %s THEN
-                     (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = r.concert_id
-                        AND a.status = 'active' AND a.active_until > %s)
-                   ELSE 0 END AS active_now,
-                   (SELECT s.status FROM {tokens} s WHERE s.id = %s) AS token_status
+                   {active_now} AS active_now, {token_status} AS token_status
             FROM {WaitingRoom._meta.db_table} r
             CROSS JOIN (SELECT EXISTS (SELECT 1 FROM {tokens} q
-                        WHERE {WAITING_ORDER_HINT.format(t="q")} AND q.concert_id = %s
-                          AND q.status = 'waiting') AS anyone_waiting) w
+                        WHERE {waiting_line("q", concert_id)}) AS anyone_waiting) w
             WHERE r.concert_id = %s
             """,
-            rawsql.params([count_active, now, token_id, concert_id, concert_id, concert_id]),
+            rawsql.params([*params, concert_id]),
         )
         row = cursor.fetchone()
     if row is None:

@@ -740,15 +740,14 @@ def _admit_locked(*, concert_id: int, now: datetime, count: int | None) -> list[
 def _waiting_head(*, concert_id: int, cutoff: datetime, limit: int) -> list[tuple[int, str, int]]:
     """(id, key, owner) of the first `limit` waiting fans of the concert still present
     (seen after `cutoff`), in line order, locked: read along the waiting-order index
-    (selectors.WAITING_ORDER_HINT), so the cost does not grow with the fans admitted."""
+    (selectors.waiting_line), so the cost does not grow with the fans admitted."""
     tokens = QueueToken._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id, key, user_id FROM {tokens} t"
-            f" WHERE {selectors.WAITING_ORDER_HINT.format(t='t')} AND t.concert_id = %s"
-            f" AND t.status = %s AND t.last_seen_at > %s"
+            f" WHERE {selectors.waiting_line('t', concert_id)} AND t.last_seen_at > %s"
             f" ORDER BY t.concert_id, t.id LIMIT %s{rawsql.for_no_key_update()}",
-            rawsql.params([concert_id, concert_id, Status.WAITING, cutoff, limit]),
+            rawsql.params([cutoff, limit]),
         )
         return cursor.fetchall()
 
