@@ -4,6 +4,18 @@ They run in the same app, on the same server config, as the endpoints measured:
 - /bench/bare: a DRF view with no database and no authentication;
 - /bench/select/<pk>: one indexed primary-key SELECT;
 - /bench/contended: UPDATE ... SET n = n + 1 under select_for_update on one of 50 rows.
+
+And two floors, which say what a goal asks of the code around its statements:
+- /bench/line-up-floor/<concert>: a line-up's one statement (queueing's own
+  function), for the fan named in X-Fan, and nothing else;
+- /bench/payment-floor: a payment's statements, as PostgreSQL runs them for one
+  seat (the locks, the confirmation, the turn's end, the payment, the debit with its
+  ledger entry) in one transaction, for X-Fan, X-Reservation and X-Queue-Token, in
+  plain SQL with nothing around them.
+A floor runs the endpoint's database work with the least Python a request can
+have (no authentication, no gate, no idempotency, no mirror, no after-commit
+work): an endpoint cannot be cheaper than its floor while it runs those statements.
+tests/bench/test_floors.py holds each floor to the rows its endpoint writes.
 """
 
 import random
@@ -59,8 +71,107 @@ class ContendedApi(APIView):
         return Response({"row": row})
 
 
+class LineUpFloorApi(APIView):
+    """A line-up's own statement (queueing.services._insert_waiting: the token, its
+    place and its bucket count, one round trip) for the fan in X-Fan, and nothing else."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def post(self, request, concert_id: int):
+        from django.utils import timezone
+
+        from queueing.services import _insert_waiting
+
+        made = _insert_waiting(
+            user_id=int(request.headers["X-Fan"]), concert_id=concert_id, now=timezone.now(),
+            count_active=False,
+        )  # fmt: skip
+        return Response({"id": made.token.pk}, status=201)
+
+
+class PaymentFloorApi(APIView):
+    """A payment's statements for one held seat, in one transaction, in plain SQL:
+    the same rows locked, written and read as by payments.services._pay (see the
+    module docstring). 409 if the hold, the turn or the money is not there."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def post(self, request):
+        from django.utils import timezone
+
+        fan, reservation = int(request.headers["X-Fan"]), int(request.headers["X-Reservation"])
+        key, now = request.headers["X-Queue-Token"], timezone.now()
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT r.price, d.concert_id FROM auth_user u"
+                    " JOIN concerts_reservation r ON r.user_id = u.id"
+                    " JOIN concerts_seat s ON s.id = r.seat_id"
+                    " JOIN concerts_schedule d ON d.id = r.schedule_id"
+                    " WHERE u.id = %s AND r.id IN (%s)"
+                    " ORDER BY r.id FOR NO KEY UPDATE OF u, s, r",
+                    [fan, reservation],
+                )
+                price, concert = _one(cursor)
+                cursor.execute(
+                    "WITH paid AS (UPDATE concerts_reservation SET status = 'confirmed',"
+                    " confirmed_at = %s, expires_at = NULL WHERE id IN (%s)"
+                    " AND status = 'held' AND expires_at > %s RETURNING 1)"
+                    " SELECT (SELECT count(*) FROM paid), EXISTS (SELECT 1"
+                    " FROM concerts_reservation o JOIN concerts_schedule od"
+                    " ON od.id = o.schedule_id WHERE o.user_id = %s AND od.concert_id = %s"
+                    " AND o.status = 'held' AND o.expires_at > %s AND o.id NOT IN (%s))",
+                    [now, reservation, now, fan, concert, now, reservation],
+                )
+                if _one(cursor)[0] != 1:
+                    raise _Refused()
+                cursor.execute(
+                    "UPDATE queueing_queuetoken SET status = 'ended', ended_at = %s,"
+                    " end_reason = 'paid' WHERE key = %s AND user_id = %s AND concert_id = %s"
+                    " AND status = 'active' AND active_until > %s RETURNING id",
+                    [now, key, fan, concert, now],
+                )
+                _one(cursor)
+                cursor.execute(
+                    "INSERT INTO payments_payment (user_id, reservation_id, amount, status,"
+                    " failure_reason, checkout_id, created_at, paid_at, refunded_at)"
+                    " VALUES (%s, %s, %s, 'paid', '', NULL, %s, %s, NULL) RETURNING id",
+                    [fan, reservation, price, now, now],
+                )
+                (payment,) = _one(cursor)
+                cursor.execute(
+                    "WITH moved AS (UPDATE wallet_wallet SET balance = balance + %s,"
+                    " updated_at = %s WHERE user_id = %s AND balance >= %s"
+                    " RETURNING user_id, balance)"
+                    " INSERT INTO wallet_ledgerentry (wallet_id, kind, amount, balance_after,"
+                    " created_at, payment_id, reservation_id)"
+                    " SELECT user_id, 'payment', %s, balance, %s, %s, %s FROM moved"
+                    " RETURNING id",
+                    [-price, now, fan, price, price, now, payment, reservation],
+                )
+                _one(cursor)
+        except _Refused:
+            return Response({"paid": False}, status=409)
+        return Response({"payment_id": payment}, status=201)
+
+
+class _Refused(Exception):
+    pass
+
+
+def _one(cursor) -> tuple:
+    row = cursor.fetchone()
+    if row is None:
+        raise _Refused()
+    return row
+
+
 urlpatterns = [
     path("bench/bare", BareApi.as_view()),
     path("bench/select/<int:pk>", SelectApi.as_view()),
     path("bench/contended", ContendedApi.as_view()),
+    path("bench/line-up-floor/<int:concert_id>", LineUpFloorApi.as_view()),
+    path("bench/payment-floor", PaymentFloorApi.as_view()),
 ]

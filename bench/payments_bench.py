@@ -4,6 +4,9 @@ Side by side, one run, one gunicorn config:
   1. POST /bench/contended   UPDATE ... n = n + 1 under FOR UPDATE on 1 of 50 rows
   2. POST /api/v1/payments   each request a different admitted fan paying their own hold
   (alternating, three pairs, each with fans of its own: the median pair's ratio)
+  3. POST /bench/payment-floor  the payment's statements for one seat in one
+     transaction, in plain SQL with nothing around them (bench/baseline.py), run in
+     every round with fans of its own: what the payment could reach at best
 
 BENCH_BUSY_WAITING=30000 runs the same in a busy room: that many fans wait in line
 behind the paying ones and the room is full, so every payment frees a slot and its
@@ -35,6 +38,7 @@ PAY_ROUNDS = 3  # alternating pairs of the contended UPDATE and the payment
 # up to 3,250 payments on 2026-12-04, so 3,000 fans a round ran out (wrk starts the
 # lines again, and a repeat is a cheap 409 already paid). The bench says if it happens.
 FANS = 6000 * PAY_ROUNDS
+FLOOR_FANS = 12000 * PAY_ROUNDS  # the floor pays about twice as fast
 
 
 def main() -> None:
@@ -46,18 +50,19 @@ def main() -> None:
     from bench.baseline import ensure_counter_table
 
     ensure_counter_table()
-    concert, _ = bench_concert("bench", dates=FANS // 50)
+    everyone = FANS + FLOOR_FANS
+    concert, _ = bench_concert("bench", dates=everyone // 50)
     with connection.cursor() as cursor:
-        seed_fans(cursor, FANS, concert_id=concert.id)
+        seed_fans(cursor, everyone, concert_id=concert.id)
         cursor.execute(
             "INSERT INTO wallet_wallet (user_id, balance, updated_at) "
             "SELECT g, 1000000, now() FROM generate_series(1, %s) g",
-            [FANS],
+            [everyone],
         )
         cursor.execute(
             "INSERT INTO wallet_ledgerentry (wallet_id, kind, amount, balance_after, created_at) "
             "SELECT g, 'charge', 1000000, 1000000, now() FROM generate_series(1, %s) g",
-            [FANS],
+            [everyone],
         )
         # Fan n holds the n-th seat (by id): one hold each, spread over the dates.
         cursor.execute(
@@ -71,17 +76,19 @@ def main() -> None:
         )
         cursor.execute(
             """
-            SELECT 'Token ' || a.key, q.key, r.id FROM authtoken_token a
+            SELECT 'Token ' || a.key, q.key, r.id, a.user_id FROM authtoken_token a
             JOIN queueing_queuetoken q ON q.user_id = a.user_id
             JOIN concerts_reservation r ON r.user_id = a.user_id ORDER BY a.user_id
             """
         )
+        fans = cursor.fetchall()
         lines = [
             f"{auth}\t{queue}\t" + json.dumps({"reservation_id": rid})
-            for auth, queue, rid in cursor.fetchall()
+            for auth, queue, rid, _ in fans[:FANS]
         ]
+        floor_lines = [f"{fan}\t{rid}\t{queue}" for _, queue, rid, fan in fans[FANS:]]
         if BUSY_WAITING:
-            seed_waiting(cursor, concert_id=concert.id, first_user=FANS + 1)
+            seed_waiting(cursor, concert_id=concert.id, first_user=everyone + 1)
         cursor.execute("VACUUM ANALYZE")
     mirror_rebuild()  # what beat's repair job does for tokens seeded by SQL
     connection.close()
@@ -111,14 +118,26 @@ def main() -> None:
                 body_from_line=True,
                 cpu=True,
             )
-            rounds.append((round(pay["rps"] / contended["rps"], 3), contended, pay))
-        results["pay_rounds"] = [ratio for ratio, _, _ in rounds]
-        _, results["contended_baseline"], results["pay"] = sorted(rounds, key=lambda r: r[0])[
-            len(rounds) // 2
-        ]
-    repeats = [pay["r409"] for _, _, pay in rounds]
+            floor_share = len(floor_lines) // PAY_ROUNDS
+            floor = wrk(
+                server.url,
+                "/bench/payment-floor",
+                method="POST",
+                lines=floor_lines[n * floor_share : (n + 1) * floor_share],
+                header="X-Fan,X-Reservation,X-Queue-Token",
+                cpu=True,
+            )
+            rounds.append((round(pay["rps"] / contended["rps"], 3), contended, pay, floor))
+        results["pay_rounds"] = [r[0] for r in rounds]
+        results["floor_rounds"] = [round(r[3]["rps"] / r[1]["rps"], 3) for r in rounds]
+        median = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+        _, results["contended_baseline"], results["pay"], results["floor"] = median
+    repeats = [pay["r409"] for _, _, pay, _ in rounds]
     if any(repeats):
         print(f"WARNING: a round ran out of fans and paid again (409s per round: {repeats})")
+    refused = [floor["r409"] for *_, floor in rounds]
+    if any(refused):
+        print(f"WARNING: a floor round ran out of fans (409s per round: {refused})")
     r = results
     r["pay_vs_contended"] = round(r["pay"]["rps"] / r["contended_baseline"]["rps"], 3)
     path = save("payments", results)
@@ -133,9 +152,16 @@ def main() -> None:
         f"{p['rps']} req/s = {r['pay_vs_contended']:.0%} (median of {len(r['pay_rounds'])} "
         f"pairs: {', '.join(f'{x:.0%}' for x in r['pay_rounds'])}) | >= 50% |"
     )
+    f = r["floor"]
+    print(
+        f"| the payment's floor, its statements alone (201 {f['ok']}, 409 {f['r409']}) | "
+        f"{f['rps']} req/s = {f['rps'] / r['contended_baseline']['rps']:.0%} of the same "
+        f"baseline run (every round: {', '.join(f'{x:.0%}' for x in r['floor_rounds'])}); "
+        f"the payment is {p['rps'] / f['rps']:.0%} of it | a ceiling for the payment |"
+    )
     print(
         f"| core-ms per request: contended {cpu_text(r['contended_baseline'])}; "
-        f"payment {cpu_text(p)} | where the time goes |"
+        f"payment {cpu_text(p)}; floor {cpu_text(f)} | where the time goes |"
     )
     print(f"\nraw results: {path.relative_to(ROOT)}")
 
@@ -172,7 +198,7 @@ def seed_waiting(cursor, *, concert_id: int, first_user: int) -> None:
     )
     cursor.execute(
         "UPDATE queueing_waitingroom SET max_active = %s WHERE concert_id = %s",
-        [FANS, concert_id],
+        [FANS + FLOOR_FANS, concert_id],
     )
 
 

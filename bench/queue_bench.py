@@ -6,7 +6,9 @@ Side by side, one run, one server config:
   2. GET /api/v1/queue (full polls, each token once, in a line of 1,000,000), in three
      pairs alternating with 1, each with tokens of its own (the median pair)
   3. POST /api/v1/concerts/{id}/queue (each request a new fan lining up), in three
-     pairs alternating with 1, each with new fans of its own (the median pair)
+     pairs alternating with 1, each with new fans of its own (the median pair); each
+     round also runs the line-up's floor (/bench/line-up-floor: its one statement and
+     nothing else, bench/baseline.py) with the same fans at a concert of its own
   4. poll p50 latency, sequential, with 1,000 vs 1,000,000 waiting
   5. one admission run with 1,000,000 waiting and 100 free slots
 """
@@ -68,7 +70,8 @@ def main() -> None:
     small = concert_create(title="Small line", slug="small", artist="a", venue="v")
     big = concert_create(title="Big line", slug="big", artist="a", venue="v")
     issue = concert_create(title="Issuing", slug="issue", artist="a", venue="v")
-    for concert in (small, big, issue):
+    floor = concert_create(title="Floor", slug="floor", artist="a", venue="v")
+    for concert in (small, big, issue, floor):
         WaitingRoom.objects.filter(pk=concert.pk).update(max_active=0)
     users = SMALL + BIG + ISSUERS + BUSY_ACTIVE
     with connection.cursor() as cursor:
@@ -125,8 +128,10 @@ def main() -> None:
     # line gives each part its share rather than none).
     poll_split = min(POLL_KEYS, len(poll_keys) * 9 // 10)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT key FROM authtoken_token ORDER BY user_id")
-        issuer_auth = ["Token " + row[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT key, user_id FROM authtoken_token ORDER BY user_id")
+        issuers = cursor.fetchall()
+        issuer_auth = ["Token " + key for key, _ in issuers]
+        issuer_ids = [str(user_id) for _, user_id in issuers]
     connection.close()
 
     from queueing import mirror
@@ -179,10 +184,22 @@ def main() -> None:
                 header="Authorization",
                 cpu=True,
             )
-            rounds.append((round(line_up["rps"] / bare_now["rps"], 3), bare_now, line_up))
-        results["issue_rounds"] = [ratio for ratio, _, _ in rounds]
+            line_up_floor = wrk(
+                server.url,
+                f"/bench/line-up-floor/{floor.id}",
+                method="POST",
+                lines=issuer_ids[n * share : (n + 1) * share],
+                header="X-Fan",
+                cpu=True,
+            )
+            rounds.append(
+                (round(line_up["rps"] / bare_now["rps"], 3), bare_now, line_up, line_up_floor)
+            )
+        results["issue_rounds"] = [r[0] for r in rounds]
+        results["floor_rounds"] = [round(r[3]["rps"] / r[1]["rps"], 3) for r in rounds]
         median = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
-        results["issue_vs_bare"], results["bare_for_issue"], results["issue"] = median
+        results["issue_vs_bare"], results["bare_for_issue"], results["issue"] = median[:3]
+        results["issue_floor"] = median[3]
         results["poll_p50_ms"] = {
             "1k_waiting": sequential_p50(server.port, random.sample(small_keys, 1000)),
             "1M_waiting": sequential_p50(server.port, latency_keys),
@@ -260,9 +277,16 @@ def report(r: dict) -> None:
         f"(median of {len(r['issue_rounds'])} pairs: "
         f"{', '.join(f'{x:.0%}' for x in r['issue_rounds'])}) | >= 30% |"
     )
+    f = r["issue_floor"]
+    print(
+        f"| the line-up's floor, its one statement alone (2xx: {f['ok']}, other: "
+        f"{f['other']}) | {f['rps']} req/s = {f['rps'] / r['bare_for_issue']['rps']:.0%} of "
+        f"the same bare run (every round: {', '.join(f'{x:.0%}' for x in r['floor_rounds'])}); "
+        f"the line-up is {r['issue']['rps'] / f['rps']:.0%} of it | a ceiling for the line-up |"
+    )
     print(
         f"| core-ms per request: bare {cpu_text(r['bare_for_issue'])}; "
-        f"line-up {cpu_text(r['issue'])} "
+        f"line-up {cpu_text(r['issue'])}; floor {cpu_text(f)} "
         "| where the time goes |"
     )
     p = r["poll_p50_ms"]
