@@ -1,17 +1,20 @@
-"""How much of the line-up's PostgreSQL time was planning. Run:
+"""How much of two hot statements' PostgreSQL time was planning. Run:
     sh .ci/dev python -m bench.planning
 
 A prepared statement is planned for each call's parameters five times; then
 PostgreSQL caches one generic plan, unless the custom plans look cheaper. The
 line-up's statement used to switch its count off with a parameter, which made
-every custom plan look cheaper, so it was planned again for every fan
-(tests/queueing/test_line_up_plan.py). Now it is planned once per connection.
+every custom plan look cheaper, so it was planned again for every fan; so was the
+admission check that runs after every freed slot (a payment's turn end), whose
+concert was a parameter too (tests/queueing/test_line_up_plan.py). Now each is
+planned once per connection (and concert).
 
-Side by side, one connection, alternating rounds of ROUNDS (1,000) line-ups, each a
-new fan in a sale well under way (50,000 tokens):
+Side by side, one connection, alternating rounds of ROUNDS (1,000) calls, in a sale
+well under way (50,000 tokens): line-ups, each a new fan; and after-commit
+admission checks.
   - before: `plan_cache_mode = force_custom_plan`, a plan for every call, as before;
   - after: PostgreSQL's default, as in production.
-Each round reports the PostgreSQL backend's own CPU per line-up (read from /proc,
+Each round reports the PostgreSQL backend's own CPU per call (read from /proc,
 so the database must run on this machine) and the wall time per call seen by the
 client, and the plans the backend made (pg_prepared_statements).
 """
@@ -24,7 +27,7 @@ import time
 
 from bench.common import ROOT, bench_concert, recreate_database, save, seed_fans, setup_django
 
-ROUNDS = 1000  # line-ups per round
+ROUNDS = 1000  # calls per round
 PAIRS = 3
 ADMITTED, WAITING = 20_000, 30_000
 
@@ -41,6 +44,7 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
+    from queueing.selectors import waiting_room_with_active
     from queueing.services import _insert_waiting
 
     concert, _ = bench_concert("planning", max_active=0)
@@ -61,50 +65,71 @@ def main() -> None:
         cursor.execute("SELECT pg_backend_pid()")
         (pid,) = cursor.fetchone()
 
-    next_fan = ADMITTED + WAITING + 1
-    results: dict = {"rounds": ROUNDS, "pairs": PAIRS, "before": [], "after": []}
-    for _ in range(PAIRS):
-        for label, mode in (("before", "force_custom_plan"), ("after", "auto")):
-            with connection.cursor() as cursor:
-                cursor.execute(f"SET plan_cache_mode = {mode}")
-            cpu, start = backend_cpu_s(pid), time.perf_counter()
-            for fan in range(next_fan, next_fan + ROUNDS):
-                _insert_waiting(
-                    user_id=fan, concert_id=concert.id, now=timezone.now(), count_active=False
-                )
-            wall, cpu = time.perf_counter() - start, backend_cpu_s(pid) - cpu
-            next_fan += ROUNDS
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-                    " WHERE statement LIKE '%%INSERT INTO queueing_queuetoken%%'"
-                )
-                generic, custom = cursor.fetchone()
-            results[label].append(
-                {
-                    "postgres_us": round(cpu / ROUNDS * 1e6, 1),
-                    "wall_us": round(wall / ROUNDS * 1e6, 1),
-                    "generic_plans_so_far": generic,
-                    "custom_plans_so_far": custom,
-                }
-            )
+    fans = iter(range(ADMITTED + WAITING + 1, ADMITTED + WAITING + 1 + 2 * PAIRS * ROUNDS))
+    calls = {
+        "line-up": (
+            "INSERT INTO queueing_queuetoken",
+            lambda: _insert_waiting(
+                user_id=next(fans), concert_id=concert.id, now=timezone.now(), count_active=False
+            ),
+        ),
+        "admission check after a freed slot": (
+            "anyone_waiting",
+            lambda: waiting_room_with_active(
+                concert_id=concert.id, now=timezone.now(), count_active=False
+            ),
+        ),
+    }
+    results: dict = {"rounds": ROUNDS, "pairs": PAIRS}
+    for name, (needle, call) in calls.items():
+        rows = results[name] = {"before": [], "after": []}
+        for _ in range(PAIRS):
+            for label, mode in (("before", "force_custom_plan"), ("after", "auto")):
+                rows[label].append(measure(connection, pid, mode, needle, call))
     path = save("planning", results)
-    print("\n| line-up statement | PostgreSQL CPU per call (µs) | wall per call (µs) |")
+    print("\n| statement | PostgreSQL CPU per call (µs) | wall per call (µs) |")
     print("|---|---|---|")
-    for label in ("before", "after"):
-        rounds = results[label]
-        cpu = [r["postgres_us"] for r in rounds]
-        wall = [r["wall_us"] for r in rounds]
+    for name in calls:
+        for label in ("before", "after"):
+            rounds = results[name][label]
+            cpu = [r["postgres_us"] for r in rounds]
+            wall = [r["wall_us"] for r in rounds]
+            print(
+                f"| {name}, {label} | {statistics.median(cpu)} (rounds: "
+                f"{', '.join(map(str, cpu))}) | {statistics.median(wall)} (rounds: "
+                f"{', '.join(map(str, wall))}) |"
+            )
+        last = results[name]["after"][-1]
         print(
-            f"| {label} | {statistics.median(cpu)} (rounds: {', '.join(map(str, cpu))}) | "
-            f"{statistics.median(wall)} (rounds: {', '.join(map(str, wall))}) |"
+            f"| {name}: plans on the connection | {last['generic_plans_so_far']} calls on "
+            f"the cached plan, {last['custom_plans_so_far']} planned for the call (every "
+            "'before' call) | |"
         )
-    last = results["after"][-1]
-    print(
-        f"\nplans made on the connection: {last['generic_plans_so_far']} generic uses, "
-        f"{last['custom_plans_so_far']} custom plans (the 'before' rounds forced one a call)"
-    )
-    print(f"raw results: {path.relative_to(ROOT)}")
+    print(f"\nraw results: {path.relative_to(ROOT)}")
+
+
+def measure(connection, pid: int, mode: str, needle: str, call) -> dict:
+    """ROUNDS calls under plan_cache_mode `mode`: the backend's CPU and the wall time
+    per call, and the plans made so far for the statement containing `needle`."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET plan_cache_mode = {mode}")
+    cpu, start = backend_cpu_s(pid), time.perf_counter()
+    for _ in range(ROUNDS):
+        call()
+    wall, cpu = time.perf_counter() - start, backend_cpu_s(pid) - cpu
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            [f"%{needle}%"],
+        )
+        generic, custom = cursor.fetchone()
+    return {
+        "postgres_us": round(cpu / ROUNDS * 1e6, 1),
+        "wall_us": round(wall / ROUNDS * 1e6, 1),
+        "generic_plans_so_far": generic,
+        "custom_plans_so_far": custom,
+    }
 
 
 if __name__ == "__main__":
