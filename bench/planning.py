@@ -1,4 +1,4 @@
-"""How much of two hot statements' PostgreSQL time was planning. Run:
+"""What three hot statements cost PostgreSQL, before and after round nine. Run:
     sh .ci/dev python -m bench.planning
 
 A prepared statement is planned for each call's parameters five times; then
@@ -7,13 +7,19 @@ line-up's statement used to switch its count off with a parameter, which made
 every custom plan look cheaper, so it was planned again for every fan; so was the
 admission check that runs after every freed slot (a payment's turn end), whose
 concert was a parameter too (tests/queueing/test_line_up_plan.py). Now each is
-planned once per connection (and concert).
+planned once per connection (and concert). A third row is a hold's first read (the
+date with the seat's live holder), whose cached plan read all the date's
+reservations and every seat of that number: "before" is that statement as it was
+(kept here, HOLDER_BY_DATE), "after" the selector as it is, which reads the seat and
+then its reservations (tests/concerts/test_hold_plans.py), both on PostgreSQL's
+default plan cache.
 
 Side by side, one connection, alternating rounds of ROUNDS (1,000) calls, in a sale
-well under way (50,000 tokens): line-ups, each a new fan; and after-commit
-admission checks.
+well under way (50,000 tokens; 60 dates whose seats were each held four times):
+line-ups, each a new fan, and after-commit admission checks, with
   - before: `plan_cache_mode = force_custom_plan`, a plan for every call, as before;
-  - after: PostgreSQL's default, as in production.
+  - after: PostgreSQL's default, as in production;
+then the hold's first read, as it was and as it is.
 Each round reports the PostgreSQL backend's own CPU per call (read from /proc,
 so the database must run on this machine) and the wall time per call seen by the
 client, and the plans the backend made (pg_prepared_statements).
@@ -30,6 +36,13 @@ from bench.common import ROOT, bench_concert, recreate_database, save, seed_fans
 ROUNDS = 1000  # calls per round
 PAIRS = 3
 ADMITTED, WAITING = 20_000, 30_000
+DATES, HISTORY = 60, 3  # the holds' dates of 50 seats; ended holds per seat, then a live one
+# The hold's first read before round nine (concerts.selectors._schedule_get_with_holder).
+HOLDER_BY_DATE = (
+    "FROM concerts_reservation r JOIN concerts_seat s ON s.id = r.seat_id"
+    " WHERE r.schedule_id = d.id AND s.number = %s"
+    " AND (r.status = %s OR (r.status = %s AND r.expires_at > %s)) LIMIT 1"
+)
 
 
 def backend_cpu_s(pid: int) -> float:
@@ -44,6 +57,7 @@ def main() -> None:
     from django.db import connection
     from django.utils import timezone
 
+    from concerts.selectors import _schedule_get_with_holder
     from queueing.selectors import waiting_room_with_active
     from queueing.services import _insert_waiting
 
@@ -60,6 +74,17 @@ def main() -> None:
             " CASE WHEN g <= %s THEN now() + interval '1 hour' END, ''"
             " FROM generate_series(1, %s) g ORDER BY g",
             [concert.id, ADMITTED, ADMITTED, ADMITTED, ADMITTED + WAITING],
+        )
+        _, dates = bench_concert("holds", dates=DATES)
+        cursor.execute(
+            "INSERT INTO concerts_reservation (user_id, schedule_id, seat_id, status, price,"
+            " created_at, expires_at, ended_at, end_reason)"
+            " SELECT h, s.schedule_id, s.id, CASE WHEN h > %s THEN 'held' ELSE 'expired' END,"
+            " s.price, now(), now() + interval '1 hour',"
+            " CASE WHEN h > %s THEN NULL ELSE now() END,"
+            " CASE WHEN h > %s THEN '' ELSE 'expired' END"
+            " FROM concerts_seat s CROSS JOIN generate_series(1, %s) h ORDER BY h, s.id",
+            [HISTORY, HISTORY, HISTORY, HISTORY + 1],
         )
         cursor.execute("VACUUM ANALYZE")
         cursor.execute("SELECT pg_backend_pid()")
@@ -80,12 +105,40 @@ def main() -> None:
             ),
         ),
     }
+    date = dates[DATES // 2].pk
+    select_date = (
+        f"SELECT d.id, d.concert_id, c.id, c.title, (SELECT r.id {HOLDER_BY_DATE}),"
+        f" (SELECT r.user_id {HOLDER_BY_DATE}) FROM concerts_schedule d"
+        " JOIN concerts_concert c ON c.id = d.concert_id WHERE d.id = %s"
+    )
+
+    def holder_by_date() -> None:
+        live = [7, "confirmed", "held", timezone.now()]
+        with connection.cursor() as cursor:
+            cursor.execute(select_date, [*live, *live, date])
+            cursor.fetchone()
+
     results: dict = {"rounds": ROUNDS, "pairs": PAIRS}
     for name, (needle, call) in calls.items():
         rows = results[name] = {"before": [], "after": []}
         for _ in range(PAIRS):
             for label, mode in (("before", "force_custom_plan"), ("after", "auto")):
                 rows[label].append(measure(connection, pid, mode, needle, call))
+    hold = "a hold's first read (the date, the seat's holder)"
+    calls[hold] = ("", None)
+    rows = results[hold] = {"before": [], "after": []}
+    for _ in range(PAIRS):
+        rows["before"].append(
+            measure(connection, pid, "auto", "d.id, d.concert_id, c.id, c.title", holder_by_date)
+        )
+        rows["after"].append(
+            measure(
+                connection, pid, "auto", 'd."id", d."concert_id"',
+                lambda: _schedule_get_with_holder(
+                    schedule_id=date, seat_number=7, now=timezone.now()
+                ),
+            )
+        )  # fmt: skip
     path = save("planning", results)
     print("\n| statement | PostgreSQL CPU per call (µs) | wall per call (µs) |")
     print("|---|---|---|")
@@ -102,8 +155,7 @@ def main() -> None:
         last = results[name]["after"][-1]
         print(
             f"| {name}: plans on the connection | {last['generic_plans_so_far']} calls on "
-            f"the cached plan, {last['custom_plans_so_far']} planned for the call (every "
-            "'before' call) | |"
+            f"the cached plan, {last['custom_plans_so_far']} planned for the call | |"
         )
     print(f"\nraw results: {path.relative_to(ROOT)}")
 

@@ -146,9 +146,13 @@ def schedule_get_with_holder(
 def _schedule_get_with_holder(
     *, schedule_id: int, seat_number: int, now: datetime
 ) -> tuple[Schedule, tuple[int, int] | None]:
+    # The seat by its number on the date (the date's unique index), then that seat's
+    # reservations: two index reads, as the decision under the locks reads them (by
+    # seat, seat_hold_checks). Asked by the reservation's date, the plan read all the
+    # date's reservations and every seat of that number on every date.
     holder = (
-        f"FROM {Reservation._meta.db_table} r JOIN {Seat._meta.db_table} s ON s.id = r.seat_id"
-        f" WHERE r.schedule_id = d.id AND s.number = %s"
+        f"FROM {Seat._meta.db_table} s JOIN {Reservation._meta.db_table} r ON r.seat_id = s.id"
+        f" WHERE s.schedule_id = d.id AND s.number = %s"
         f" AND (r.status = %s OR (r.status = %s AND r.expires_at > %s)) LIMIT 1"
     )
     live = [seat_number, Reservation.Status.CONFIRMED, Reservation.Status.HELD, now]

@@ -18,50 +18,12 @@ its start (round nine); the concert is now written into the text
 import re
 
 import pytest
-from django.db import connection
 from django.utils import timezone
-from psycopg.sql import Literal
 
 from queueing import selectors, services
+from tests.plans import generic_plan, plan, statement_of
 
 pytestmark = pytest.mark.django_db
-
-
-def plan(sql: str, params) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + sql, params)
-        return "\n".join(row[0] for row in cursor.fetchall())
-
-
-def statement_of(call, needle: str) -> tuple[str, list]:
-    """The SQL (with %s) and parameters of the statement `call` sends containing `needle`."""
-    sent = []
-
-    def wrapper(execute, sql, params, many, context):
-        if needle in sql:
-            sent.append((sql, list(params)))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(wrapper):
-        call()
-    assert sent, needle
-    return sent[0]
-
-
-def generic_plan(sql: str, params) -> str:
-    """The plan PostgreSQL caches for the statement once it stops planning it for each
-    call's parameters (a prepared statement's generic plan)."""
-    parts = sql.split("%s")
-    text = "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
-    values = ", ".join(Literal(p).as_string(connection.connection) for p in params)
-    with connection.cursor() as cursor:
-        cursor.execute("PREPARE generic_probe AS " + text)
-        try:
-            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            cursor.execute(f"EXPLAIN EXECUTE generic_probe({values})")
-            return "\n".join(row[0] for row in cursor.fetchall())
-        finally:
-            cursor.execute("DEALLOCATE generic_probe")
 
 
 HINT = re.compile(r"\((\w+)\.concert_id, \1\.id\) > \(\d+, 0\) AND ")
