@@ -91,20 +91,6 @@ def main() -> None:
         (pid,) = cursor.fetchone()
 
     fans = iter(range(ADMITTED + WAITING + 1, ADMITTED + WAITING + 1 + 2 * PAIRS * ROUNDS))
-    calls = {
-        "line-up": (
-            "INSERT INTO queueing_queuetoken",
-            lambda: _insert_waiting(
-                user_id=next(fans), concert_id=concert.id, now=timezone.now(), count_active=False
-            ),
-        ),
-        "admission check after a freed slot": (
-            "anyone_waiting",
-            lambda: waiting_room_with_active(
-                concert_id=concert.id, now=timezone.now(), count_active=False
-            ),
-        ),
-    }
     date = dates[DATES // 2].pk
     select_date = (
         f"SELECT d.id, d.concert_id, c.id, c.title, (SELECT r.id {HOLDER_BY_DATE}),"
@@ -118,31 +104,38 @@ def main() -> None:
             cursor.execute(select_date, [*live, *live, date])
             cursor.fetchone()
 
-    results: dict = {"rounds": ROUNDS, "pairs": PAIRS}
-    for name, (needle, call) in calls.items():
-        rows = results[name] = {"before": [], "after": []}
-        for _ in range(PAIRS):
-            for label, mode in (("before", "force_custom_plan"), ("after", "auto")):
-                rows[label].append(measure(connection, pid, mode, needle, call))
-    hold = "a hold's first read (the date, the seat's holder)"
-    calls[hold] = ("", None)
-    rows = results[hold] = {"before": [], "after": []}
-    for _ in range(PAIRS):
-        rows["before"].append(
-            measure(connection, pid, "auto", "d.id, d.concert_id, c.id, c.title", holder_by_date)
+    def line_up() -> None:
+        _insert_waiting(
+            user_id=next(fans), concert_id=concert.id, now=timezone.now(), count_active=False
         )
-        rows["after"].append(
-            measure(
-                connection, pid, "auto", 'd."id", d."concert_id"',
-                lambda: _schedule_get_with_holder(
-                    schedule_id=date, seat_number=7, now=timezone.now()
-                ),
-            )
-        )  # fmt: skip
+
+    def check() -> None:
+        waiting_room_with_active(concert_id=concert.id, now=timezone.now(), count_active=False)
+
+    def holder_by_seat() -> None:
+        _schedule_get_with_holder(schedule_id=date, seat_number=7, now=timezone.now())
+
+    # Each row: its name, then "before" and "after" as (plan_cache_mode, a text that
+    # finds the statement in pg_prepared_statements, one call).
+    rows = [
+        ("line-up", ("force_custom_plan", "INSERT INTO queueing_queuetoken", line_up),
+         ("auto", "INSERT INTO queueing_queuetoken", line_up)),
+        ("admission check after a freed slot", ("force_custom_plan", "anyone_waiting", check),
+         ("auto", "anyone_waiting", check)),
+        ("a hold's first read (the date, the seat's holder)",
+         ("auto", "d.id, d.concert_id, c.id, c.title", holder_by_date),
+         ("auto", 'd."id", d."concert_id"', holder_by_seat)),
+    ]  # fmt: skip
+    results: dict = {"rounds": ROUNDS, "pairs": PAIRS}
+    for name, before, after in rows:
+        results[name] = {"before": [], "after": []}
+        for _ in range(PAIRS):
+            for label, (mode, needle, call) in (("before", before), ("after", after)):
+                results[name][label].append(measure(connection, pid, mode, needle, call))
     path = save("planning", results)
     print("\n| statement | PostgreSQL CPU per call (µs) | wall per call (µs) |")
     print("|---|---|---|")
-    for name in calls:
+    for name, _, _ in rows:
         for label in ("before", "after"):
             rounds = results[name][label]
             cpu = [r["postgres_us"] for r in rounds]
