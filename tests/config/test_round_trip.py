@@ -163,3 +163,60 @@ def test_a_failed_carried_write_is_dropped_and_never_fails_the_carrier(keys):
     with carry_writes(client):
         write_later(client, (None, "HSET", first, "f", "v"))  # WRONGTYPE
         assert redis_pipelined(client, [(None, "INCR", second)]) == [1]
+
+
+# --- the packer ----------------------------------------------------------------------
+
+PACKED_ALIKE = [
+    [("GET", "auth:token:abc")],
+    [("SET", b"k", b"\x00\xff\r\n", "EX", 300), ("GET", b"k")],
+    [("EVALSHA", "f" * 40, 2, "a", "b", 1.5, -3, 0, "é", "", b"")],
+    [("ZADD", "z", 0.1, "m"), ("ZCOUNT", "z", "-inf", "+inf"), ("X", 1e20, float("inf"))],
+    [("SET", "big", b"v" * 20_000)],  # past redis-py's buffer cutoff (6,000 bytes)
+    [("X", 12345678901234567890, -(2**70))],
+    [("SET", "k", memoryview(b"v"))],  # redis-py sends it as its own buffer; same bytes
+]
+
+
+@pytest.mark.parametrize("commands", PACKED_ALIKE)
+def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them(commands):
+    """config.cache packs a round trip's commands with hiredis's packer (C), not
+    redis-py's (Python, argument by argument). The control is redis-py's own."""
+    from config.cache import _packed
+
+    conn = redis_client().connection_pool.get_connection()
+    try:
+        ours, theirs = _packed(conn, commands), conn.pack_commands(commands)
+    finally:
+        redis_client().connection_pool.release(conn)
+    assert b"".join(ours) == b"".join(theirs)
+    assert len(ours) == 1  # hiredis packed it: one buffer, however long
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        [("GET", "k"), ("CONFIG GET", "maxmemory")],  # redis-py splits the name in two
+        [(b"CONFIG GET", b"maxmemory")],
+    ],
+)
+def test_what_hiredis_would_pack_otherwise_goes_redis_py_s_way(commands):
+    from config.cache import _packed
+
+    conn = redis_client().connection_pool.get_connection()
+    try:
+        assert _packed(conn, commands) == conn.pack_commands(commands)
+    finally:
+        redis_client().connection_pool.release(conn)
+
+
+@pytest.mark.parametrize("bad", [True, None, [1]])
+def test_an_argument_redis_cannot_take_is_refused_with_redis_py_s_error(bad, keys):
+    """hiredis refuses it with a TypeError; redis-py's DataError is what callers knew."""
+    from redis.exceptions import DataError
+
+    trip = RoundTrip()
+    trip.command("SET", keys[0], bad)
+    with pytest.raises(DataError):
+        trip.run()
+    assert redis_client().get(keys[0]) is None  # nothing was sent
