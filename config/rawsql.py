@@ -15,7 +15,10 @@ from datetime import datetime
 from functools import cache
 
 from django.db import connections, models
-from django.db.models.signals import post_save, pre_save
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.query_utils import DeferredAttribute
+from django.db.models.signals import post_init, post_save, pre_init, pre_save
 
 
 @cache
@@ -63,9 +66,43 @@ def instances(row: tuple, *models_: type[models.Model], db: str = "default") -> 
             for i, col, funcs in convert:
                 for func in funcs:
                     values[i] = func(values[i], col, connections[db])
-        out.append(model.from_db(db, names, values))
+        out.append(_loaded(model, db, names, values))
         at += len(names)
     return out
+
+
+def _loaded(model: type[models.Model], db: str, names: list[str], values) -> models.Model:
+    """`model.from_db(db, names, values)` for a row with every field: the same
+    instance, built without Model.__init__ where __init__ would only store each value
+    in the instance's __dict__ and send two signals nobody listens to (a payment loads
+    seven instances; __init__ and its signals were a tenth of its Python). Any model
+    with a listener, its own __init__ or from_db, or a field whose attribute does
+    more than store its value, goes the ORM's way."""
+    if not _plain(model) or pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return model.from_db(db, names, values)
+    instance = model.__new__(model)
+    state = ModelState()
+    state.adding, state.db = False, db
+    instance.__dict__["_state"] = state
+    instance.__dict__.update(zip(names, values, strict=True))
+    return instance
+
+
+@cache
+def _plain(model: type[models.Model]) -> bool:
+    """Whether loading a full row into `model` is storing each value under its
+    attname: Django's own __init__ and from_db, and each field's class attribute a
+    DeferredAttribute (a foreign key's id too: its __set__ only clears a related
+    object that a new instance has not cached)."""
+    if model.__init__ is not models.Model.__init__:
+        return False
+    if model.from_db.__func__ is not models.Model.from_db.__func__:
+        return False
+    for field in model._meta.concrete_fields:
+        attribute = model.__dict__.get(field.attname)
+        if type(attribute) not in (DeferredAttribute, ForeignKeyDeferredAttribute):
+            return False
+    return True
 
 
 def for_no_key_update(of: str = "") -> str:

@@ -78,3 +78,90 @@ def test_an_insert_writes_the_row_save_would_write(fan, schedule):
 def test_an_insert_refuses_a_model_with_save_receivers(schedule):
     with pytest.raises(TypeError):  # the seat cache listens to Seat saves
         rawsql.insert(Seat(schedule=schedule, number=51, price=1))
+
+
+def _loaded_both_ways(model, pk):
+    """The row loaded by rawsql.instances, and by the ORM's own from_db."""
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {rawsql.select(model, 't')} FROM {model._meta.db_table} t WHERE t.id = %s",
+            [pk],
+        )
+        row = cursor.fetchone()
+    (fast,) = rawsql.instances(row, model)
+    names = [f.attname for f in model._meta.concrete_fields]
+    return fast, model.from_db("default", names, list(row))
+
+
+def test_a_row_loads_into_the_instance_from_db_makes(fan, schedule):
+    """rawsql builds the instance without Model.__init__ (where __init__ would only
+    store the values and send signals nobody listens to): the same __dict__, the
+    same state, and it saves and relates as an ORM-loaded one does."""
+    from django.contrib.auth import get_user_model
+
+    from queueing.models import QueueToken
+    from tests.conftest import admit
+
+    held = hold_seat(fan, schedule, 9)
+    token = admit(fan, schedule.concert_id)
+    for model, pk in (
+        (Reservation, held.pk), (Seat, held.seat_id), (Schedule, schedule.pk),
+        (Concert, schedule.concert_id), (QueueToken, token.pk), (get_user_model(), fan.pk),
+    ):  # fmt: skip
+        assert rawsql._plain(model), model
+        fast, orm = _loaded_both_ways(model, pk)
+        assert type(fast) is type(orm)
+        assert {k: v for k, v in vars(fast).items() if k != "_state"} == {
+            k: v for k, v in vars(orm).items() if k != "_state"
+        }
+        assert (fast._state.adding, fast._state.db) == (orm._state.adding, orm._state.db)
+        assert fast == orm and not fast._state.adding
+    fast, _ = _loaded_both_ways(Reservation, held.pk)
+    assert fast.seat.number == 9 and fast.schedule.concert_id == schedule.concert_id
+    fast.end_reason = "x"
+    fast.save(update_fields=["end_reason"])
+    assert Reservation.objects.get(pk=held.pk).end_reason == "x"
+
+
+def test_a_model_with_an_init_listener_is_loaded_the_orm_s_way(schedule):
+    """The control: with a post_init receiver, the instance goes through __init__,
+    so the receiver hears of it, as it would from any ORM query."""
+    from django.db.models.signals import post_init
+
+    heard = []
+
+    def listener(sender, instance, **kwargs):
+        heard.append(instance.pk)
+
+    post_init.connect(listener, sender=Schedule)
+    try:
+        fast, _ = _loaded_both_ways(Schedule, schedule.pk)
+    finally:
+        post_init.disconnect(listener, sender=Schedule)
+    assert heard == [schedule.pk, schedule.pk]  # rawsql's load, then from_db's
+    fast, _ = _loaded_both_ways(Schedule, schedule.pk)
+    assert heard == [schedule.pk, schedule.pk]  # no listener: no __init__, no signal
+
+
+def test_a_model_whose_fields_do_more_than_store_is_loaded_the_orm_s_way():
+    from rest_framework.authtoken.models import TokenProxy
+
+    assert not rawsql._plain(TokenProxy)  # its fields' attributes live on Token
+
+
+def test_a_model_with_its_own_init_is_loaded_through_it(schedule, monkeypatch):
+    real = Concert.__init__
+
+    def own_init(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        self.touched = True
+
+    monkeypatch.setattr(Concert, "__init__", own_init)
+    rawsql._plain.cache_clear()
+    try:
+        fast, _ = _loaded_both_ways(Concert, schedule.concert_id)
+    finally:
+        monkeypatch.undo()
+        rawsql._plain.cache_clear()
+    assert fast.touched
