@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from django.db import connection
 from django.db.models import (
     Case,
     Count,
@@ -98,7 +97,7 @@ def concert_get_with_schedules(*, concert_id: int) -> Concert:
 
 def schedule_get(*, schedule_id: int) -> Schedule:
     """The date with its concert (one plain SQL read: every hold starts with it)."""
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(
             f"SELECT {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')}"
             f" FROM {Schedule._meta.db_table} d"
@@ -156,7 +155,7 @@ def _schedule_get_with_holder(
         f" AND (r.status = %s OR (r.status = %s AND r.expires_at > %s)) LIMIT 1"
     )
     live = [seat_number, Reservation.Status.CONFIRMED, Reservation.Status.HELD, now]
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(
             f"SELECT {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')},"
             f" (SELECT r.id {holder}), (SELECT r.user_id {holder})"
@@ -181,7 +180,7 @@ def seat_hold_checks(
     that is held or confirmed (its hold may have lapsed), or None. Plain SQL: every
     hold asks."""
     table = Reservation._meta.db_table
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(
             f"SELECT (SELECT COUNT(*) FROM {table} m WHERE m.schedule_id = %s"
             f" AND m.user_id = %s AND (m.status = %s OR (m.status = %s AND m.expires_at > %s))),"

@@ -127,7 +127,7 @@ def _lock_fan_and_seat(*, user_id: int, schedule_id: int, seat_number: int) -> S
     holds under concurrency; every change to who holds a seat happens under the
     seat's. What the locks guard (the fan's count, the seat's holder) is read in a
     later statement: this one's snapshot predates its wait."""
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(
             f"SELECT {rawsql.select(Seat, 's')} FROM {get_user_model()._meta.db_table} u,"
             f" {Seat._meta.db_table} s WHERE u.id = %s AND s.schedule_id = %s"
@@ -371,7 +371,7 @@ def reservations_lock(*, user_id: int, reservation_ids: Sequence[int]) -> list[R
     statement's snapshot predates its wait for the fan's lock. Ask it in a later
     statement (reservations_confirm)."""
     ids = sorted(set(reservation_ids))
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(
             f"SELECT {rawsql.select(Reservation, 'r')}, {rawsql.select(Seat, 's')},"
             f" {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')}"
@@ -424,7 +424,7 @@ def reservations_confirm(
         f" AND o.expires_at > %s AND o.id NOT IN ({marks}))"
     )
     others_params = [user_id, concert_id, held, now, *ids]
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         if connection.vendor != "postgresql":  # make run's SQLite: no UPDATE in a WITH
             cursor.execute(confirm, rawsql.params(confirm_params))
             confirmed = cursor.rowcount

@@ -19,7 +19,7 @@ import re
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
@@ -125,7 +125,7 @@ def _from_database(key: str):
     line-up) misses the cache, and compiling the ORM query cost three times as much
     Python as running it."""
     user_model = get_user_model()
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(
             f"SELECT {rawsql.select(Token, 't')}, {rawsql.select(user_model, 'u')}"
             f" FROM {Token._meta.db_table} t"

@@ -390,7 +390,7 @@ def waiting_room_with_active(
     if token_id is not None:
         token_status = f"(SELECT s.status FROM {tokens} s WHERE s.id = %s)"
         params.append(token_id)
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT {rawsql.select(WaitingRoom, "r")}, w.anyone_waiting,

@@ -179,7 +179,7 @@ def _admit_soon(*, concert_id: int, now: datetime) -> None:
 def _try_lock_runs(*, concert_id: int) -> bool:
     """Take the concert's after-commit run lock until the transaction ends, or False
     at once if another run holds it."""
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         key = (RUN_LOCK << 40) + concert_id % (1 << 40)
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s::bigint)", [key])
         return bool(cursor.fetchone()[0])
@@ -420,7 +420,7 @@ def _insert_waiting(
     count = f"""CASE WHEN r.admission_paused OR t.status IS DISTINCT FROM 'waiting' THEN 0
                 ELSE (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = %(concert)s
                         AND a.status = 'active' AND a.active_until > %(now)s) END"""
-    with scope, connection.cursor() as cursor:
+    with scope, rawsql.cursor() as cursor:
         cursor.execute(
             f"""
             WITH r AS (
@@ -647,7 +647,7 @@ def _lock_line(*, concert_id: int, shared: bool = False) -> None:
     a line-up holds while it makes its token."""
     if connection.vendor != "postgresql":
         return  # the embedded SQLite: every write transaction holds the whole database
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         key = (LINE_LOCK << 40) + concert_id % (1 << 40)
         lock = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         cursor.execute(f"SELECT {lock}(%s::bigint)", [key])
@@ -742,7 +742,7 @@ def _waiting_head(*, concert_id: int, cutoff: datetime, limit: int) -> list[tupl
     (seen after `cutoff`), in line order, locked: read along the waiting-order index
     (selectors.waiting_line), so the cost does not grow with the fans admitted."""
     tokens = QueueToken._meta.db_table
-    with connection.cursor() as cursor:
+    with rawsql.cursor() as cursor:
         cursor.execute(
             f"SELECT id, key, user_id FROM {tokens} t"
             f" WHERE {selectors.waiting_line('t', concert_id)} AND t.last_seen_at > %s"
@@ -789,7 +789,7 @@ def _end_locked(
         return
     ids = [r[0] for r in rows]
     if not written:
-        with connection.cursor() as cursor:  # plain SQL: a payment ends a turn each time
+        with rawsql.cursor() as cursor:  # plain SQL: a payment ends a turn each time
             cursor.execute(
                 f"UPDATE {QueueToken._meta.db_table} SET status = %s, ended_at = %s,"
                 f" end_reason = %s WHERE id IN ({', '.join(['%s'] * len(ids))})",
@@ -825,7 +825,7 @@ def _lock_turn(
         raise QueueTokenMissing()
     token = None
     if is_token_key(key):
-        with connection.cursor() as cursor:  # plain SQL: every hold and payment runs it
+        with rawsql.cursor() as cursor:  # plain SQL: every hold and payment runs it
             cursor.execute(
                 f"SELECT {rawsql.select(QueueToken, 't')} FROM {QueueToken._meta.db_table} t"
                 f" WHERE t.key = %s{rawsql.for_no_key_update()}",
@@ -852,7 +852,7 @@ def queue_turn_extend(
     """
     token = _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
     if token.active_until < until:
-        with connection.cursor() as cursor:  # plain SQL: every hold runs it
+        with rawsql.cursor() as cursor:  # plain SQL: every hold runs it
             cursor.execute(
                 f"UPDATE {QueueToken._meta.db_table} SET active_until = %s WHERE id = %s",
                 rawsql.params([until, token.pk]),
@@ -929,7 +929,7 @@ def queue_turn_end(
     if key and is_token_key(key) and user.is_authenticated:
         # The usual case in one statement: the fan's own live turn for this concert,
         # ended under the row lock the UPDATE takes (what _lock_turn checks, as SQL).
-        with connection.cursor() as cursor:
+        with rawsql.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {QueueToken._meta.db_table} SET status = %s, ended_at = %s,"
                 f" end_reason = %s WHERE key = %s AND user_id = %s AND concert_id = %s"
@@ -1005,7 +1005,7 @@ def queue_token_touch(*, token: QueueToken, now: datetime) -> None:
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
         # Presence is a hint, not money: let this one-statement transaction commit
         # without waiting for the disk (synchronous_commit off, for it alone).
-        with connection.cursor() as cursor:
+        with rawsql.cursor() as cursor:
             cursor.execute(
                 "WITH hint AS (SELECT set_config('synchronous_commit', 'off', true))"
                 f" UPDATE {table} SET last_seen_at = %s"

@@ -87,7 +87,7 @@ def _move(
             )
             row = (cursor.fetchone()[0], *moved)
     else:
-        with connection.cursor() as cursor:
+        with rawsql.cursor() as cursor:
             cursor.execute(
                 f"WITH moved AS ({update}) {insert}"
                 f" SELECT {Wallet._meta.pk.column}, %s, %s, balance, %s, %s, %s FROM moved"

@@ -165,3 +165,69 @@ def test_a_model_with_its_own_init_is_loaded_through_it(schedule, monkeypatch):
         monkeypatch.undo()
         rawsql._plain.cache_clear()
     assert fast.touched
+
+
+# --- the kept cursor -----------------------------------------------------------------
+
+
+def test_the_hot_paths_cursor_is_kept_from_one_statement_to_the_next():
+    """rawsql.cursor() keeps one cursor per connection (psycopg keeps its loaders and
+    dumpers per cursor). The control: Django's connection.cursor() makes a new one."""
+    with rawsql.cursor() as first:
+        first.execute("SELECT 1")
+        assert first.fetchone() == (1,)
+    with rawsql.cursor() as second:
+        second.execute("SELECT %s::int", [2])
+        assert second.fetchone() == (2,)
+    assert second.cursor is first.cursor and not second.cursor.closed
+    with connection.cursor() as a, connection.cursor() as b:
+        assert a.cursor is not b.cursor
+
+
+def test_a_block_inside_another_gets_its_own_cursor_and_leaves_the_outer_rows_alone():
+    with rawsql.cursor() as outer:
+        outer.execute("SELECT g FROM generate_series(1, 3) g")
+        assert outer.fetchone() == (1,)
+        with rawsql.cursor() as inner:
+            assert inner.cursor is not outer.cursor
+            inner.execute("SELECT 42")
+            assert inner.fetchone() == (42,)
+        assert outer.fetchall() == [(2,), (3,)]
+    with rawsql.cursor() as again:
+        assert again.cursor is outer.cursor  # the kept one, free again
+
+
+def test_an_error_leaves_the_kept_cursor_usable(fan):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic(), rawsql.cursor() as failing:
+        failing.execute("INSERT INTO auth_user (id) VALUES (%s)", [fan.pk])
+    with rawsql.cursor() as after:
+        after.execute("SELECT id FROM auth_user WHERE id = %s", [fan.pk])
+        assert after.fetchone() == (fan.pk,) and after.cursor is failing.cursor
+
+
+def test_a_new_connection_or_query_logging_gets_a_new_cursor():
+    from django.test.utils import CaptureQueriesContext
+
+    with rawsql.cursor() as plain:
+        plain.execute("SELECT 1")
+    with CaptureQueriesContext(connection) as captured, rawsql.cursor() as logged:
+        logged.execute("SELECT 2")
+    assert logged.cursor is not plain.cursor
+    assert [q["sql"] for q in captured.captured_queries] == ["SELECT 2"]
+    with rawsql.cursor() as unlogged:
+        unlogged.execute("SELECT 3")
+    assert unlogged.cursor is not logged.cursor  # logging off again: not the debug one
+    assert len(captured.captured_queries) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_reconnect_the_kept_cursor_is_not_used():
+    with rawsql.cursor() as before:
+        before.execute("SELECT 1")
+    connection.close()
+    with rawsql.cursor() as after:
+        after.execute("SELECT 1")
+        assert after.fetchone() == (1,)
+    assert after.cursor is not before.cursor and before.cursor.connection.closed
