@@ -44,6 +44,9 @@ FANS = 3_000  # fans with API tokens and no token yet, for the line-ups
 MOVERS = 2 * WARM + SHORT + LONG  # fans who hold (and as many who pay): one request each
 PATHS = ("bare", "poll", "line_up", "seats", "hold", "pay")
 # BENCH_PATHS=bare,pay counts only those (bare is always counted: the ratios need it).
+# BENCH_PAY_KEYED=1: each payment carries an Idempotency-Key of its own, as a client
+# that retries safely sends it (and as bench.peer_shape's payments do).
+PAY_KEYED = os.environ.get("BENCH_PAY_KEYED") == "1"
 CHOSEN = tuple(
     p for p in PATHS if p == "bare" or p in os.environ.get("BENCH_PATHS", ",".join(PATHS))
 )
@@ -230,6 +233,7 @@ def child(path: str, count: int, offset: int) -> None:
                 {"reservation_id": reservation},
                 HTTP_AUTHORIZATION="Token " + auth,
                 HTTP_X_QUEUE_TOKEN=turn,
+                **({"HTTP_IDEMPOTENCY_KEY": f"pay-{reservation}"} if PAY_KEYED else {}),
             )
             for auth, turn, _, _, reservation in movers["pay"]
         ],

@@ -162,22 +162,35 @@ def for_no_key_update(of: str = "") -> str:
     return f" FOR NO KEY UPDATE OF {of}" if of else " FOR NO KEY UPDATE"
 
 
-def insert(instance: models.Model, db: str = "default") -> models.Model:
+def insert(
+    instance: models.Model, db: str = "default", *, unless_taken: bool = False
+) -> models.Model | None:
     """INSERT a new instance in one statement (`RETURNING id`) and mark it saved, as
     `save()` would, without compiling the ORM's insert. No signal is sent, so a model
-    with save receivers is refused."""
+    with save receivers is refused.
+
+    `unless_taken`: if a unique constraint finds the row taken (by a row that stands,
+    or that commits meanwhile), nothing is written and None is returned (`ON CONFLICT
+    DO NOTHING`): no error, so no savepoint is needed inside a transaction, and
+    outside one the statement commits by itself. The constraint beneath decides: the
+    statement names none."""
     connection = connections[db]
     model = type(instance)
     if pre_save.has_listeners(model) or post_save.has_listeners(model):
         raise TypeError(f"{model.__name__} has save receivers: save() it instead")
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     values = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
+    conflict = " ON CONFLICT DO NOTHING" if unless_taken else ""
     with cursor(db) as cur:
         cur.execute(
             f"INSERT INTO {model._meta.db_table} ({', '.join(f.column for f in fields)})"
-            f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {model._meta.pk.column}",
+            f" VALUES ({', '.join(['%s'] * len(fields))}){conflict}"
+            f" RETURNING {model._meta.pk.column}",
             params(values, db),
         )
-        instance.pk = cur.fetchone()[0]
+        row = cur.fetchone()
+    if row is None:
+        return None
+    instance.pk = row[0]
     instance._state.adding, instance._state.db = False, db
     return instance

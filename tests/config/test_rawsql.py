@@ -231,3 +231,27 @@ def test_after_a_reconnect_the_kept_cursor_is_not_used():
         after.execute("SELECT 1")
         assert after.fetchone() == (1,)
     assert after.cursor is not before.cursor and before.cursor.connection.closed
+
+
+def test_an_insert_unless_taken_writes_nothing_and_raises_nothing_on_a_taken_key(fan):
+    """The idempotency claim's insert: a second row with the same unique values is not
+    written, None says so, and the transaction around it goes on unbroken (no error,
+    so no savepoint). The control: the plain insert raises IntegrityError."""
+    from django.db import IntegrityError, transaction
+
+    now = timezone.now()
+
+    def record(print_: str) -> IdempotencyRecord:
+        return IdempotencyRecord(
+            user_id=fan.pk, scope="s", key="k", fingerprint=print_, started_at=now,
+            expires_at=now,
+        )  # fmt: skip
+
+    with transaction.atomic():
+        first = rawsql.insert(record("a"), unless_taken=True)
+        assert first is not None and not first._state.adding
+        assert rawsql.insert(record("b"), unless_taken=True) is None
+        assert IdempotencyRecord.objects.get(pk=first.pk).fingerprint == "a"  # usable still
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rawsql.insert(record("c"))
+    assert list(IdempotencyRecord.objects.values_list("fingerprint", flat=True)) == ["a"]
