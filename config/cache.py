@@ -275,11 +275,12 @@ def _pipelined(client, calls: Sequence[tuple]) -> list:
 def _packed(conn, commands: list[tuple]) -> list[bytes]:
     """The commands in Redis's protocol, byte for byte as `conn.pack_commands` packs
     them, by hiredis's packer (C, one call per command). redis-py's own packer
-    encodes each argument in Python and cost a sixth of a poll's CPU (a poll's Lua
-    call has about sixteen arguments). What hiredis does not take as redis-py would
-    goes redis-py's way, with redis-py's errors: a command name of two words
-    ("CONFIG GET", which redis-py splits), and any argument hiredis refuses (a bool,
-    None, a list: TypeError; redis-py then raises its DataError)."""
+    encodes each argument in Python (a poll's Lua call has about sixteen): packing
+    here took 4 % of a poll's instructions and 13 % of a first line-up's
+    (bench.instructions, docs/performance.md round ten). What hiredis does not
+    take as redis-py would goes redis-py's way, with redis-py's errors: a command
+    name of two words ("CONFIG GET", which redis-py splits), and any argument
+    hiredis refuses (a bool, None, a list: TypeError; redis-py raises DataError)."""
     try:
         if not all(_one_word(command[0]) for command in commands):
             raise TypeError("a command name of several words")
