@@ -121,6 +121,15 @@ def instances(row: tuple, *models_: type[models.Model], db: str = "default") -> 
     return out
 
 
+def loaded(model: type[models.Model], values: dict, db: str = "default") -> models.Model:
+    """An instance as if loaded from the database, from every field's value by attname
+    (a row the caller already holds, from a RETURNING clause or the queue's mirror):
+    the same instance `instances` makes of that row, without Model.__init__ where
+    that is safe."""
+    names = _fields(model, db)[1]
+    return _loaded(model, db, names, [values[name] for name in names])
+
+
 def _loaded(model: type[models.Model], db: str, names: list[str], values) -> models.Model:
     """`model.from_db(db, names, values)` for a row with every field: the same
     instance, built without Model.__init__ where __init__ would only store each value

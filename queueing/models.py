@@ -68,7 +68,12 @@ class WaitingRoom(models.Model):
 
     @property
     def capacity(self) -> int:
-        return settings.QUEUE_MAX_ACTIVE if self.max_active is None else self.max_active
+        return self.capacity_of(self.max_active)
+
+    @staticmethod
+    def capacity_of(max_active: int | None) -> int:
+        """A room's capacity from its max_active (None: the site's QUEUE_MAX_ACTIVE)."""
+        return settings.QUEUE_MAX_ACTIVE if max_active is None else max_active
 
     @property
     def pre_queue_opens_at(self):

@@ -461,20 +461,17 @@ def _insert_waiting(
     if token_id is None:
         sale = _Sale.NOT_OPEN if now < opens_at else _Sale.DUE
         return _Made(sale, sale_starts_at=sale_starts_at, opens_at=opens_at)
-    token = QueueToken(
-        id=token_id,
-        key=key,
-        concert_id=concert_id,
-        user_id=user_id,
-        status=status,
-        created_at=now,
-        last_seen_at=now,
-        end_reason="",
-    )
-    token._state.adding, token._state.db = False, "default"  # as if loaded
+    token = rawsql.loaded(  # the row the statement wrote, as if read back
+        QueueToken,
+        {
+            "id": token_id, "key": key, "concert_id": concert_id, "user_id": user_id,
+            "status": status, "created_at": now, "last_seen_at": now, "admitted_at": None,
+            "active_until": None, "ended_at": None, "end_reason": "",
+        },
+    )  # fmt: skip
     if status == Status.PRE_QUEUE:
         return _Made(_Sale.PRE_QUEUE, token=token)
-    capacity = WaitingRoom(max_active=max_active).capacity
+    capacity = WaitingRoom.capacity_of(max_active)
     return _Made(_Sale.OPEN, token=token, room=_RoomState(paused, capacity, active_now))
 
 

@@ -255,3 +255,16 @@ def test_an_insert_unless_taken_writes_nothing_and_raises_nothing_on_a_taken_key
     with pytest.raises(IntegrityError), transaction.atomic():
         rawsql.insert(record("c"))
     assert list(IdempotencyRecord.objects.values_list("fingerprint", flat=True)) == ["a"]
+
+
+def test_an_instance_from_values_is_the_one_its_row_loads_into(fan, schedule):
+    """rawsql.loaded: the line-up's new token and a poll's token from the mirror are
+    made from values the caller holds, as if read back."""
+    held = hold_seat(fan, schedule, 11)
+    values = {f.attname: getattr(held, f.attname) for f in Reservation._meta.concrete_fields}
+    made = rawsql.loaded(Reservation, values)
+    read, _ = _loaded_both_ways(Reservation, held.pk)
+    assert vars(made).keys() == vars(read).keys()
+    assert _values(made) == _values(read) and not made._state.adding
+    with pytest.raises(KeyError):  # every field, or it is not a row
+        rawsql.loaded(Reservation, {k: v for k, v in values.items() if k != "price"})
