@@ -7,20 +7,31 @@ PostgreSQL, Redis and a Celery worker's broker; wrk at 32 connections for the re
 for paid orders; successes counted per second up to the last success.
 
 - availability read: GET /api/v1/schedules/{id}/seats (pretix: quota availability);
-- holds: 300 admitted fans try to hold a seat of 2 dates x 50 seats, spread over the
-  seats in a shuffled order, so every seat is wanted by three fans: 100 succeed
-  (pretix: cart positions against a quota of 100);
+- holds: 300 admitted fans try to hold a seat of 2 dates x 50 seats, so every seat is
+  wanted by three fans: 100 succeed (pretix: cart positions against a quota of 100);
 - paid orders: 100 fans with a hold each pay it; 300 tries (three per fan, each with
   its own Idempotency-Key): 100 succeed, the rest are 409 already paid (pretix:
   orders created with status paid, until the quota of 100 is sold).
+
+The order the tries arrive in. In pretix's shape any try can take a unit of the
+quota, so its 100 successes are the first 100 tries answered, and the 200 refusals
+(sold out) come after them: "successes a second up to the last success" is the rate
+of its first hundred. Each of our tries names its seat (or its own hold), so the
+order is the bench's choice. Both are measured, in the same run:
+- "winners first", pretix's arrival order (the headline figure): the first 100 tries
+  are one per seat (holds) or one per fan (payments), shuffled, so every one can
+  win; the 200 that cannot (a taken seat, a paid hold) come after them, shuffled;
+- "interleaved" (the order this bench used until 2026-12-06, round eleven): all 300
+  shuffled together, so a seat's first try wins wherever it falls, and the last
+  success comes about 80 % of the way through the run, its refusals' time counted.
 
 Run under gunicorn sync (pretix's server, the same shape) and under granian (ours).
 
 The shape's own ceiling, measured in the same run: the same 300 tries from the
 same client at the baseline /bench/contended (one row lock and one UPDATE, no
-authentication), every try a success. With one try in three succeeding, as in holds
-and paid orders, an endpoint doing only that could reach about a third of its rate
-in successes a second: the ratio to pretix that this machine and client allow.
+authentication), every try a success: the rate at which this machine and client
+can answer tries at all. Winners first, an endpoint doing only that could count
+successes at about that rate; interleaved, at about a third of it.
 """
 
 from __future__ import annotations
@@ -145,33 +156,53 @@ def main() -> None:
             )
             contended = [("/bench/contended", {"Content-Type": "application/json"}, {})]
             r["ceiling"] = post_load(server.port, contended * FANS, ok_status=200)
-            order = seats * 3
-            random.shuffle(order)
-            holds = [
-                (
-                    "/api/v1/reservations",
-                    _headers(auth, queue),
-                    {"schedule_id": s, "seat_number": n},
-                )
-                for (_, auth, queue), (s, n) in zip(fans, order, strict=True)
-            ]
-            r["holds"] = post_load(server.port, holds)
-            reset_sale(dates)
-            held = hold_one_each(fans[:100], seats)
-            pays = [
-                (
-                    "/api/v1/payments",
-                    {**_headers(auth, queue), "Idempotency-Key": f"{kind}-{user_id}-{attempt}"},
-                    {"reservation_id": held[user_id]},
-                )
-                for attempt in range(3)
-                for user_id, auth, queue in fans[:100]
-            ]
-            random.shuffle(pays)
-            r["paid_orders"] = post_load(server.port, pays)
+            for arrival in ARRIVALS:
+                reset_sale(dates)
+                order = arrival_order(seats, arrival)
+                holds = [
+                    (
+                        "/api/v1/reservations",
+                        _headers(auth, queue),
+                        {"schedule_id": s, "seat_number": n},
+                    )
+                    for (_, auth, queue), (_, (s, n)) in zip(fans, order, strict=True)
+                ]
+                r[f"holds_{arrival}"] = post_load(server.port, holds)
+                reset_sale(dates)
+                held = hold_one_each(fans[:100], seats)
+                pays = [
+                    (
+                        "/api/v1/payments",
+                        {
+                            **_headers(auth, queue),
+                            "Idempotency-Key": f"{kind}-{arrival}-{user_id}-{attempt}",
+                        },
+                        {"reservation_id": held[user_id]},
+                    )
+                    for attempt, (user_id, auth, queue) in arrival_order(fans[:100], arrival)
+                ]
+                r[f"paid_orders_{arrival}"] = post_load(server.port, pays)
     path = save("peer_shape", results)
     report(results)
     print(f"\nraw results: {path.relative_to(ROOT)}")
+
+
+ARRIVALS = ("winners_first", "interleaved")
+
+
+def arrival_order(items: list, arrival: str) -> list:
+    """Three tries at each item (a seat, or a fan's hold), in the arrival order: each
+    try as (its round, the item). Winners first: one try at every item, shuffled, then
+    the other two rounds, shuffled; interleaved: all of them shuffled together."""
+    first = [(0, item) for item in items]
+    rest = [(attempt, item) for attempt in (1, 2) for item in items]
+    if arrival == "winners_first":
+        random.shuffle(first)
+        random.shuffle(rest)
+        return first + rest
+    tries = first + rest
+    random.shuffle(tries)
+    return tries
 
 
 def _headers(auth: str, queue: str) -> dict:
@@ -238,12 +269,14 @@ def report(results: dict) -> None:
         f" answered | {s['ceiling']['tries_per_s']} /s | {g['ceiling']['tries_per_s']} /s |"
     )
     for key, name in (("holds", "successful holds"), ("paid_orders", "paid orders")):
-        print(
-            f"| {name} | {s[key]['success_per_s']} /s ({s[key]['success']} of "
-            f"{s[key]['attempts']}, {s[key]['codes']}; all tries {s[key]['tries_per_s']} /s)"
-            f" | {g[key]['success_per_s']} /s ({g[key]['success']} of {g[key]['attempts']},"
-            f" {g[key]['codes']}; all tries {g[key]['tries_per_s']} /s) |"
-        )
+        for arrival in ARRIVALS:
+            a, b = s[f"{key}_{arrival}"], g[f"{key}_{arrival}"]
+            print(
+                f"| {name}, {arrival.replace('_', ' ')} | {a['success_per_s']} /s"
+                f" ({a['success']} of {a['attempts']}, {a['codes']}; all tries"
+                f" {a['tries_per_s']} /s) | {b['success_per_s']} /s ({b['success']} of"
+                f" {b['attempts']}, {b['codes']}; all tries {b['tries_per_s']} /s) |"
+            )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,37 @@
+"""The arrival orders of bench.peer_shape: three tries at each item, and winners first
+puts one try at every item ahead of every second and third try (pretix's order)."""
+
+import random
+from collections import Counter
+
+from bench.peer_shape import ARRIVALS, arrival_order
+
+ITEMS = [(date, seat) for date in (1, 2) for seat in range(1, 51)]
+
+
+def test_every_order_makes_three_tries_at_each_item():
+    random.seed(1)
+    for arrival in ARRIVALS:
+        tries = arrival_order(ITEMS, arrival)
+        assert len(tries) == 300
+        assert Counter(item for _, item in tries) == {item: 3 for item in ITEMS}
+        assert sorted(attempt for attempt, _ in tries) == [0] * 100 + [1] * 100 + [2] * 100
+
+
+def test_winners_first_puts_one_try_at_every_item_ahead_of_the_rest():
+    random.seed(2)
+    tries = arrival_order(ITEMS, "winners_first")
+    assert sorted(item for _, item in tries[:100]) == ITEMS  # every seat once: all can win
+    assert {attempt for attempt, _ in tries[:100]} == {0}
+    assert tries[:100] != [(0, item) for item in ITEMS]  # shuffled, not in seat order
+
+
+def test_interleaved_control_spreads_the_winning_tries_through_the_run():
+    random.seed(2)
+    tries = arrival_order(ITEMS, "interleaved")
+    # The control: the first 100 tries miss some seats, so some winners come later.
+    assert len({item for _, item in tries[:100]}) < 100
+    first_at = {}
+    for position, (_, item) in enumerate(tries):
+        first_at.setdefault(item, position)
+    assert max(first_at.values()) >= 100
