@@ -7,7 +7,7 @@ They run in the same app, on the same server config, as the endpoints measured:
 
 And two floors, which say what a goal asks of the code around its statements:
 - /bench/line-up-floor/<concert>: a line-up's one statement (queueing's own
-  function), for the fan named in X-Fan, and nothing else;
+  function), for the fan whose API token is in Authorization, and nothing else;
 - /bench/payment-floor: a payment's statements, as PostgreSQL runs them for one
   seat (the locks, the confirmation, the turn's end, the payment, the debit with its
   ledger entry) in one transaction, for X-Fan, X-Reservation and X-Queue-Token, in
@@ -72,8 +72,9 @@ class ContendedApi(APIView):
 
 
 class LineUpFloorApi(APIView):
-    """A line-up's own statement (queueing.services._insert_waiting: the token, its
-    place and its bucket count, one round trip) for the fan in X-Fan, and nothing else."""
+    """A line-up's own statement (queueing.services._insert_waiting: the fan's API token
+    authenticated, the token, its place and its bucket count, one round trip) for the
+    fan whose API token is in Authorization, and nothing else."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -84,8 +85,8 @@ class LineUpFloorApi(APIView):
         from queueing.services import _insert_waiting
 
         made = _insert_waiting(
-            user_id=int(request.headers["X-Fan"]), concert_id=concert_id, now=timezone.now(),
-            count_active=False,
+            api_key=request.headers["Authorization"][len("Token ") :], concert_id=concert_id,
+            now=timezone.now(), count_active=False,
         )  # fmt: skip
         return Response({"id": made.token.pk}, status=201)
 

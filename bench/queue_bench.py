@@ -131,7 +131,6 @@ def main() -> None:
         cursor.execute("SELECT key, user_id FROM authtoken_token ORDER BY user_id")
         issuers = cursor.fetchall()
         issuer_auth = ["Token " + key for key, _ in issuers]
-        issuer_ids = [str(user_id) for _, user_id in issuers]
     connection.close()
 
     from queueing import mirror
@@ -188,8 +187,8 @@ def main() -> None:
                 server.url,
                 f"/bench/line-up-floor/{floor.id}",
                 method="POST",
-                lines=issuer_ids[n * share : (n + 1) * share],
-                header="X-Fan",
+                lines=issuer_auth[n * share : (n + 1) * share],
+                header="Authorization",
                 cpu=True,
             )
             rounds.append(

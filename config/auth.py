@@ -143,6 +143,21 @@ def _from_database(key: str):
     return user, token
 
 
+def active_user_sql(key: str) -> str:
+    """A SELECT of the user id (`user_id`) the API token key `key` (a placeholder or
+    an expression) names, if its user is active, else no row: DRF's rule, as
+    _from_database applies it, for a statement that authenticates as it writes (the
+    line-up's: queueing.services._insert_waiting). It reads PostgreSQL, never the
+    cache, so a token deleted or a user deactivated is refused at once."""
+    user_model = get_user_model()
+    active = user_model._meta.get_field("is_active").column
+    return (
+        f"SELECT t.user_id FROM {Token._meta.db_table} t"
+        f" JOIN {user_model._meta.db_table} u ON u.{user_model._meta.pk.column} = t.user_id"
+        f" WHERE t.key = {key} AND u.{active}"
+    )
+
+
 def forget_token_key(key: str) -> None:
     transaction.on_commit(lambda: _forget(key))
 

@@ -120,6 +120,10 @@ def _lined_up(request, concert_id: int) -> tuple[selectors.TokenView, int, objec
     and the time it was answered at."""
     now = timezone.now()
     token, created = services.queue_token_issue(user=request.user, concert_id=concert_id, now=now)
+    return _issued(token, created, now)
+
+
+def _issued(token, created: bool, now) -> tuple[selectors.TokenView, int, object]:
     return selectors.queue_token_view(token=token, now=now), 201 if created else 200, now
 
 
@@ -262,9 +266,17 @@ _ISSUE_ALLOW = fastlane.drf_allow(QueueIssueApi)
 def line_up_lane(request: HttpRequest, concert_id: int) -> HttpResponse:
     """QueueIssueApi's POST for a fan with an API token, served by config.fastlane
     without DRF's dispatch or the full middleware: the same service calls, the same
-    answer (tests compare the two). The view reads no body, so neither does the lane."""
+    answer (tests compare the two). The view reads no body, so neither does the lane.
+    The fan is authenticated by the line-up's own statement (Lane.own_auth): a key it
+    refuses goes the full way, where DRF answers it."""
+    now = timezone.now()
     try:
-        view, code, now = _lined_up(request, concert_id)
+        issued = services.queue_token_issue_by_api_key(
+            api_key=request.api_key, concert_id=concert_id, now=now
+        )
+        if issued is None:
+            return fastlane.FullWay()
+        view, code, now = _issued(*issued, now)
     except DomainError as exc:
         return fastlane.error_response(exc, allow=_ISSUE_ALLOW)
     return fastlane.json_response(

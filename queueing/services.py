@@ -26,8 +26,9 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
+from rest_framework.exceptions import AuthenticationFailed
 
-from config import rawsql
+from config import auth, rawsql
 from config.audit import operator_action_record
 from config.cache import REDIS_DOWN, Reply, RoundTrip, redis_backend, redis_client, redis_failed
 from queueing import mirror, selectors
@@ -282,6 +283,38 @@ def queue_token_issue(
     """
     if not 0 < concert_id < 2**63:
         raise ConcertNotFound()  # no such id fits the database's bigint key
+    issued = _issue(user_id=user.pk, api_key=None, concert_id=concert_id, now=now)
+    assert issued is not None
+    return issued
+
+
+def queue_token_issue_by_api_key(
+    *, api_key: str, concert_id: int, now: datetime
+) -> tuple[QueueToken, bool] | None:
+    """queue_token_issue for the fan an API token key names, authenticated by the
+    line-up's own statement (the fast lane's line-up: a fan's first request of a
+    sale, whose key the cache does not hold yet, takes one round trip to PostgreSQL
+    instead of a cache read and two). None, having written nothing, if the key names
+    no active fan: DRF's authentication then answers (401). Inside a transaction,
+    with the embedded database, or for an id no concert can have, the fan is
+    authenticated first (config.auth.credentials), as DRF does."""
+    if (
+        not 0 < concert_id < 2**63
+        or connection.in_atomic_block
+        or connection.vendor != "postgresql"
+    ):
+        try:
+            user, _ = auth.credentials(api_key)
+        except AuthenticationFailed:
+            return None
+        return queue_token_issue(user=user, concert_id=concert_id, now=now)
+    return _issue(user_id=None, api_key=api_key, concert_id=concert_id, now=now)
+
+
+def _issue(
+    *, user_id: int | None, api_key: str | None, concert_id: int, now: datetime
+) -> tuple[QueueToken, bool] | None:
+    """queue_token_issue's work, for the fan `user_id` or the one `api_key` names."""
     # The sale-day case: the line-up's statement commits by itself, and the mirror
     # counts the room's turns in the round trip that mirrors the new token (the
     # statement's own count is O(turns): a big room's line-up paid for it).
@@ -291,8 +324,11 @@ def queue_token_issue(
     for _ in range(3):
         try:
             made = _insert_waiting(
-                user_id=user.pk, concert_id=concert_id, now=now, count_active=not mirror_counts
-            )
+                user_id=user_id, api_key=api_key, concert_id=concert_id, now=now,
+                count_active=not mirror_counts,
+            )  # fmt: skip
+            if made.sale == _Sale.NO_FAN:
+                return None
             if made.sale == _Sale.PRE_QUEUE:
                 return made.token, True  # no place yet: no admission, no mirror
             if made.sale == _Sale.NOT_OPEN:
@@ -305,8 +341,13 @@ def queue_token_issue(
         except IntegrityError as exc:
             if _violated(exc) != LIVE_TOKEN_CONSTRAINT:
                 raise
+        if user_id is None:  # the statement found the fan, and their live token
+            try:
+                user_id, api_key = auth.credentials(api_key)[0].pk, None
+            except AuthenticationFailed:  # the key was deleted meanwhile
+                return None
         # The fan already has a live token: the same place in line, unless it lapsed.
-        existing = selectors.queue_token_live_for(user_id=user.pk, concert_id=concert_id)
+        existing = selectors.queue_token_live_for(user_id=user_id, concert_id=concert_id)
         if existing is None:  # ended in between: try again
             continue
         if selectors.effective_status(existing, now=now) != Status.EXPIRED:
@@ -372,6 +413,7 @@ class _Sale(enum.Enum):
     PRE_QUEUE = "pre_queue"  # its pre-queue window: a token, no place until the start
     NOT_OPEN = "not_open"  # before the window: refused
     DUE = "due"  # the on-sale time has come but the sale has not been started yet
+    NO_FAN = "no_fan"  # the API key names no active fan: nothing made
 
 
 class _Made(NamedTuple):
@@ -385,7 +427,12 @@ class _Made(NamedTuple):
 
 
 def _insert_waiting(
-    *, user_id: int, concert_id: int, now: datetime, count_active: bool = True
+    *,
+    user_id: int | None = None,
+    api_key: str | None = None,
+    concert_id: int,
+    now: datetime,
+    count_active: bool = True,
 ) -> _Made:
     """A new token and, for a place in line, its bucket count, in ONE statement (so
     one round trip, atomic by itself): the token's id, from the sequence, is its
@@ -404,9 +451,18 @@ def _insert_waiting(
     committed while this statement waited for the lock is seen; the rest of the
     statement's snapshot may predate it. In the pre-queue window the token is made
     in the pre-queue (no bucket); before the window, or once the on-sale time has
-    come but the sale has not started, nothing is made and _Made says why."""
+    come but the sale has not started, nothing is made and _Made says why.
+
+    The fan is `user_id`, or the fan an API token names (`api_key`): then the statement
+    authenticates as it writes (config.auth.active_user_sql, DRF's rule), and if the
+    key names no active fan it writes nothing and _Made says NO_FAN (a fan's first
+    request of a sale is a line-up, and reading the key in a round trip of its own,
+    after missing it in the cache, doubled the line-up's round trips). PostgreSQL only."""
     if connection.vendor != "postgresql":
+        assert user_id is not None
         return _insert_waiting_portable(user_id=user_id, concert_id=concert_id, now=now)
+    if (user_id is None) == (api_key is None):
+        raise TypeError("_insert_waiting: a user_id or an api_key, not both")
     tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
     rooms = WaitingRoom._meta.db_table
     key = new_token_key()
@@ -417,16 +473,20 @@ def _insert_waiting(
     # parameter that folds part of a statement away makes every custom plan look
     # cheaper than the generic one, so PostgreSQL planned the statement again on
     # every line-up (0.15 ms of its 0.27; docs/performance.md, round nine).
+    fan = (
+        "SELECT %(fan)s::bigint AS user_id" if api_key is None else auth.active_user_sql("%(fan)s")
+    )
     count = f"""CASE WHEN r.admission_paused OR t.status IS DISTINCT FROM 'waiting' THEN 0
                 ELSE (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = %(concert)s
                         AND a.status = 'active' AND a.active_until > %(now)s) END"""
     with scope, rawsql.cursor() as cursor:
         cursor.execute(
             f"""
-            WITH r AS (
+            WITH f AS ({fan}
+            ), r AS (
                 SELECT concert_id, max_active, admission_paused, sale_starts_at,
                        sale_starts_at - make_interval(mins => pre_queue_minutes) AS opens_at
-                FROM {rooms} WHERE concert_id = %(concert)s
+                FROM {rooms} WHERE concert_id = %(concert)s AND EXISTS (SELECT FROM f)
             ), l AS (
                 SELECT pg_advisory_xact_lock_shared({LINE_LOCK << 40} + concert_id %% {1 << 40})
                 FROM r
@@ -435,10 +495,10 @@ def _insert_waiting(
             ), t AS (
                 INSERT INTO {tokens} (key, concert_id, user_id, status, created_at,
                                       last_seen_at, end_reason)
-                SELECT %(key)s, %(concert)s, %(user)s,
+                SELECT %(key)s, %(concert)s, f.user_id,
                        CASE WHEN o.open THEN 'waiting' ELSE 'pre_queue' END,
                        %(now)s, %(now)s, ''
-                FROM o, r
+                FROM o, r, f
                 WHERE o.open OR (%(now)s >= r.opens_at AND %(now)s < r.sale_starts_at)
                 RETURNING id, status
             ), b AS (
@@ -448,16 +508,19 @@ def _insert_waiting(
                 ON CONFLICT (concert_id, number, stripe)
                 DO UPDATE SET waiting = {buckets}.waiting + 1
             )
-            SELECT t.id, t.status, r.sale_starts_at, r.opens_at,
+            SELECT f.user_id, r.concert_id, t.id, t.status, r.sale_starts_at, r.opens_at,
                    r.max_active, r.admission_paused, {count if count_active else "0"}
-            FROM r CROSS JOIN o LEFT JOIN t ON TRUE
+            FROM (SELECT) one LEFT JOIN f ON TRUE
+                 LEFT JOIN (r CROSS JOIN o) ON TRUE LEFT JOIN t ON TRUE
             """,
-            {"concert": concert_id, "key": key, "user": user_id, "now": now},
+            {"concert": concert_id, "key": key, "fan": user_id or api_key, "now": now},
         )
         row = cursor.fetchone()
-    if row is None:
+    user_id, room_id, token_id, status, sale_starts_at, opens_at, max_active, paused, active = row
+    if user_id is None:
+        return _Made(_Sale.NO_FAN)  # the API key names no active fan: nothing written
+    if room_id is None:
         raise ConcertNotFound()
-    token_id, status, sale_starts_at, opens_at, max_active, paused, active_now = row
     if token_id is None:
         sale = _Sale.NOT_OPEN if now < opens_at else _Sale.DUE
         return _Made(sale, sale_starts_at=sale_starts_at, opens_at=opens_at)
@@ -472,7 +535,7 @@ def _insert_waiting(
     if status == Status.PRE_QUEUE:
         return _Made(_Sale.PRE_QUEUE, token=token)
     capacity = WaitingRoom.capacity_of(max_active)
-    return _Made(_Sale.OPEN, token=token, room=_RoomState(paused, capacity, active_now))
+    return _Made(_Sale.OPEN, token=token, room=_RoomState(paused, capacity, active))
 
 
 def _insert_waiting_portable(*, user_id: int, concert_id: int, now: datetime) -> _Made:

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIRequestFactory
 
 from bench.baseline import LineUpFloorApi, PaymentFloorApi
@@ -92,7 +93,8 @@ def test_the_line_up_floor_makes_what_a_line_up_makes():
     lined = UserFactory()
     assert token_client(lined).post(f"/api/v1/concerts/{concert.pk}/queue").status_code == 201
     floored = UserFactory()
-    request = factory.post(f"/bench/line-up-floor/{concert.pk}", HTTP_X_FAN=str(floored.pk))
+    auth = "Token " + Token.objects.create(user=floored).key
+    request = factory.post(f"/bench/line-up-floor/{concert.pk}", HTTP_AUTHORIZATION=auth)
     assert LineUpFloorApi.as_view()(request, concert_id=concert.pk).status_code == 201
     first, second = QueueToken.objects.filter(concert=concert).order_by("id")
     assert (first.user, second.user) == (lined, floored)

@@ -22,6 +22,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from config import fastlane
+from queueing import api as queueing_api
 from queueing import mirror, services
 from queueing.models import QueueToken, WaitingRoom
 from tests.conftest import clear_own_cache_keys
@@ -702,48 +703,132 @@ def fill_trips(sent: list) -> list[bytes]:
     return [trip for trip in trips if b"auth:token:" in trip and b"EVALSHA" in trip]
 
 
-def test_a_first_line_up_carries_its_api_token_fill_in_the_mirror_round_trip(
-    ways, line, monkeypatch
-):
+def test_a_first_line_up_authenticates_in_its_own_statement(ways, line, monkeypatch):
     """A fan's first request of a sale is a line-up with an API token the cache does
-    not hold yet: the token is read from PostgreSQL, and its cache fill rides in the
-    line-up's own round trip to the mirror (the one that counts the room's turns),
-    so two round trips in all: the token's cache read, the mirror's. The next
-    request finds the token cached."""
+    not hold yet. The line-up's own statement authenticates the key as it writes
+    (Lane.own_auth): one statement in PostgreSQL, and one round trip to Redis (the
+    mirror's), with no cache read of the key and no fill."""
     concert, _ = line
     _, lane = ways
     run(lane, line_up_env(concert.id, api_fan()))  # the shared estimates are cached
     auth = api_fan()
     sent = round_trips(monkeypatch)
-    assert run(lane, line_up_env(concert.id, auth))[0] == "201 Created"
+    with CaptureQueriesContext(connection) as queries:
+        assert run(lane, line_up_env(concert.id, auth))[0] == "201 Created"
+    [statement] = [q["sql"] for q in queries]
+    assert "INSERT INTO" in statement and "authtoken_token" in statement
+    own = [t for t in map(b"".join, sent) if b"EVALSHA" in t or b"auth:token:" in t]
+    assert len(own) == 1 and b"ZCOUNT" in own[0] and b"auth:token:" not in own[0]
+    token = QueueToken.objects.get(user__auth_token__key=auth[6:], concert=concert)
+    assert token.status == QueueToken.Status.WAITING
+
+
+def test_a_line_up_whose_key_was_deleted_is_refused_at_once_and_writes_nothing(ways, line):
+    """The statement reads the key in PostgreSQL, never the cache: a key deleted after
+    it was cached (a logout) is refused on the next line-up, by DRF, the full way."""
+    concert, _ = line
+    fallback, lane = ways
+    auth = api_fan()
+    user_id = Token.objects.get(key=auth[6:]).user_id
+    cache.set(auth_cache_key(auth), (UserFactory.build(pk=user_id), None))  # a stale entry
+    Token.objects.filter(key=auth[6:]).delete()  # bypasses the signal: the entry stays
+    status, _, _ = run(lane, line_up_env(concert.id, auth))
+    assert status.startswith("401") and fallback.calls == 1
+    assert not QueueToken.objects.filter(user_id=user_id).exists()
+
+
+def test_a_line_up_by_an_inactive_fan_is_refused_the_same_either_way(ways, line):
+    from django.contrib.auth import get_user_model
+
+    concert, _ = line
+    fallback, lane = ways
+    auth = api_fan()
+    user_id = Token.objects.get(key=auth[6:]).user_id
+    get_user_model().objects.filter(pk=user_id).update(is_active=False)
+    full = run(fallback.app, line_up_env(concert.id, auth))
+    fast = run(lane, line_up_env(concert.id, auth))
+    assert fast == full and fallback.calls == 1  # the lane passed it on: DRF answered
+    assert full[0].startswith("401") and b"inactive" in full[2]
+    assert not QueueToken.objects.filter(user_id=user_id).exists()
+
+
+@pytest.fixture
+def first_auth(ways):
+    """The line-up on a lane that authenticates first, as every other API-token lane
+    does (a cache read, and on a miss the key from PostgreSQL), with the view's own
+    round trip to Redis after it: the line-up lane as it was before Lane.own_auth."""
+    from dataclasses import replace
+
+    from config.errors import DomainError
+
+    fallback, _ = ways
+
+    def authenticated_first(request, concert_id):
+        try:
+            view, code, now = queueing_api._lined_up(request, concert_id)
+        except DomainError as exc:
+            return fastlane.error_response(exc, allow="POST, OPTIONS")
+        return fastlane.json_response(
+            queueing_api._answered(view, now=now), allow="POST, OPTIONS", status=code
+        )
+
+    [lane_def] = [d for d in fastlane.lanes() if d.view is queueing_api.line_up_lane]
+    return fastlane.FastLane(
+        fallback, [replace(lane_def, view=authenticated_first, own_auth=False)]
+    )
+
+
+def test_control_a_line_up_authenticated_first_takes_two_more_round_trips(
+    first_auth, line, monkeypatch
+):
+    concert, _ = line
+    run(first_auth, line_up_env(concert.id, api_fan()))
+    auth = api_fan()
+    sent = round_trips(monkeypatch)
+    with CaptureQueriesContext(connection) as queries:
+        assert run(first_auth, line_up_env(concert.id, auth))[0] == "201 Created"
+    assert len(queries) == 2 and "authtoken_token" in queries[0]["sql"]  # the key, the line-up
+    own = [t for t in map(b"".join, sent) if b"EVALSHA" in t or b"auth:token:" in t]
+    assert len(own) == 2  # the cache read (a miss), the mirror's
+
+
+def test_a_fill_rides_in_the_views_next_round_trip(first_auth, line, monkeypatch):
+    """On a lane that reads the API token from the cache and misses, the key is read
+    from PostgreSQL, and its cache fill rides in the view's own next round trip to
+    Redis (here the line-up's mirror write, which counts the room's turns): two
+    round trips in all. The next request finds the token cached."""
+    concert, _ = line
+    run(first_auth, line_up_env(concert.id, api_fan()))  # the shared estimates are cached
+    auth = api_fan()
+    sent = round_trips(monkeypatch)
+    assert run(first_auth, line_up_env(concert.id, auth))[0] == "201 Created"
     [carrier] = fill_trips(sent)
     assert b"ZCOUNT" in carrier  # the mirror's own round trip
-    # Two in all, besides a shared estimate's plain GET or SET if its one-second memo
-    # lapsed meanwhile (those carry neither a script nor the token).
     own = [t for t in map(b"".join, sent) if b"EVALSHA" in t or b"auth:token:" in t]
     assert len(own) == 2
     monkeypatch.undo()
     assert cache.get(auth_cache_key(auth))[0].pk == Token.objects.get(key=auth[6:]).user_id
 
 
-def test_control_a_fill_not_carried_is_a_round_trip_of_its_own(ways, line, monkeypatch):
+def test_control_a_fill_not_carried_is_a_round_trip_of_its_own(first_auth, line, monkeypatch):
     from config import auth as auth_module
 
     concert, _ = line
-    _, lane = ways
     monkeypatch.setattr(auth_module, "write_later", lambda client, call: False)
     sent = round_trips(monkeypatch)
-    assert run(lane, line_up_env(concert.id, api_fan()))[0] == "201 Created"
+    assert run(first_auth, line_up_env(concert.id, api_fan()))[0] == "201 Created"
     [alone] = fill_trips(sent)
     assert b"ZCOUNT" not in alone and alone.count(b"EVALSHA") == 1
 
 
-def test_a_fill_no_round_trip_came_to_carry_is_sent_as_the_lane_returns(ways, line):
-    """A refused line-up (no such concert) makes no round trip of its own: the
+def test_a_fill_no_round_trip_came_to_carry_is_sent_as_the_lane_returns(ways, booking):
+    """A refused hold (no such date) makes no round trip after the token's: the
     token's fill still goes, once the view has answered."""
+    _, auth, key = booking
     _, lane = ways
-    auth = api_fan()
-    assert run(lane, line_up_env(2**40, auth))[0] == "404 Not Found"
+    cache.delete(auth_cache_key(auth))
+    body = {"schedule_id": 10**9, "seat_number": 1}
+    assert run(lane, hold_env(auth, key, body))[0].startswith("404")
     assert cache.get(auth_cache_key(auth))[0].pk == Token.objects.get(key=auth[6:]).user_id
 
 

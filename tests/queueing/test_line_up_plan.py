@@ -62,6 +62,28 @@ def test_the_line_up_statement_is_planned_once_then_its_plan_is_kept(sale_under_
     assert generic == CALLS - 5 - 5
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_line_up_by_api_key_is_planned_once_then_its_plan_is_kept(sale_under_way):
+    """The fast lane's line-up, which authenticates the fan's API token in the same
+    statement (a text of its own): planned five times, then its cached plan."""
+    from rest_framework.authtoken.models import Token
+
+    with connection.cursor() as cursor:  # the fixture made its fans by SQL
+        cursor.execute("SELECT setval('auth_user_id_seq', (SELECT max(id) FROM auth_user))")
+    concert = ConcertFactory()
+    WaitingRoom.objects.filter(pk=concert.pk).update(max_active=0)
+    keys = [Token.objects.create(user=UserFactory()).key for _ in range(CALLS)]
+    now = timezone.now()
+    for key in keys:
+        token, created = services.queue_token_issue_by_api_key(
+            api_key=key, concert_id=concert.id, now=now
+        )
+        assert created
+    generic, custom = plans_of("authtoken_token t")
+    assert custom == 5
+    assert generic == CALLS - 5 - 5
+
+
 def test_control_a_count_switched_off_by_a_parameter_is_planned_on_every_call(sale_under_way):
     with connection.cursor() as cursor:
         for _ in range(CALLS):
