@@ -64,7 +64,7 @@ def test_control_lost_bucket_updates_break_positions(monkeypatch):
         time.sleep(0.001)  # the gap any read-modify-write has, made visible
         QueueBucket.objects.filter(pk=bucket.pk).update(waiting=seen + delta)
 
-    def racy_insert(*, user_id, concert_id, now, count_active=True):
+    def racy_insert(*, user_id, concert_id, now, count_active=True, api_key=None):
         """The line-up's insert, with its bucket count as a separate read-then-write."""
         token = QueueToken.objects.create(
             concert_id=concert_id, user_id=user_id, status="waiting", created_at=now,
