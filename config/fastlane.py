@@ -177,12 +177,13 @@ class FastLane:
             if request.lane_input is None:
                 return self.app(environ, start_response)  # DRF parses and answers
         trip = None
+        key = environ["HTTP_AUTHORIZATION"][len("Token ") :] if lane.api_token else ""
+        reads_token = lane.api_token and not lane.own_auth  # else the view's statement does
         if lane.own_auth:
-            request.api_key = environ["HTTP_AUTHORIZATION"][len("Token ") :]
-        if (lane.api_token and not lane.own_auth) or lane.prefetch:
+            request.api_key = key
+        if reads_token or lane.prefetch:
             trip = RoundTrip()
-            if lane.api_token and not lane.own_auth:
-                key = environ["HTTP_AUTHORIZATION"][len("Token ") :]
+            if reads_token:
                 cached = credentials_later(trip, key)
             if lane.prefetch:
                 request.prefetched = lane.prefetch(trip, request, *args)
@@ -190,7 +191,7 @@ class FastLane:
         # A cache fill on the way (the API token's, on a miss) rides in the view's
         # own next round trip to Redis, or goes on its own as the view returns.
         with carry_writes(trip.client if trip is not None else None):
-            if lane.api_token and not lane.own_auth:
+            if reads_token:
                 try:  # DRF's own answer for the token, from the cache read above
                     request.user, request.auth = credentials(key, cached)
                 except Exception:  # a bad token, or PostgreSQL down: the full way answers
