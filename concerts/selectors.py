@@ -171,6 +171,25 @@ def _schedule_get_with_holder(
     return schedule, (None if row[-2] is None else (row[-2], row[-1]))
 
 
+def _fan_live_count(*, user_id: int, schedule_id: int, now: datetime) -> tuple[str, list]:
+    """SQL for how many live reservations (confirmed, or held and unexpired) the fan
+    has on the date (the per-fan seat limit counts them), and its parameters."""
+    return (
+        f"SELECT COUNT(*) FROM {Reservation._meta.db_table} m WHERE m.schedule_id = %s"
+        " AND m.user_id = %s AND (m.status = %s OR (m.status = %s AND m.expires_at > %s))",
+        [schedule_id, user_id, Reservation.Status.CONFIRMED, Reservation.Status.HELD, now],
+    )
+
+
+def _seat_occupied(*, seat_id: int) -> tuple[str, list]:
+    """SQL for the seat's reservations that are held (its hold may have lapsed) or
+    confirmed, `FROM` on: at most one (the live-seat constraint), and its parameters."""
+    return (
+        f"FROM {Reservation._meta.db_table} r WHERE r.seat_id = %s AND r.status IN (%s, %s)",
+        [seat_id, *Reservation.LIVE_STATUSES],
+    )
+
+
 def seat_hold_checks(
     *, user_id: int, schedule_id: int, seat_id: int, now: datetime
 ) -> tuple[int, Reservation | None]:
@@ -178,31 +197,36 @@ def seat_hold_checks(
     how many live reservations (confirmed, or held and unexpired) the fan has on the
     date (the per-fan seat limit counts them), and the seat's newest reservation
     that is held or confirmed (its hold may have lapsed), or None. Plain SQL: every
-    hold asks."""
-    table = Reservation._meta.db_table
+    hold whose seat_hold_free condition failed asks why."""
+    count, count_params = _fan_live_count(user_id=user_id, schedule_id=schedule_id, now=now)
+    occupied, occupied_params = _seat_occupied(seat_id=seat_id)
     with rawsql.cursor() as cursor:
         cursor.execute(
-            f"SELECT (SELECT COUNT(*) FROM {table} m WHERE m.schedule_id = %s"
-            f" AND m.user_id = %s AND (m.status = %s OR (m.status = %s AND m.expires_at > %s))),"
-            f" {rawsql.select(Reservation, 'cur')} FROM (SELECT 1 AS one) o LEFT JOIN"
-            f" (SELECT {rawsql.select(Reservation, 'r')} FROM {table} r WHERE r.seat_id = %s"
-            f" AND r.status IN (%s, %s) ORDER BY r.id DESC LIMIT 1) cur ON 1 = 1",
-            rawsql.params(
-                [
-                    schedule_id,
-                    user_id,
-                    Reservation.Status.CONFIRMED,
-                    Reservation.Status.HELD,
-                    now,
-                    seat_id,
-                    *Reservation.LIVE_STATUSES,
-                ]
-            ),
+            f"SELECT ({count}), {rawsql.select(Reservation, 'cur')} FROM (SELECT 1 AS one) o"
+            f" LEFT JOIN (SELECT {rawsql.select(Reservation, 'r')} {occupied}"
+            f" ORDER BY r.id DESC LIMIT 1) cur ON 1 = 1",
+            rawsql.params([*count_params, *occupied_params]),
         )
         mine, *current = cursor.fetchone()
     if current[0] is None:
         return mine, None
     return mine, rawsql.instances(tuple(current), Reservation)[0]
+
+
+def seat_hold_free(
+    *, user_id: int, schedule_id: int, seat_id: int, now: datetime, limit: int
+) -> tuple[str, list]:
+    """The condition, as SQL and its parameters, under which seat_hold_checks lets a
+    hold through with nothing to do first: the fan below `limit` live reservations on
+    the date, and nothing held (lapsed or not) or confirmed on the seat. For the
+    hold's insert to carry (rawsql.insert's `where`): a hold that fails it asks
+    seat_hold_checks why, under the same locks."""
+    count, count_params = _fan_live_count(user_id=user_id, schedule_id=schedule_id, now=now)
+    occupied, occupied_params = _seat_occupied(seat_id=seat_id)
+    return (
+        f"({count}) < %s AND NOT EXISTS (SELECT 1 {occupied})",
+        [*count_params, limit, *occupied_params],
+    )
 
 
 def schedule_concert_id(*, schedule_id: int) -> int:

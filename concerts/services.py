@@ -148,7 +148,31 @@ def _violated_constraint(exc: IntegrityError) -> str:
 def _hold_insert(*, user_id: int, seat: Seat, concert: Concert, now: datetime) -> Reservation:
     """A new hold of the seat for the fan, at its price, for the concert's hold time.
     The partial unique index refuses it (IntegrityError) if the seat is held."""
-    reservation = Reservation(
+    return rawsql.insert(_new_hold(user_id=user_id, seat=seat, concert=concert, now=now))
+
+
+def _hold_insert_if_free(
+    *, user_id: int, seat: Seat, concert: Concert, now: datetime
+) -> Reservation | None:
+    """The hold's checks and its insert in one statement, for the common case: the
+    hold is written only if the fan is below the concert's limit and nothing is held
+    (lapsed or not) or confirmed on the seat (selectors.seat_hold_free). None: it was
+    not, and the caller asks seat_hold_checks why. Call under the fan's and the
+    seat's locks: the statement comes after the lock statement, so it reads what the
+    locks keep still in a snapshot taken after any wait for them."""
+    condition = selectors.seat_hold_free(
+        user_id=user_id,
+        schedule_id=seat.schedule_id,
+        seat_id=seat.pk,
+        now=now,
+        limit=concert.seat_limit,
+    )
+    hold = _new_hold(user_id=user_id, seat=seat, concert=concert, now=now)
+    return rawsql.insert(hold, where=condition)  # plain SQL: every hold inserts one
+
+
+def _new_hold(*, user_id: int, seat: Seat, concert: Concert, now: datetime) -> Reservation:
+    return Reservation(
         user_id=user_id,
         schedule_id=seat.schedule_id,
         seat=seat,
@@ -157,7 +181,6 @@ def _hold_insert(*, user_id: int, seat: Seat, concert: Concert, now: datetime) -
         created_at=now,
         expires_at=now + timedelta(seconds=concert.hold_ttl),
     )
-    return rawsql.insert(reservation)  # plain SQL: every hold inserts one
 
 
 def seat_hold_create(
@@ -201,37 +224,17 @@ def seat_hold_create(
     if taken is not None:
         _refuse_taken(seat_number=seat_number, holder=taken, user_id=user.pk)
     concert = schedule.concert
-    went_to_the_waitlist = False
     try:
         with transaction.atomic():
             seat = _lock_fan_and_seat(
                 user_id=user.pk, schedule_id=schedule.pk, seat_number=seat_number
             )
-            mine, current = selectors.seat_hold_checks(
-                user_id=user.pk, schedule_id=schedule.pk, seat_id=seat.pk, now=now
-            )
-            if mine >= concert.seat_limit:
-                raise SeatLimitReached(details={"limit": concert.seat_limit})
-            if current is not None:
-                if current.is_live(now=now):
-                    _refuse_taken(
-                        seat_number=seat_number,
-                        holder=(current.pk, current.user_id),
-                        user_id=user.pk,
-                    )
-                reservation_end(ids=[current.pk], now=now, reason=End.EXPIRED)
-                # Ending the lapsed hold may have offered the seat to its waitlist: the
-                # offer stands (it commits), and this fan is refused after the commit.
-                offered = Reservation.objects.filter(
-                    seat=seat, status=Reservation.Status.HELD, expires_at__gt=now
-                ).exists()
-                if offered:
-                    seatcache.bump_after_commit([schedule.pk])
-                    went_to_the_waitlist = True
-            if went_to_the_waitlist:
-                reservation = None
-            else:
-                reservation = _hold_insert(user_id=user.pk, seat=seat, concert=concert, now=now)
+            reservation = _hold_insert_if_free(user_id=user.pk, seat=seat, concert=concert, now=now)
+            if reservation is None:  # the fan at the limit, or the seat held or sold
+                reservation = _hold_after_checks(
+                    user_id=user.pk, seat=seat, schedule=schedule, now=now
+                )
+            if reservation is not None:
                 queue_services.queue_turn_extend(
                     key=queue_key,
                     user=user,
@@ -249,6 +252,36 @@ def seat_hold_create(
         raise SeatUnavailable(details={"seat_number": seat_number})
     reservation.schedule = schedule
     return reservation
+
+
+def _hold_after_checks(
+    *, user_id: int, seat: Seat, schedule: Schedule, now: datetime
+) -> Reservation | None:
+    """A hold whose one-statement insert found the fan at the limit or the seat
+    taken, under the same locks: refused with the reason, or the seat's lapsed hold
+    ended as expired and the seat held for the fan. None: ending it offered the seat
+    to its waitlist (the offer commits; the fan is refused after the commit)."""
+    concert = schedule.concert
+    mine, current = selectors.seat_hold_checks(
+        user_id=user_id, schedule_id=schedule.pk, seat_id=seat.pk, now=now
+    )
+    if mine >= concert.seat_limit:
+        raise SeatLimitReached(details={"limit": concert.seat_limit})
+    if current is not None:
+        if current.is_live(now=now):
+            _refuse_taken(
+                seat_number=seat.number, holder=(current.pk, current.user_id), user_id=user_id
+            )
+        reservation_end(ids=[current.pk], now=now, reason=End.EXPIRED)
+        # Ending the lapsed hold may have offered the seat to its waitlist: the
+        # offer stands (it commits), and this fan is refused after the commit.
+        offered = Reservation.objects.filter(
+            seat=seat, status=Reservation.Status.HELD, expires_at__gt=now
+        ).exists()
+        if offered:
+            seatcache.bump_after_commit([schedule.pk])
+            return None
+    return _hold_insert(user_id=user_id, seat=seat, concert=concert, now=now)
 
 
 def seat_hold_reads(

@@ -173,7 +173,11 @@ def for_no_key_update(of: str = "") -> str:
 
 
 def insert(
-    instance: models.Model, db: str = "default", *, unless_taken: bool = False
+    instance: models.Model,
+    db: str = "default",
+    *,
+    unless_taken: bool = False,
+    where: tuple[str, list] | None = None,
 ) -> models.Model | None:
     """INSERT a new instance in one statement (`RETURNING id`) and mark it saved, as
     `save()` would, without compiling the ORM's insert. No signal is sent, so a model
@@ -183,7 +187,12 @@ def insert(
     or that commits meanwhile), nothing is written and None is returned (`ON CONFLICT
     DO NOTHING`): no error, so no savepoint is needed inside a transaction, and
     outside one the statement commits by itself. The constraint beneath decides: the
-    statement names none."""
+    statement names none.
+
+    `where`: (SQL condition, its parameters): the row is written only if the
+    condition holds, read in the statement's own snapshot (`INSERT … SELECT … WHERE`);
+    else nothing is written and None is returned. A check and its write in one
+    round trip, where the caller's locks keep what the condition reads still."""
     connection = connections[db]
     model = type(instance)
     if pre_save.has_listeners(model) or post_save.has_listeners(model):
@@ -191,11 +200,16 @@ def insert(
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     values = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
     conflict = " ON CONFLICT DO NOTHING" if unless_taken else ""
+    placeholders = ", ".join(["%s"] * len(fields))
+    row_source = f"VALUES ({placeholders})"
+    if where is not None:
+        condition, condition_params = where
+        row_source = f"SELECT {placeholders} WHERE {condition}"
+        values = [*values, *condition_params]
     with cursor(db) as cur:
         cur.execute(
             f"INSERT INTO {model._meta.db_table} ({', '.join(f.column for f in fields)})"
-            f" VALUES ({', '.join(['%s'] * len(fields))}){conflict}"
-            f" RETURNING {model._meta.pk.column}",
+            f" {row_source}{conflict} RETURNING {model._meta.pk.column}",
             params(values, db),
         )
         row = cur.fetchone()

@@ -14,7 +14,6 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from concerts import selectors as concert_selectors
 from concerts import services as concert_services
 from concerts.models import Reservation
 from payments import services
@@ -207,14 +206,14 @@ def a_hold_commits_while_the_payment_waits_for_the_fan(monkeypatch, *, asked_bef
     concert, schedule, fan, reservation, token = setup()
     now = timezone.now()
     fan_locked, payment_waits = threading.Event(), threading.Event()
-    real_checks = concert_selectors.seat_hold_checks
+    real_insert = concert_services._hold_insert_if_free  # the statement after the locks
 
     def paused_after_the_locks(**kwargs):
         fan_locked.set()
         assert payment_waits.wait(30)
-        return real_checks(**kwargs)
+        return real_insert(**kwargs)
 
-    monkeypatch.setattr(concert_selectors, "seat_hold_checks", paused_after_the_locks)
+    monkeypatch.setattr(concert_services, "_hold_insert_if_free", paused_after_the_locks)
     if asked_before_lock:
         real_lock, real_confirm = (
             concert_services.reservations_lock,

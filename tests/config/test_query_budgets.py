@@ -11,6 +11,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from concerts.models import Reservation
 from queueing import services as queue_services
 from queueing.models import WaitingRoom
 from tests.conftest import admit, admitted_client, hold_seat, token_client
@@ -34,7 +35,9 @@ BUDGETS = {
     "seat_fragment": 5,  # the seat map's htmx fragment, every 4 s
     # POST /api/v1/reservations: 11 counted, until the fan's and the seat's locks
     # became one statement and the fan's count and the seat's holder another: 9.
-    "hold": 10,
+    # Then 8: those checks ride in the hold's insert (INSERT … SELECT … WHERE), and
+    # only a hold they refuse asks them again, to say why.
+    "hold": 8,
     # POST /api/v1/payments with an Idempotency-Key, counted in a test's transaction
     # (its savepoints included). 27 after issue 12; issue 13's sale-day work brought
     # it to 16 (plain-SQL locks, the "other live holds" read folded into the lock),
@@ -124,6 +127,37 @@ def test_a_hold(fan, concert, schedule, django_assert_max_num_queries):
             "/api/v1/reservations", {"schedule_id": schedule.id, "seat_number": 3}
         )
     assert response.status_code == 201
+
+
+CHECKS = "SELECT (SELECT COUNT(*)"  # seat_hold_checks' statement
+
+
+def test_a_hold_of_a_free_seat_checks_in_its_insert_and_one_of_a_lapsed_seat_asks_why(
+    fan, other_fan, concert, schedule
+):
+    """The fan's count and the seat's holder are read in the insert's own statement;
+    the control: a seat whose hold lapsed fails that insert's condition, and the
+    checks run on their own to end the lapsed hold before the seat is held."""
+    client = admitted_client(fan, concert)
+    with CaptureQueriesContext(connection) as free:
+        response = client.post(
+            "/api/v1/reservations", {"schedule_id": schedule.id, "seat_number": 3}
+        )
+    assert response.status_code == 201
+    inserts = [q["sql"] for q in free.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1 and " WHERE (SELECT COUNT(*)" in inserts[0]
+    assert not any(q["sql"].startswith(CHECKS) for q in free.captured_queries)
+
+    lapsed = hold_seat(other_fan, schedule, 5)
+    Reservation.objects.filter(pk=lapsed.pk).update(expires_at=timezone.now())
+    with CaptureQueriesContext(connection) as taken_over:
+        response = client.post(
+            "/api/v1/reservations", {"schedule_id": schedule.id, "seat_number": 5}
+        )
+    assert response.status_code == 201
+    assert sum(q["sql"].startswith(CHECKS) for q in taken_over.captured_queries) == 1
+    lapsed.refresh_from_db()
+    assert lapsed.status == Reservation.Status.EXPIRED
 
 
 def test_a_payment(fan, concert, schedule, django_assert_max_num_queries):

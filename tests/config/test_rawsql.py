@@ -257,6 +257,28 @@ def test_an_insert_unless_taken_writes_nothing_and_raises_nothing_on_a_taken_key
     assert list(IdempotencyRecord.objects.values_list("fingerprint", flat=True)) == ["a"]
 
 
+def test_an_insert_with_a_condition_writes_only_where_it_holds(fan, schedule):
+    """rawsql.insert's `where`: the hold's checks ride in its insert."""
+    seat = Seat.objects.get(schedule=schedule, number=1)
+    now = timezone.now()
+
+    def hold() -> Reservation:
+        return Reservation(
+            user=fan, schedule=schedule, seat=seat, status="held", price=1,
+            created_at=now, expires_at=now,
+        )  # fmt: skip
+
+    free = (
+        f"NOT EXISTS (SELECT 1 FROM {Reservation._meta.db_table} r WHERE r.seat_id = %s)",
+        [seat.pk],
+    )
+    made = rawsql.insert(hold(), where=free)
+    assert made is not None and not made._state.adding
+    assert Reservation.objects.get(pk=made.pk).seat_id == seat.pk
+    assert rawsql.insert(hold(), where=free) is None  # the condition now fails: nothing written
+    assert Reservation.objects.count() == 1
+
+
 def test_an_instance_from_values_is_the_one_its_row_loads_into(fan, schedule):
     """rawsql.loaded: the line-up's new token and a poll's token from the mirror are
     made from values the caller holds, as if read back."""
