@@ -35,3 +35,16 @@ def test_interleaved_control_spreads_the_winning_tries_through_the_run():
     for position, (_, item) in enumerate(tries):
         first_at.setdefault(item, position)
     assert max(first_at.values()) >= 100
+
+
+def test_the_figure_is_the_median_round_and_every_round_is_kept():
+    from bench.peer_shape import median_round
+
+    runs = [{"success_per_s": rate, "success": 100} for rate in (390.3, 282.3, 321.8)]
+    assert median_round(runs, "success_per_s") == {
+        "success_per_s": 321.8,
+        "success": 100,
+        "rounds": [390.3, 282.3, 321.8],  # in the order they ran
+    }
+    # An even number of rounds: the lower middle one, never a mean no round measured.
+    assert median_round(runs[:2], "success_per_s")["success_per_s"] == 282.3
