@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils.text import slugify
 
@@ -120,24 +120,41 @@ LIVE_SEAT_CONSTRAINT = "reservation_one_live_per_seat"
 # the ORM cost more than running them (config.rawsql).
 
 
-def _lock_fan_and_seat(*, user_id: int, schedule_id: int, seat_number: int) -> Seat:
-    """Lock the fan's row, then the seat's row, in one statement (PostgreSQL takes a
-    row's locks in the order FOR ... OF names them: the global lock order), and
-    return the seat. The fan's lock serialises one fan's holds, so the per-fan limit
-    holds under concurrency; every change to who holds a seat happens under the
-    seat's. What the locks guard (the fan's count, the seat's holder) is read in a
-    later statement: this one's snapshot predates its wait."""
+def _lock_fan_and_seat(
+    *,
+    user_id: int,
+    schedule_id: int,
+    seat_number: int,
+    turn: queue_services.TurnLock | None = None,
+) -> tuple[Seat, models.Model | None]:
+    """Lock the fan's row, then the seat's row, then the fan's turn (`turn`, from
+    queue_services.queue_turn_lock_part), in one statement (PostgreSQL takes a row's
+    locks in the order FOR ... OF names them: the global lock order), and return the
+    seat and the turn as it stands under its lock. The fan's lock serialises one
+    fan's holds, so the per-fan limit holds under concurrency; every change to who
+    holds a seat happens under the seat's. What the locks guard (the fan's count,
+    the seat's holder) is read in a later statement: this one's snapshot predates
+    its wait. No turn: the seat is locked without it, and queue_turn_extend locks
+    the turn by itself (and says why it refuses one the statement did not find)."""
+    parts = ("s", "", "", [])
+    if turn is not None:
+        parts = (f"s, {turn.alias}", f", {turn.columns}", f", {turn.table}", turn.params)
+    of, columns, tables, params = parts
     with rawsql.cursor() as cursor:
         cursor.execute(
-            f"SELECT {rawsql.select(Seat, 's')} FROM {get_user_model()._meta.db_table} u,"
-            f" {Seat._meta.db_table} s WHERE u.id = %s AND s.schedule_id = %s"
-            f" AND s.number = %s{rawsql.for_no_key_update(of='u, s')}",
-            [user_id, schedule_id, seat_number],
+            f"SELECT {rawsql.select(Seat, 's')}{columns} FROM {get_user_model()._meta.db_table} u,"
+            f" {Seat._meta.db_table} s{tables} WHERE u.id = %s AND s.schedule_id = %s"
+            f" AND s.number = %s{f' AND {turn.condition}' if turn else ''}"
+            f"{rawsql.for_no_key_update(of=f'u, {of}')}",
+            [user_id, schedule_id, seat_number, *params],
         )
         row = cursor.fetchone()
+    if row is None and turn is not None:  # no such seat, or no such turn: which?
+        return _lock_fan_and_seat(user_id=user_id, schedule_id=schedule_id, seat_number=seat_number)
     if row is None:
         raise SeatNotFound()
-    return rawsql.instances(row, Seat)[0]
+    seat = rawsql.instances(row, Seat)[0]
+    return seat, (turn.token(row, rawsql.width(Seat)) if turn is not None else None)
 
 
 def _violated_constraint(exc: IntegrityError) -> str:
@@ -226,8 +243,11 @@ def seat_hold_create(
     concert = schedule.concert
     try:
         with transaction.atomic():
-            seat = _lock_fan_and_seat(
-                user_id=user.pk, schedule_id=schedule.pk, seat_number=seat_number
+            seat, turn = _lock_fan_and_seat(
+                user_id=user.pk,
+                schedule_id=schedule.pk,
+                seat_number=seat_number,
+                turn=queue_services.queue_turn_lock_part(queue_key),
             )
             reservation = _hold_insert_if_free(user_id=user.pk, seat=seat, concert=concert, now=now)
             if reservation is None:  # the fan at the limit, or the seat held or sold
@@ -241,6 +261,7 @@ def seat_hold_create(
                     concert_id=concert.pk,
                     until=reservation.expires_at,
                     now=now,
+                    locked=turn,
                 )
                 seatcache.bump_after_commit([schedule.pk])
     except IntegrityError as exc:

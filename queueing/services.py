@@ -897,11 +897,48 @@ def _lock_turn(
     return token
 
 
+class TurnLock(NamedTuple):
+    """The fan's turn's row, for a caller that locks it in its own lock statement,
+    after its own rows (the global lock order: the fan, the seat, then the turn):
+    add `columns` to the statement's SELECT, `table` to its FROM, `condition` (with
+    `params`) to its WHERE and `alias` to its FOR ... OF. `token(row, at)` is then
+    the turn the row holds from column `at`, to pass to queue_turn_extend as
+    `locked`. A hold saves a round trip to PostgreSQL this way."""
+
+    columns: str
+    table: str
+    condition: str
+    params: list
+    alias: str
+
+    def token(self, row: tuple, at: int) -> QueueToken:
+        return rawsql.instances(row[at:], QueueToken)[0]
+
+
+def queue_turn_lock_part(key: str | None, *, alias: str = "t") -> TurnLock | None:
+    """The fan's turn by its secret as part of a caller's lock statement (TurnLock),
+    or None for a key of no token's shape (then queue_turn_extend says why)."""
+    if not key or not is_token_key(key):
+        return None
+    table = QueueToken._meta.db_table
+    return TurnLock(
+        rawsql.select(QueueToken, alias), f"{table} {alias}", f"{alias}.key = %s", [key], alias
+    )
+
+
 def queue_turn_extend(
-    *, key: str | None, user: AbstractBaseUser, concert_id: int, until: datetime, now: datetime
+    *,
+    key: str | None,
+    user: AbstractBaseUser,
+    concert_id: int,
+    until: datetime,
+    now: datetime,
+    locked: QueueToken | None = None,
 ) -> QueueToken:
     """Check the fan's turn under its row lock and keep it from lapsing before `until`
-    (a live seat hold's end). Call inside the caller's transaction.
+    (a live seat hold's end). Call inside the caller's transaction. `locked`: the
+    turn as the caller's own lock statement locked and read it (queue_turn_lock_part),
+    so it is not locked again here.
 
     The seam for seat holds: concerts tells queueing how long a hold lives, so
     queueing never asks concerts about holds. A turn that has lapsed, even if no
@@ -910,7 +947,11 @@ def queue_turn_extend(
     either the sweep ends the turn first and this refuses, or this extends it
     first and the sweep no longer finds it lapsed.
     """
-    token = _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
+    if locked is None:
+        token = _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
+    else:
+        token = locked
+        _check_pass(token, user=user, concert_id=concert_id, now=now)
     if token.active_until < until:
         with rawsql.cursor() as cursor:  # plain SQL: every hold runs it
             cursor.execute(

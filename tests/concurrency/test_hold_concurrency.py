@@ -101,13 +101,13 @@ def test_control_without_the_lock_and_the_constraint_a_seat_is_sold_twice(monkey
     busy server: the race happens on every run, not only on lucky ones."""
     together = threading.Barrier(50)
 
-    def unlocked_seat(*, user_id, schedule_id, seat_number):
+    def unlocked_seat(*, user_id, schedule_id, seat_number, turn=None):
         lock_the_fan_only(user_id)
         seat = Seat.objects.get(schedule_id=schedule_id, number=seat_number)
         # Some fans may have been refused before this point: go on without them.
         with contextlib.suppress(threading.BrokenBarrierError):
             together.wait(timeout=3)
-        return seat
+        return seat, None  # no turn: the hold locks it by itself
 
     monkeypatch.setattr(services, "_lock_fan_and_seat", unlocked_seat)
     with connection.cursor() as cursor:
@@ -134,9 +134,9 @@ def test_control_without_the_lock_and_the_constraint_a_seat_is_sold_twice(monkey
 def test_the_constraint_alone_still_stops_a_double_booking(monkeypatch):
     """With only the lock off, the database refuses the second hold (a clean 409)."""
 
-    def unlocked_seat(*, user_id, schedule_id, seat_number):
+    def unlocked_seat(*, user_id, schedule_id, seat_number, turn=None):
         lock_the_fan_only(user_id)
-        return Seat.objects.get(schedule_id=schedule_id, number=seat_number)
+        return Seat.objects.get(schedule_id=schedule_id, number=seat_number), None
 
     monkeypatch.setattr(services, "_lock_fan_and_seat", unlocked_seat)
     concert = open_concert()
@@ -226,10 +226,11 @@ def test_a_fan_firing_20_holds_at_once_ends_with_exactly_the_limit():
 
 @override_settings(MAX_SEATS_PER_FAN=4)
 def test_control_without_the_fan_lock_the_limit_is_exceeded(monkeypatch):
-    def lock_the_seat_only(*, user_id, schedule_id, seat_number):
-        return Seat.objects.select_for_update(no_key=True).get(
+    def lock_the_seat_only(*, user_id, schedule_id, seat_number, turn=None):
+        seat = Seat.objects.select_for_update(no_key=True).get(
             schedule_id=schedule_id, number=seat_number
         )
+        return seat, None
 
     monkeypatch.setattr(services, "_lock_fan_and_seat", lock_the_seat_only)
     concert = open_concert()

@@ -6,13 +6,15 @@ not grow with the number of rows.
 """
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from concerts import services as concert_services
 from concerts.models import Reservation
 from queueing import services as queue_services
+from queueing.exceptions import QueueTokenInvalid
 from queueing.models import WaitingRoom
 from tests.conftest import admit, admitted_client, hold_seat, token_client
 from tests.factories import ConcertFactory, UserFactory
@@ -36,8 +38,9 @@ BUDGETS = {
     # POST /api/v1/reservations: 11 counted, until the fan's and the seat's locks
     # became one statement and the fan's count and the seat's holder another: 9.
     # Then 8: those checks ride in the hold's insert (INSERT … SELECT … WHERE), and
-    # only a hold they refuse asks them again, to say why.
-    "hold": 8,
+    # only a hold they refuse asks them again, to say why. Then 7: the fan's turn is
+    # locked in the fan's and the seat's lock statement.
+    "hold": 7,
     # POST /api/v1/payments with an Idempotency-Key, counted in a test's transaction
     # (its savepoints included). 27 after issue 12; issue 13's sale-day work brought
     # it to 16 (plain-SQL locks, the "other live holds" read folded into the lock),
@@ -158,6 +161,48 @@ def test_a_hold_of_a_free_seat_checks_in_its_insert_and_one_of_a_lapsed_seat_ask
     assert sum(q["sql"].startswith(CHECKS) for q in taken_over.captured_queries) == 1
     lapsed.refresh_from_db()
     assert lapsed.status == Reservation.Status.EXPIRED
+
+
+TURN_LOCK = "FROM queueing_queuetoken t WHERE t.key = %s FOR NO KEY UPDATE"  # _lock_turn's
+
+
+def test_a_hold_locks_the_turn_with_the_fan_and_the_seat_and_one_it_misses_on_its_own(
+    fan, concert, schedule
+):
+    """The fan's turn is locked, and read as it stands, in the statement that locks
+    the fan and the seat; the control: a turn the gate passed (from the mirror) but
+    whose row that statement does not find is looked for on its own, under its own
+    lock, which refuses it."""
+    client = admitted_client(fan, concert)
+    with CaptureQueriesContext(connection) as held:
+        response = client.post(
+            "/api/v1/reservations", {"schedule_id": schedule.id, "seat_number": 3}
+        )
+    assert response.status_code == 201
+    locks = [q["sql"] for q in held.captured_queries if "FOR NO KEY UPDATE" in q["sql"]]
+    assert len(locks) == 1 and locks[0].endswith("FOR NO KEY UPDATE OF u, s, t"), locks
+    assert "queueing_queuetoken t" in locks[0]
+
+    # The control, in the service: a turn of a token's shape that no row has (the gate
+    # passed it a moment before, from the mirror; then it was gone).
+    missing = "x" * 43
+    with transaction.atomic(), CaptureQueriesContext(connection) as missed:
+        seat, turn = concert_services._lock_fan_and_seat(
+            user_id=fan.pk,
+            schedule_id=schedule.id,
+            seat_number=4,
+            turn=queue_services.queue_turn_lock_part(missing),
+        )
+        assert seat.number == 4 and turn is None
+        with pytest.raises(QueueTokenInvalid):
+            queue_services.queue_turn_extend(
+                key=missing, user=fan, concert_id=concert.id, until=timezone.now(),
+                now=timezone.now(), locked=turn,
+            )  # fmt: skip
+    statements = [q["sql"] for q in missed.captured_queries]
+    assert "queueing_queuetoken t" in statements[0] and "queueing_queuetoken" not in statements[1]
+    assert statements[1].endswith("FOR NO KEY UPDATE OF u, s")
+    assert statements[2].endswith(f"t.key = '{missing}' FOR NO KEY UPDATE"), statements
 
 
 def test_a_payment(fan, concert, schedule, django_assert_max_num_queries):
