@@ -9,8 +9,8 @@ And two floors, which say what a goal asks of the code around its statements:
 - /bench/line-up-floor/<concert>: a line-up's one statement (queueing's own
   function), for the fan whose API token is in Authorization, and nothing else;
 - /bench/payment-floor: a payment's statements, as PostgreSQL runs them for one
-  seat (the locks, the confirmation, the turn's end, the payment, the debit with its
-  ledger entry) in one transaction, for X-Fan, X-Reservation and X-Queue-Token, in
+  seat (the locks; the confirmation with the turn's end; the payment; the debit
+  with its ledger entry) in one transaction, for X-Fan, X-Reservation and X-Queue-Token, in
   plain SQL with nothing around them.
 A floor runs the endpoint's database work with the least Python a request can
 have (no authentication, no gate, no idempotency, no mirror, no after-commit
@@ -116,25 +116,24 @@ class PaymentFloorApi(APIView):
                     [fan, reservation],
                 )
                 price, concert = _one(cursor)
-                cursor.execute(
+                cursor.execute(  # the confirmation, and the turn's end if no seat is left
                     "WITH paid AS (UPDATE concerts_reservation SET status = 'confirmed',"
                     " confirmed_at = %s, expires_at = NULL WHERE id IN (%s)"
-                    " AND status = 'held' AND expires_at > %s RETURNING 1)"
-                    " SELECT (SELECT count(*) FROM paid), EXISTS (SELECT 1"
+                    " AND status = 'held' AND expires_at > %s RETURNING 1),"
+                    " others AS (SELECT EXISTS (SELECT 1"
                     " FROM concerts_reservation o JOIN concerts_schedule od"
                     " ON od.id = o.schedule_id WHERE o.user_id = %s AND od.concert_id = %s"
-                    " AND o.status = 'held' AND o.expires_at > %s AND o.id NOT IN (%s))",
-                    [now, reservation, now, fan, concert, now, reservation],
-                )
-                if _one(cursor)[0] != 1:
-                    raise _Refused()
-                cursor.execute(
-                    "UPDATE queueing_queuetoken SET status = 'ended', ended_at = %s,"
+                    " AND o.status = 'held' AND o.expires_at > %s AND o.id NOT IN (%s)) AS held),"
+                    " ended AS (UPDATE queueing_queuetoken SET status = 'ended', ended_at = %s,"
                     " end_reason = 'paid' WHERE key = %s AND user_id = %s AND concert_id = %s"
-                    " AND status = 'active' AND active_until > %s RETURNING id",
-                    [now, key, fan, concert, now],
-                )
-                _one(cursor)
+                    " AND status = 'active' AND active_until > %s"
+                    " AND NOT (SELECT held FROM others) RETURNING id)"
+                    " SELECT (SELECT count(*) FROM paid), (SELECT count(*) FROM ended)",
+                    [now, reservation, now, fan, concert, now, reservation,
+                     now, key, fan, concert, now],
+                )  # fmt: skip
+                if _one(cursor) != (1, 1):
+                    raise _Refused()
                 cursor.execute(
                     "INSERT INTO payments_payment (user_id, reservation_id, amount, status,"
                     " failure_reason, checkout_id, created_at, paid_at, refunded_at)"

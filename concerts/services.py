@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -452,9 +453,24 @@ def reservations_lock(*, user_id: int, reservation_ids: Sequence[int]) -> list[R
     return locked
 
 
+class Confirmation(NamedTuple):
+    """reservations_confirm's answer. `turn_tried`: its statement tried to end the
+    fan's turn (turn_end), and `turn_ended` is the turn it ended (None: none)."""
+
+    confirmed: int
+    still_held: bool
+    turn_tried: bool = False
+    turn_ended: models.Model | None = None
+
+
 def reservations_confirm(
-    *, user_id: int, concert_id: int, ids: Sequence[int], now: datetime
-) -> tuple[int, bool]:
+    *,
+    user_id: int,
+    concert_id: int,
+    ids: Sequence[int],
+    now: datetime,
+    turn_end: queue_services.TurnEnd | None = None,
+) -> Confirmation:
     """A payment's end of these holds, which the caller has locked
     (reservations_lock): each one still live becomes confirmed; a lapsed one is left
     for the caller to refuse (nothing is confirmed after its time is up), so a seat
@@ -464,7 +480,10 @@ def reservations_confirm(
 
     One statement on PostgreSQL. It runs after the fan's lock was taken, and every
     hold of the fan takes that lock first, so no hold of the fan can commit between
-    this answer and the payment's commit."""
+    this answer and the payment's commit. `turn_end` (queue_services.
+    queue_turn_end_part, made with `unless=OTHERS_HELD`) ends the fan's turn in the
+    same statement when no other seat is held: the turn's row lock comes after the
+    reservations', the global lock order."""
     held, marks = Reservation.Status.HELD, ", ".join(["%s"] * len(ids))
     confirm = (
         f"UPDATE {Reservation._meta.db_table} SET status = %s, confirmed_at = %s,"
@@ -483,13 +502,28 @@ def reservations_confirm(
             cursor.execute(confirm, rawsql.params(confirm_params))
             confirmed = cursor.rowcount
             cursor.execute(f"SELECT {others}", rawsql.params(others_params))
-            return confirmed, bool(cursor.fetchone()[0])
+            return Confirmation(confirmed, bool(cursor.fetchone()[0]))
+        if turn_end is None:
+            cursor.execute(
+                f"WITH paid AS ({confirm} RETURNING 1)"
+                f" SELECT (SELECT count(*) FROM paid), {others}",
+                [*confirm_params, *others_params],
+            )
+            return Confirmation(*cursor.fetchone())
         cursor.execute(
-            f"WITH paid AS ({confirm} RETURNING 1) SELECT (SELECT count(*) FROM paid), {others}",
-            [*confirm_params, *others_params],
+            f"WITH paid AS ({confirm} RETURNING 1), others AS (SELECT {others} AS held),"
+            f" ended AS ({turn_end.sql})"
+            f" SELECT (SELECT count(*) FROM paid), (SELECT held FROM others), ended.*"
+            f" FROM (SELECT 1) one LEFT JOIN ended ON true",
+            [*confirm_params, *others_params, *turn_end.params],
         )
-        confirmed, still_held = cursor.fetchone()
-    return confirmed, still_held
+        row = cursor.fetchone()
+    return Confirmation(row[0], row[1], turn_tried=True, turn_ended=turn_end.token(row, 2))
+
+
+# The condition a payment's turn end is made with (queue_turn_end_part's `unless`):
+# the fan still holds another seat, as reservations_confirm's statement found.
+OTHERS_HELD = "SELECT held FROM others"
 
 
 def reservation_end_locked(*, reservation: Reservation, now: datetime, reason: str) -> Reservation:

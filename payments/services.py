@@ -7,10 +7,10 @@ the admin action alike:
 - payment_refund_by_operator: an operator's refund, by payment.
 
 Paying is one transaction that locks, in the global order, the fan, the seat and
-the reservation (concerts.reservations_lock, one statement), confirms the seat
-(concerts.reservations_confirm), then locks the fan's queue token (queue_turn_end)
-and the wallet (wallet_debit), so it cannot deadlock with holds, cancellations or
-the cleanup jobs.
+the reservation (concerts.reservations_lock, one statement), confirms the seat and
+ends the fan's turn, locking the fan's queue token (concerts.reservations_confirm
+with queueing's queue_turn_end_part, one statement), then locks the wallet
+(wallet_debit), so it cannot deadlock with holds, cancellations or the cleanup jobs.
 """
 
 from __future__ import annotations
@@ -165,8 +165,13 @@ def _pay(
             # It also says whether the fan holds other seats of the concert: if not,
             # the turn ends here; paying for some seats keeps it for the others. (An
             # error below rolls the confirmation back.)
-            confirmed, still_held = concert_services.reservations_confirm(
-                user_id=user.pk, concert_id=concert_id, ids=ids, now=now
+            # The turn ends in the same statement when no other seat is held.
+            turn_end = queue_services.queue_turn_end_part(
+                key=queue_key, user=user, concert_id=concert_id, now=now, reason="paid",
+                unless=concert_services.OTHERS_HELD,
+            )  # fmt: skip
+            confirmed, still_held, turn_tried, turn_ended = concert_services.reservations_confirm(
+                user_id=user.pk, concert_id=concert_id, ids=ids, now=now, turn_end=turn_end
             )
             if still_held:
                 queue_services.queue_turn_lock(
@@ -174,8 +179,9 @@ def _pay(
                 )
             else:
                 queue_services.queue_turn_end(
-                    key=queue_key, user=user, concert_id=concert_id, now=now, reason="paid"
-                )
+                    key=queue_key, user=user, concert_id=concert_id, now=now, reason="paid",
+                    tried=turn_tried, ended=turn_ended,
+                )  # fmt: skip
             if any(r.status == RStatus.CANCELLED for r in reservations):
                 raise ReservationNotPayable()
             if not all(r.is_live(now=now) for r in reservations):

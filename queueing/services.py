@@ -1021,31 +1021,78 @@ def queue_turn_lock(
     return _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
 
 
+class TurnEnd(NamedTuple):
+    """The fan's turn's end as one data-modifying part of a caller's statement (WITH
+    name AS (sql) ...): an UPDATE that ends the fan's own live turn for the concert
+    under the row lock it takes (what _lock_turn checks, as SQL), RETURNING the
+    token's columns, `width` of them. Pass the row it returns (or None) to
+    queue_turn_end as `ended`."""
+
+    sql: str
+    params: list
+    width: int
+
+    def token(self, row: tuple, at: int) -> QueueToken | None:
+        """The ended turn from the row's columns from `at` (None if none ended)."""
+        values = row[at : at + self.width]
+        return None if values[0] is None else rawsql.instances(values, QueueToken)[0]
+
+
+def queue_turn_end_part(
+    *,
+    key: str | None,
+    user: AbstractBaseUser,
+    concert_id: int,
+    now: datetime,
+    reason: str,
+    unless: str = "",
+) -> TurnEnd | None:
+    """queue_turn_end's usual case as part of a caller's statement (TurnEnd); `unless`:
+    an SQL condition (no parameters) under which the turn is not ended. None: a key
+    of no token's shape, or no fan (queue_turn_end then says why)."""
+    if not (key and is_token_key(key) and user.is_authenticated):
+        return None
+    table = QueueToken._meta.db_table
+    return TurnEnd(
+        f"UPDATE {table} SET status = %s, ended_at = %s, end_reason = %s"
+        f" WHERE key = %s AND user_id = %s AND concert_id = %s AND status = %s"
+        f" AND active_until > %s{f' AND NOT ({unless})' if unless else ''}"
+        f" RETURNING {rawsql.select(QueueToken, table)}",
+        rawsql.params([Status.ENDED, now, reason, key, user.pk, concert_id, Status.ACTIVE, now]),
+        rawsql.width(QueueToken),
+    )
+
+
 def queue_turn_end(
-    *, key: str | None, user: AbstractBaseUser, concert_id: int, now: datetime, reason: str
+    *,
+    key: str | None,
+    user: AbstractBaseUser,
+    concert_id: int,
+    now: datetime,
+    reason: str,
+    tried: bool = False,
+    ended: QueueToken | None = None,
 ) -> QueueToken:
     """Check the fan's turn under its row lock and end it (a payment ends the turn).
     Call inside the caller's transaction: if it rolls back, the turn goes on; if it
-    commits, the freed slot is refilled right after."""
-    if key and is_token_key(key) and user.is_authenticated:
-        # The usual case in one statement: the fan's own live turn for this concert,
-        # ended under the row lock the UPDATE takes (what _lock_turn checks, as SQL).
-        with rawsql.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {QueueToken._meta.db_table} SET status = %s, ended_at = %s,"
-                f" end_reason = %s WHERE key = %s AND user_id = %s AND concert_id = %s"
-                f" AND status = %s AND active_until > %s"
-                f" RETURNING {rawsql.select(QueueToken, QueueToken._meta.db_table)}",
-                rawsql.params(
-                    [Status.ENDED, now, reason, key, user.pk, concert_id, Status.ACTIVE, now]
-                ),
-            )
-            row = cursor.fetchone()
-        if row is not None:
-            token = rawsql.instances(row, QueueToken)[0]
-            ended = (token.pk, token.concert_id, Status.ACTIVE, token.key, token.user_id)
-            _end_locked(rows=[ended], now=now, reason=reason, status=Status.ENDED, written=True)
-            return token
+    commits, the freed slot is refilled right after. `tried`: the caller's own
+    statement tried to end it (queue_turn_end_part), and `ended` is what it ended
+    (None: nothing, and the gate says why)."""
+    if not tried:
+        part = queue_turn_end_part(
+            key=key, user=user, concert_id=concert_id, now=now, reason=reason
+        )
+        if part is not None:
+            # The usual case in one statement: the fan's own live turn for this
+            # concert, ended under the row lock the UPDATE takes.
+            with rawsql.cursor() as cursor:
+                cursor.execute(part.sql, part.params)
+                row = cursor.fetchone()
+            ended = None if row is None else part.token(row, 0)
+    if ended is not None:
+        row = (ended.pk, ended.concert_id, Status.ACTIVE, ended.key, ended.user_id)
+        _end_locked(rows=[row], now=now, reason=reason, status=Status.ENDED, written=True)
+        return ended
     # Refused: under the lock, the gate says why (the same checks, in Python).
     token = _lock_turn(key=key, user=user, concert_id=concert_id, now=now)
     row = (token.pk, token.concert_id, token.status, token.key, token.user_id)

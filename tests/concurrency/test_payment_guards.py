@@ -86,11 +86,11 @@ def guards(monkeypatch, *, lock: bool, held_check: bool, constraint: bool):
         pay_through_reservation_lock(monkeypatch, services.concert_services)
     if not held_check:
 
-        def confirm_blindly(*, user_id, concert_id, ids, now):
+        def confirm_blindly(*, user_id, concert_id, ids, now, turn_end=None):
             confirmed = Reservation.objects.filter(id__in=ids).update(
                 status="confirmed", confirmed_at=now, expires_at=None
             )
-            return confirmed, False
+            return services.concert_services.Confirmation(confirmed, still_held=False)
 
         monkeypatch.setattr(services.concert_services, "reservations_confirm", confirm_blindly)
     if not constraint:

@@ -15,7 +15,7 @@ from concerts import services as concert_services
 from concerts.models import Reservation
 from queueing import services as queue_services
 from queueing.exceptions import QueueTokenInvalid
-from queueing.models import WaitingRoom
+from queueing.models import QueueToken, WaitingRoom
 from tests.conftest import admit, admitted_client, hold_seat, token_client
 from tests.factories import ConcertFactory, UserFactory
 from wallet import services as wallet_services
@@ -48,8 +48,9 @@ BUDGETS = {
     # live holds" read moved into the confirming UPDATE's statement. (One of the 14 is
     # the API token's read, when the cache does not hold it yet.) Then 12: the key's
     # claim became one statement that commits by itself (ON CONFLICT DO NOTHING), not
-    # an INSERT in a savepoint (a transaction of its own outside a test's).
-    "pay": 12,
+    # an INSERT in a savepoint (a transaction of its own outside a test's). Then 11:
+    # the turn ends in the confirming UPDATE's statement.
+    "pay": 11,
     "list": 3,  # any paginated list: auth, count, page
     # The same, paid again with a new key: the key's claim, the one lock statement
     # (which reads the status: already paid), the answer stored (and savepoints). 10
@@ -203,6 +204,39 @@ def test_a_hold_locks_the_turn_with_the_fan_and_the_seat_and_one_it_misses_on_it
     assert "queueing_queuetoken t" in statements[0] and "queueing_queuetoken" not in statements[1]
     assert statements[1].endswith("FOR NO KEY UPDATE OF u, s")
     assert statements[2].endswith(f"t.key = '{missing}' FOR NO KEY UPDATE"), statements
+
+
+def test_a_payment_ends_the_turn_in_its_confirming_statement_unless_a_seat_is_still_held(
+    fan, concert, schedule
+):
+    """The fan's turn ends in the statement that confirms the seat and asks whether
+    the fan holds another; the control: a fan paying one of two held seats keeps the
+    turn, which that statement leaves alone and the payment locks on its own."""
+    client = admitted_client(fan, concert)
+    wallet_services.wallet_charge(user_id=fan.pk, amount=500_000, now=timezone.now())
+    first, second = hold_seat(fan, schedule, 4), hold_seat(fan, schedule, 5)
+    with CaptureQueriesContext(connection) as one_of_two:
+        response = client.post("/api/v1/payments", {"reservation_id": first.id})
+    assert response.status_code == 201
+    statements = [q["sql"] for q in one_of_two.captured_queries]
+    (confirming,) = [sql for sql in statements if sql.startswith("WITH paid AS")]
+    assert "ended AS (UPDATE queueing_queuetoken" in confirming
+    assert sum(is_turn_lock(sql) for sql in statements) == 1  # the turn kept, locked
+    token = QueueToken.objects.get(user=fan, concert=concert)
+    assert token.status == QueueToken.Status.ACTIVE
+
+    with CaptureQueriesContext(connection) as last:
+        response = client.post("/api/v1/payments", {"reservation_id": second.id})
+    assert response.status_code == 201
+    statements = [q["sql"] for q in last.captured_queries]
+    assert not any("queueing_queuetoken" in sql for sql in statements if not sql.startswith("WITH"))
+    token.refresh_from_db()
+    assert (token.status, token.end_reason) == (QueueToken.Status.ENDED, "paid")
+
+
+def is_turn_lock(sql: str) -> bool:
+    """queueing's _lock_turn: the turn alone, locked by its key."""
+    return "FROM queueing_queuetoken t WHERE t.key = " in sql and sql.endswith("FOR NO KEY UPDATE")
 
 
 def test_a_payment(fan, concert, schedule, django_assert_max_num_queries):
