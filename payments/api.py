@@ -35,7 +35,7 @@ from config.errors import DomainError
 from config.idempotency import Answer
 from config.schema import paginated_list
 from payments import selectors, services
-from payments.serializers import CheckoutOutput, PaymentOutput
+from payments.serializers import CheckoutOutput, PaymentOutput, when_text
 from queueing.gate import queue_gate_codes
 
 # --- reservations -------------------------------------------------------------
@@ -51,6 +51,20 @@ class ReservationOutput(serializers.Serializer):
 
     def get_status(self, reservation) -> str:
         return reservation.effective_status(now=self.context["now"])
+
+
+def reservation_body(reservation, *, now) -> dict:
+    """ReservationOutput(reservation, context={"now": now}).data, built directly:
+    every hold answers with it, and a serializer copies its fields for each
+    instance (about 4 % of a hold's instructions). A test holds the two equal."""
+    return {
+        "reservation_id": reservation.id,
+        "schedule_id": reservation.schedule_id,
+        "seat_number": reservation.seat.number,
+        "price": reservation.price,
+        "status": reservation.effective_status(now=now),
+        "expires_at": when_text(reservation.expires_at),
+    }
 
 
 class HoldInput(serializers.Serializer):
@@ -104,7 +118,7 @@ def _held(request, data: dict, reads=None) -> tuple[dict, dict[str, str]]:
         now=now,
         reads=reads,
     )
-    body = ReservationOutput(reservation, context={"now": now}).data
+    body = reservation_body(reservation, now=now)
     return body, {"Location": f"/api/v1/reservations/{reservation.pk}"}
 
 

@@ -47,7 +47,8 @@ class CheckoutOutput(serializers.Serializer):
 _datetime = serializers.DateTimeField()
 
 
-def _when(value) -> str | None:
+def when_text(value) -> str | None:
+    """A datetime as a DRF DateTimeField renders it (None stays None)."""
     return None if value is None else _datetime.to_representation(value)
 
 
@@ -60,7 +61,7 @@ def payment_body(payment) -> dict:
         ticket = {
             "concert_id": reservation.schedule.concert_id,
             "schedule_id": reservation.schedule_id,
-            "starts_at": _when(reservation.schedule.starts_at),
+            "starts_at": when_text(reservation.schedule.starts_at),
             "seat_number": reservation.seat.number,
         }
     return {
@@ -69,7 +70,7 @@ def payment_body(payment) -> dict:
         "amount": payment.amount,
         "status": payment.status,
         "failure_reason": payment.failure_reason or None,
-        "paid_at": _when(payment.paid_at),
-        "refunded_at": _when(payment.refunded_at),
+        "paid_at": when_text(payment.paid_at),
+        "refunded_at": when_text(payment.refunded_at),
         "ticket": ticket,
     }

@@ -359,3 +359,24 @@ def test_the_payment_answer_built_directly_equals_the_documented_serializer(fan,
         failure_reason="hold_expired", created_at=timezone.now(),
     )  # fmt: skip
     assert payment_body(failed) == PaymentOutput(failed).data
+
+
+def test_the_hold_answer_built_directly_equals_the_documented_serializer(fan, concert, schedule):
+    from payments.api import ReservationOutput, reservation_body
+
+    client = admitted_client(fan, concert)
+    response = client.post("/api/v1/reservations", {"schedule_id": schedule.id, "seat_number": 6})
+    assert response.status_code == 201
+    held = Reservation.objects.select_related("seat").get(pk=response.json()["reservation_id"])
+    now = timezone.now()
+    assert response.json() == ReservationOutput(held, context={"now": now}).data
+    # A held seat, the same one once its time is up, and a paid one (no expiry).
+    lapsed = held.expires_at + timedelta(seconds=1)
+    paid = Reservation(
+        id=7, schedule_id=schedule.id, seat=held.seat, price=held.price, status="confirmed",
+        expires_at=None,
+    )  # fmt: skip
+    for reservation, when in ((held, now), (held, lapsed), (paid, now)):
+        expected = ReservationOutput(reservation, context={"now": when}).data
+        assert reservation_body(reservation, now=when) == expected
+    assert reservation_body(held, now=lapsed)["status"] == "expired"
