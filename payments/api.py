@@ -56,7 +56,8 @@ class ReservationOutput(serializers.Serializer):
 def reservation_body(reservation, *, now) -> dict:
     """ReservationOutput(reservation, context={"now": now}).data, built directly:
     every hold answers with it, and a serializer copies its fields for each
-    instance (about 4 % of a hold's instructions). A test holds the two equal."""
+    instance (14 % of a hold's instructions: 3.74 to 3.20 million, bench.instructions).
+    A test holds the two equal."""
     return {
         "reservation_id": reservation.id,
         "schedule_id": reservation.schedule_id,
