@@ -883,16 +883,16 @@ def _lock_turn(
     transaction and checked under that lock; raises the gate's errors."""
     if not key:
         raise QueueTokenMissing()
-    token = None
-    if is_token_key(key):
-        with rawsql.cursor() as cursor:  # plain SQL: every hold and payment runs it
+    token, part = None, queue_turn_lock_part(key)
+    if part is not None:
+        with rawsql.cursor() as cursor:  # the same SQL as the hold's own lock statement
             cursor.execute(
-                f"SELECT {rawsql.select(QueueToken, 't')} FROM {QueueToken._meta.db_table} t"
-                f" WHERE t.key = %s{rawsql.for_no_key_update()}",
-                [key],
+                f"SELECT {part.columns} FROM {part.table} WHERE {part.condition}"
+                f"{rawsql.for_no_key_update()}",
+                part.params,
             )
             row = cursor.fetchone()
-        token = rawsql.instances(row, QueueToken)[0] if row else None
+        token = part.token(row, 0) if row else None
     _check_pass(token, user=user, concert_id=concert_id, now=now)
     return token
 
