@@ -1025,8 +1025,8 @@ class TurnEnd(NamedTuple):
     """The fan's turn's end as one data-modifying part of a caller's statement (WITH
     name AS (sql) ...): an UPDATE that ends the fan's own live turn for the concert
     under the row lock it takes (what _lock_turn checks, as SQL), RETURNING the
-    token's columns, `width` of them. Pass the row it returns (or None) to
-    queue_turn_end as `ended`."""
+    token's columns, `width` of them. Then call queue_turn_end with `tried=True` and
+    `ended=token(row, at)`, the turn it ended (None: none, and the gate says why)."""
 
     sql: str
     params: list
