@@ -12,6 +12,7 @@ error table in docs/errors.md is generated from REGISTRY (`manage.py error_codes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -107,6 +108,10 @@ class DomainError(Exception):
     # An answer worth replaying for the same Idempotency-Key. Refusals that say
     # "not now" (the gate, a busy lock) are not stored, so a retry can succeed.
     replayable: ClassVar[bool] = True
+    # What a refusal keeps although the refused write rolled back (a seat given back,
+    # a failed attempt on record): writes that config.idempotency.run_once commits
+    # after that rollback, in one transaction with the answer it stores.
+    aftermath: Callable[[], None] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -136,15 +137,25 @@ def run_once(
     `execute` performs the write and returns (status, API body). A DomainError it
     raises is stored as its error envelope and replayed like any answer, unless the
     error is not `replayable` (the gate, a busy lock): then nothing is stored and it
-    propagates, so a retry with the same key may succeed. `execute` must leave no
-    partial writes behind a DomainError (services raise refusals from inside their
-    own atomic blocks). Without a key, `execute` simply runs and errors propagate.
+    propagates, so a retry with the same key may succeed. A refusal leaves nothing
+    of the write behind: with a key, `execute` runs in run_once's transaction, which
+    rolls back in full; without one, in its own (services raise refusals from inside
+    their atomic blocks). What a refusal keeps on purpose is its `aftermath`, run
+    after that rollback (with the stored answer, given a key). Without a key,
+    `execute` simply runs and errors propagate.
 
     Once the write and its answer have committed, the answer stands: a failure in
     after-commit work cannot turn it into an error or erase the stored answer.
     """
     if key is None:
-        status, body = execute()
+        try:
+            with _undoable():
+                status, body = execute()
+        except DomainError as exc:
+            if exc.aftermath is not None:
+                with transaction.atomic():
+                    exc.aftermath()
+            raise
         return Answer(status, body)
     record, replay = _claim(user_id=user_id, scope=scope, key=key, print_=print_, now=now)
     if replay is not None:
@@ -153,19 +164,30 @@ def run_once(
     status: int = 500
     body: Any = None
     try:
-        with transaction.atomic():
-            # Registered first, so it runs first after COMMIT, before any other hook.
-            transaction.on_commit(lambda: committed.append(True))
-            try:
+        try:
+            # The write and its answer, in one transaction. The write's own atomic
+            # block nests in it without a savepoint where it can (payments): a
+            # refusal rolls this transaction back in full, and is answered below.
+            with transaction.atomic():
+                # Registered first, so it runs first after COMMIT, before any other hook.
+                transaction.on_commit(lambda: committed.append(True))
                 status, body = execute()
-            except DomainError as exc:
-                if not exc.replayable:
-                    raise
-                # Services raise from inside their own atomic blocks, so a refusal has
-                # already undone its partial writes; what it did commit on purpose
-                # (a released hold, a recorded failed attempt) commits with its answer.
-                status, body = exc.http_status, exc.body()
-            _finish(record, status, body)
+                _finish(record, status, body)
+        except DomainError as exc:
+            if committed or not exc.replayable:
+                raise
+            # The refused write left nothing behind. Its answer is stored with what
+            # the refusal keeps on purpose (its aftermath: a seat given back, a
+            # failed attempt on record), in one transaction; with nothing to keep,
+            # the answer's one statement commits by itself.
+            status, body = exc.http_status, exc.body()
+            if exc.aftermath is None:
+                _finish(record, status, body)
+            else:
+                with transaction.atomic():
+                    transaction.on_commit(lambda: committed.append(True))
+                    exc.aftermath()
+                    _finish(record, status, body)
     except BaseException:
         if committed:
             logger.exception("After-commit work failed for %s %s; the answer stands", scope, key)
@@ -173,6 +195,13 @@ def run_once(
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         raise
     return Answer(status, body)
+
+
+def _undoable() -> AbstractContextManager:
+    """Around a write run without a key: inside a caller's transaction, a savepoint,
+    so a refusal's rollback leaves that transaction usable for its aftermath; else
+    nothing, and the write's own transaction (or its one statement) stands alone."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def _finish(record: IdempotencyRecord, status: int, body: Any) -> None:

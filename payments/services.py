@@ -15,6 +15,7 @@ with queueing's queue_turn_end_part, one statement), then locks the wallet
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -152,7 +153,10 @@ def _pay(
     if not 1 <= len(ids) <= MAX_CHECKOUT_SEATS:
         raise CheckoutInvalid(f"A payment covers 1 to {MAX_CHECKOUT_SEATS} held seats.")
     try:
-        with transaction.atomic():
+        # No savepoint: run_once's transaction holds this one (and its stored answer),
+        # and a refusal rolls it back in full; what the refusal keeps (the seats given
+        # back, the failed attempts) is its aftermath, which run_once commits after.
+        with transaction.atomic(savepoint=False):
             reservations = concert_services.reservations_lock(user_id=user.pk, reservation_ids=ids)
             if any(r.status == RStatus.CONFIRMED for r in reservations):
                 raise AlreadyPaid()
@@ -209,19 +213,29 @@ def _pay(
             )
             for reservation in reservations:
                 reservation.status = RStatus.CONFIRMED
-    except HoldExpired:
-        _record_failure(user=user, reservation_ids=ids, reason="hold_expired", now=now)
+    except HoldExpired as exc:
+        exc.aftermath = _failure_recorder(user=user, ids=ids, reason="hold_expired", now=now)
         raise
     except InsufficientBalance as exc:
-        _record_failure(user=user, reservation_ids=ids, reason="insufficient_balance", now=now)
-        raise InsufficientBalance(
+        refusal = InsufficientBalance(
             f"{exc.message} Nothing was charged, and the seat{'s were' if len(ids) > 1 else ' was'}"
             " released for other fans.",
             details={**exc.details, "released_reservation_ids": ids},
-        ) from None
+        )
+        refusal.aftermath = _failure_recorder(
+            user=user, ids=ids, reason="insufficient_balance", now=now
+        )
+        raise refusal from None
     for payment, reservation in zip(payments, reservations, strict=True):
         payment.reservation = reservation
     return payments
+
+
+def _failure_recorder(
+    *, user: AbstractBaseUser, ids: list[int], reason: str, now: datetime
+) -> Callable[[], None]:
+    """A refused payment's aftermath (config.idempotency.run_once runs it)."""
+    return lambda: _record_failure(user=user, reservation_ids=ids, reason=reason, now=now)
 
 
 def _record_failure(

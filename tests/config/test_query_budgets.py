@@ -49,13 +49,17 @@ BUDGETS = {
     # the API token's read, when the cache does not hold it yet.) Then 12: the key's
     # claim became one statement that commits by itself (ON CONFLICT DO NOTHING), not
     # an INSERT in a savepoint (a transaction of its own outside a test's). Then 11:
-    # the turn ends in the confirming UPDATE's statement.
-    "pay": 11,
+    # the turn ends in the confirming UPDATE's statement. Then 9: the payment's own
+    # atomic block nests in run_once's transaction without a savepoint (a refusal
+    # rolls that back in full and run_once commits its aftermath).
+    "pay": 9,
     "list": 3,  # any paginated list: auth, count, page
     # The same, paid again with a new key: the key's claim, the one lock statement
     # (which reads the status: already paid), the answer stored (and savepoints). 10
-    # until the claim became one statement.
-    "pay_again": 8,
+    # until the claim became one statement; 8 until the payment's atomic block lost
+    # its savepoint (the refused transaction now rolls back, and the answer's one
+    # statement commits by itself).
+    "pay_again": 6,
 }
 
 
