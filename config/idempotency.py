@@ -7,9 +7,10 @@ whose first request is still running gets 409 `idempotency_key_in_use`. Keys
 are scoped per fan, so one fan's key never reveals another's answer.
 
 The business write and the stored answer commit in one transaction, so an
-answer is stored if and only if the write happened. A request that died
-before committing leaves an in-flight record that may be taken over after
-IN_FLIGHT_TIMEOUT, which is safe because nothing it did was committed.
+answer is stored if and only if the write happened. A refusal rolls the write back
+in full; what it keeps on purpose (its `aftermath`) commits with its stored answer.
+A request that died before committing leaves an in-flight record that may be taken
+over after IN_FLIGHT_TIMEOUT, which is safe because nothing it did was committed.
 """
 
 from __future__ import annotations
