@@ -15,9 +15,9 @@ with queueing's queue_turn_end_part, one statement), then locks the wallet
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -214,7 +214,9 @@ def _pay(
             for reservation in reservations:
                 reservation.status = RStatus.CONFIRMED
     except HoldExpired as exc:
-        exc.aftermath = _failure_recorder(user=user, ids=ids, reason="hold_expired", now=now)
+        exc.aftermath = partial(
+            _record_failure, user=user, reservation_ids=ids, reason="hold_expired", now=now
+        )
         raise
     except InsufficientBalance as exc:
         refusal = InsufficientBalance(
@@ -222,8 +224,8 @@ def _pay(
             " released for other fans.",
             details={**exc.details, "released_reservation_ids": ids},
         )
-        refusal.aftermath = _failure_recorder(
-            user=user, ids=ids, reason="insufficient_balance", now=now
+        refusal.aftermath = partial(
+            _record_failure, user=user, reservation_ids=ids, reason="insufficient_balance", now=now
         )
         raise refusal from None
     for payment, reservation in zip(payments, reservations, strict=True):
@@ -231,19 +233,13 @@ def _pay(
     return payments
 
 
-def _failure_recorder(
-    *, user: AbstractBaseUser, ids: list[int], reason: str, now: datetime
-) -> Callable[[], None]:
-    """A refused payment's aftermath (config.idempotency.run_once runs it)."""
-    return lambda: _record_failure(user=user, reservation_ids=ids, reason=reason, now=now)
-
-
 def _record_failure(
     *, user: AbstractBaseUser, reservation_ids: list[int], reason: str, now: datetime
 ) -> None:
-    """After a refused payment (its transaction rolled back): give the seats back at
-    once and keep each failed attempt, with its reason, for audit."""
-    with transaction.atomic():
+    """A refused payment's aftermath, after its transaction rolled back (run_once runs
+    it, in the transaction that stores the answer): give the seats back at once and
+    keep each failed attempt, with its reason, for audit."""
+    with transaction.atomic(savepoint=False):
         reservations = concert_services.reservations_lock(
             user_id=user.pk, reservation_ids=reservation_ids
         )
