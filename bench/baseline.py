@@ -9,9 +9,9 @@ And two floors, which say what a goal asks of the code around its statements:
 - /bench/line-up-floor/<concert>: a line-up's one statement (queueing's own
   function), for the fan whose API token is in Authorization, and nothing else;
 - /bench/payment-floor: a payment's statements, as PostgreSQL runs them for one
-  seat (the locks; the confirmation with the turn's end; the payment; the debit
-  with its ledger entry) in one transaction, for X-Fan, X-Reservation and X-Queue-Token, in
-  plain SQL with nothing around them.
+  seat (the locks; then one statement: the confirmation, the turn's end, the
+  payment, and the debit with its ledger entry) in one transaction, for X-Fan,
+  X-Reservation and X-Queue-Token, in plain SQL with nothing around them.
 A floor runs the endpoint's database work with the least Python a request can
 have (no authentication, no gate, no idempotency, no mirror, no after-commit
 work): an endpoint cannot be cheaper than its floor while it runs those statements.
@@ -116,10 +116,11 @@ class PaymentFloorApi(APIView):
                     [fan, reservation],
                 )
                 price, concert = _one(cursor)
-                cursor.execute(  # the confirmation, and the turn's end if no seat is left
+                cursor.execute(  # the confirmation, the turn's end if no seat is left,
+                    # the payment, and the debit with its ledger entry: one statement
                     "WITH paid AS (UPDATE concerts_reservation SET status = 'confirmed',"
                     " confirmed_at = %s, expires_at = NULL WHERE id IN (%s)"
-                    " AND status = 'held' AND expires_at > %s RETURNING 1),"
+                    " AND status = 'held' AND expires_at > %s RETURNING id, user_id, price),"
                     " others AS (SELECT EXISTS (SELECT 1"
                     " FROM concerts_reservation o JOIN concerts_schedule od"
                     " ON od.id = o.schedule_id WHERE o.user_id = %s AND od.concert_id = %s"
@@ -127,31 +128,25 @@ class PaymentFloorApi(APIView):
                     " ended AS (UPDATE queueing_queuetoken SET status = 'ended', ended_at = %s,"
                     " end_reason = 'paid' WHERE key = %s AND user_id = %s AND concert_id = %s"
                     " AND status = 'active' AND active_until > %s"
-                    " AND NOT (SELECT held FROM others) RETURNING id)"
-                    " SELECT (SELECT count(*) FROM paid), (SELECT count(*) FROM ended)",
+                    " AND NOT (SELECT held FROM others) RETURNING id),"
+                    " paying AS (INSERT INTO payments_payment (user_id, reservation_id, amount,"
+                    " status, failure_reason, created_at, paid_at) SELECT user_id, id, price,"
+                    " 'paid', '', %s, %s FROM paid RETURNING id, reservation_id, amount),"
+                    " debit AS (UPDATE wallet_wallet SET balance = balance - %s, updated_at = %s"
+                    " WHERE user_id = %s AND balance >= %s RETURNING user_id, balance),"
+                    " debited AS (INSERT INTO wallet_ledgerentry (wallet_id, kind, amount,"
+                    " balance_after, created_at, payment_id, reservation_id)"
+                    " SELECT user_id, 'payment', %s, balance, %s, (SELECT id FROM paying),"
+                    " %s FROM debit RETURNING id)"
+                    " SELECT (SELECT count(*) FROM paid), (SELECT count(*) FROM ended),"
+                    " (SELECT id FROM paying), (SELECT count(*) FROM debited)",
                     [now, reservation, now, fan, concert, now, reservation,
-                     now, key, fan, concert, now],
+                     now, key, fan, concert, now, now, now,
+                     price, now, fan, price, price, now, reservation],
                 )  # fmt: skip
-                if _one(cursor) != (1, 1):
+                confirmed, ended, payment, debited = _one(cursor)
+                if (confirmed, ended, debited) != (1, 1, 1):
                     raise _Refused()
-                cursor.execute(
-                    "INSERT INTO payments_payment (user_id, reservation_id, amount, status,"
-                    " failure_reason, checkout_id, created_at, paid_at, refunded_at)"
-                    " VALUES (%s, %s, %s, 'paid', '', NULL, %s, %s, NULL) RETURNING id",
-                    [fan, reservation, price, now, now],
-                )
-                (payment,) = _one(cursor)
-                cursor.execute(
-                    "WITH moved AS (UPDATE wallet_wallet SET balance = balance + %s,"
-                    " updated_at = %s WHERE user_id = %s AND balance >= %s"
-                    " RETURNING user_id, balance)"
-                    " INSERT INTO wallet_ledgerentry (wallet_id, kind, amount, balance_after,"
-                    " created_at, payment_id, reservation_id)"
-                    " SELECT user_id, 'payment', %s, balance, %s, %s, %s FROM moved"
-                    " RETURNING id",
-                    [-price, now, fan, price, price, now, payment, reservation],
-                )
-                _one(cursor)
         except _Refused:
             return Response({"paid": False}, status=409)
         return Response({"payment_id": payment}, status=201)

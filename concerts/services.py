@@ -455,12 +455,14 @@ def reservations_lock(*, user_id: int, reservation_ids: Sequence[int]) -> list[R
 
 class Confirmation(NamedTuple):
     """reservations_confirm's answer. `turn_tried`: its statement tried to end the
-    fan's turn (turn_end), and `turn_ended` is the turn it ended (None: none)."""
+    fan's turn (turn_end), and `turn_ended` is the turn it ended (None: none).
+    `answers`: each of `then`'s parts' answer, in order (None: not run)."""
 
     confirmed: int
     still_held: bool
     turn_tried: bool = False
     turn_ended: models.Model | None = None
+    answers: tuple = ()
 
 
 def reservations_confirm(
@@ -470,6 +472,7 @@ def reservations_confirm(
     ids: Sequence[int],
     now: datetime,
     turn_end: queue_services.TurnEnd | None = None,
+    then: Sequence[rawsql.Part] = (),
 ) -> Confirmation:
     """A payment's end of these holds, which the caller has locked
     (reservations_lock): each one still live becomes confirmed; a lapsed one is left
@@ -483,7 +486,8 @@ def reservations_confirm(
     this answer and the payment's commit. `turn_end` (queue_services.
     queue_turn_end_part, made with `unless=OTHERS_HELD`) ends the fan's turn in the
     same statement when no other seat is held: the turn's row lock comes after the
-    reservations', the global lock order."""
+    reservations', the global lock order. `then`: the payment's own writes in the
+    same statement (rawsql.Part), which read the confirmed holds from PAID."""
     held, marks = Reservation.Status.HELD, ", ".join(["%s"] * len(ids))
     confirm = (
         f"UPDATE {Reservation._meta.db_table} SET status = %s, confirmed_at = %s,"
@@ -502,25 +506,43 @@ def reservations_confirm(
             cursor.execute(confirm, rawsql.params(confirm_params))
             confirmed = cursor.rowcount
             cursor.execute(f"SELECT {others}", rawsql.params(others_params))
-            return Confirmation(confirmed, bool(cursor.fetchone()[0]))
-        if turn_end is None:
-            cursor.execute(
-                f"WITH paid AS ({confirm} RETURNING 1)"
-                f" SELECT (SELECT count(*) FROM paid), {others}",
-                [*confirm_params, *others_params],
-            )
-            return Confirmation(*cursor.fetchone())
+            held_too = bool(cursor.fetchone()[0])
+            return Confirmation(confirmed, held_too, answers=(None,) * len(then))
+        ctes = [
+            f"{PAID} AS ({confirm} RETURNING id, user_id, price)",
+            f"others AS (SELECT {others} AS held)",
+        ]
+        params = [*confirm_params, *others_params]
+        if turn_end is not None:
+            ctes.append(f"ended AS ({turn_end.sql})")
+            params += turn_end.params
+        for part in then:
+            ctes.append(part.ctes)
+            params += part.params
+        answers = "".join(f", {part.answer}" for part in then)
+        ended = ", ended.* FROM (SELECT 1) one LEFT JOIN ended ON true" if turn_end else ""
         cursor.execute(
-            f"WITH paid AS ({confirm} RETURNING 1), others AS (SELECT {others} AS held),"
-            f" ended AS ({turn_end.sql})"
-            f" SELECT (SELECT count(*) FROM paid), (SELECT held FROM others), ended.*"
-            f" FROM (SELECT 1) one LEFT JOIN ended ON true",
-            [*confirm_params, *others_params, *turn_end.params],
+            f"WITH {', '.join(ctes)} SELECT (SELECT count(*) FROM {PAID}),"
+            f" (SELECT held FROM others){answers}{ended}",
+            params,
         )
         row = cursor.fetchone()
-    return Confirmation(row[0], row[1], turn_tried=True, turn_ended=turn_end.token(row, 2))
+    after = 2 + len(then)
+    return Confirmation(
+        row[0],
+        row[1],
+        turn_tried=turn_end is not None,
+        turn_ended=turn_end.token(row, after) if turn_end is not None else None,
+        answers=tuple(row[2:after]),
+    )
 
 
+# What reservations_confirm's statement names its confirmed holds, for a part in
+# `then` to read: one row per hold it confirmed, with its id, user_id and price.
+PAID = "paid"
+# A condition for a part in `then`: the statement's turn_end ended the fan's turn
+# (it reads the ended turn, so that turn's row lock comes first).
+TURN_ENDED = "EXISTS (SELECT 1 FROM ended)"
 # The condition a payment's turn end is made with (queue_turn_end_part's `unless`):
 # the fan still holds another seat, as reservations_confirm's statement found.
 OTHERS_HELD = "SELECT held FROM others"

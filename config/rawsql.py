@@ -15,12 +15,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
+from typing import NamedTuple
 
 from django.db import connections, models
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import post_init, post_save, pre_init, pre_save
+
+
+class Part(NamedTuple):
+    """Data-modifying steps of one app that ride in another app's statement, so a
+    write takes one round trip where it took several: `ctes` (`name AS (...)`, one
+    or more, comma-separated) joins the statement's WITH list, `params` are theirs,
+    and `answer` (SQL with no parameters) is the value the statement answers with
+    for them. The statement's owner documents what its own steps return for a part
+    to read. A statement that cannot carry a part (make run's SQLite) answers None
+    for it, and the part's owner then does the same work in its own statements."""
+
+    ctes: str
+    params: list
+    answer: str
 
 
 class _Kept:
@@ -213,8 +228,12 @@ def insert(
             params(values, db),
         )
         row = cur.fetchone()
-    if row is None:
-        return None
-    instance.pk = row[0]
+    return None if row is None else saved(instance, row[0], db)
+
+
+def saved(instance: models.Model, pk: int, db: str = "default") -> models.Model:
+    """The new instance, marked as written under `pk` (as `save()` leaves it): for a
+    row an INSERT wrote in plain SQL, here or as part of another statement."""
+    instance.pk = pk
     instance._state.adding, instance._state.db = False, db
     return instance

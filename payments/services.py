@@ -7,10 +7,13 @@ the admin action alike:
 - payment_refund_by_operator: an operator's refund, by payment.
 
 Paying is one transaction that locks, in the global order, the fan, the seat and
-the reservation (concerts.reservations_lock, one statement), confirms the seat and
-ends the fan's turn, locking the fan's queue token (concerts.reservations_confirm
-with queueing's queue_turn_end_part, one statement), then locks the wallet
-(wallet_debit), so it cannot deadlock with holds, cancellations or the cleanup jobs.
+the reservation (concerts.reservations_lock, one statement); then one statement
+(concerts.reservations_confirm) confirms the seat, ends the fan's turn, locking the
+fan's queue token (queueing's queue_turn_end_part), records the payment (`_paying`)
+and, once the turn has ended, locks the wallet and debits it (wallet's
+wallet_debit_part). A fan who keeps the turn (another seat held) is debited after
+the turn's lock, by wallet_debit. The wallet's lock comes last either way, so a
+payment cannot deadlock with holds, cancellations or the cleanup jobs.
 """
 
 from __future__ import annotations
@@ -174,9 +177,13 @@ def _pay(
                 key=queue_key, user=user, concert_id=concert_id, now=now, reason="paid",
                 unless=concert_services.OTHERS_HELD,
             )  # fmt: skip
-            confirmed, still_held, turn_tried, turn_ended = concert_services.reservations_confirm(
-                user_id=user.pk, concert_id=concert_id, ids=ids, now=now, turn_end=turn_end
-            )
+            # And the payment rows and the debit too, unless a top-up must come first.
+            ride = turn_end is not None and not top_up
+            confirmation = concert_services.reservations_confirm(
+                user_id=user.pk, concert_id=concert_id, ids=ids, now=now, turn_end=turn_end,
+                then=_paying(user_id=user.pk, seats=len(ids), now=now) if ride else (),
+            )  # fmt: skip
+            confirmed, still_held, turn_tried, turn_ended, answers = confirmation
             if still_held:
                 queue_services.queue_turn_lock(
                     key=queue_key, user=user, concert_id=concert_id, now=now
@@ -193,9 +200,16 @@ def _pay(
             if confirmed != len(ids):  # reached only if the locks above failed us
                 paid = Reservation.objects.filter(pk__in=ids, status=RStatus.CONFIRMED)
                 raise AlreadyPaid() if paid.exists() else HoldExpired()
-            payments = [
-                _payment_record(r, status=Payment.Status.PAID, now=now) for r in reservations
-            ]
+            paid_ids, debited = answers or (None, 0)
+            if paid_ids is None:  # not written in the confirmation's statement
+                payments = [
+                    _payment_record(r, status=Payment.Status.PAID, now=now) for r in reservations
+                ]
+            else:
+                payments = [
+                    rawsql.saved(_payment(r, status=Payment.Status.PAID, now=now), pk)
+                    for r, pk in zip(reservations, paid_ids, strict=True)
+                ]
             if len(payments) > 1:  # a checkout of one seat keeps checkout_id null
                 checkout_id = payments[0].pk
                 Payment.objects.filter(pk__in=[p.pk for p in payments]).update(
@@ -205,12 +219,13 @@ def _pay(
                     payment.checkout_id = checkout_id
             if top_up:
                 wallet_services.wallet_charge(user_id=user.pk, amount=top_up, now=now)
-            wallet_services.wallet_debit(
-                user_id=user.pk,
-                amount=sum(p.amount for p in payments),
-                now=now,
-                ref=_ledger_ref(payments[0], seats=len(payments)),
-            )
+            if not debited:  # not in the statement: the turn goes on, or a short balance
+                wallet_services.wallet_debit(
+                    user_id=user.pk,
+                    amount=sum(p.amount for p in payments),
+                    now=now,
+                    ref=_ledger_ref(payments[0], seats=len(payments)),
+                )
             for reservation in reservations:
                 reservation.status = RStatus.CONFIRMED
     except HoldExpired as exc:
@@ -257,12 +272,37 @@ def _ledger_ref(payment: Payment, *, seats: int = 1) -> LedgerRef:
     return LedgerRef(payment_id=payment.pk, reservation_id=reservation_id)
 
 
-def _payment_record(
+def _paying(*, user_id: int, seats: int, now: datetime) -> tuple[rawsql.Part, rawsql.Part]:
+    """A payment's writes as parts of reservations_confirm's statement (made with a
+    turn_end): a paid payment for each hold it confirms (as `_payment` makes it;
+    answered with their ids, in reservation order), then the wallet's debit of their
+    sum, under the first one's id (`_ledger_ref`: a checkout of several seats names
+    no reservation). A hold not confirmed gets no payment, and the caller refuses the
+    whole payment. The debit rides only when the statement ended the turn, after the
+    token's lock; a fan who keeps the turn (another seat held) is debited after
+    queue_turn_lock, by wallet_debit, so the wallet's lock is last either way."""
+    table, paid = Payment._meta.db_table, concert_services.PAID
+    payments = rawsql.Part(
+        f"paying AS (INSERT INTO {table} (user_id, reservation_id, amount, status,"
+        f" failure_reason, created_at, paid_at) SELECT user_id, id, price, %s, '', %s, %s"
+        f" FROM {paid} ORDER BY id RETURNING id, reservation_id, amount)",
+        [Payment.Status.PAID, now, now],
+        "(SELECT array_agg(id ORDER BY reservation_id) FROM paying)",
+    )
+    first = "(SELECT id FROM paying ORDER BY reservation_id LIMIT 1)"
+    debit = wallet_services.wallet_debit_part(
+        user_id=user_id, amount="(SELECT sum(amount) FROM paying)", now=now,
+        ref=(first, "(SELECT reservation_id FROM paying)" if seats == 1 else "NULL"),
+        when=concert_services.TURN_ENDED,
+    )  # fmt: skip
+    return payments, debit
+
+
+def _payment(
     reservation: Reservation, *, status: str, now: datetime, failure_reason: str = ""
 ) -> Payment:
-    """A payment attempt for the reservation's price: paid, or failed with its reason.
-    Plain SQL (one INSERT ... RETURNING id): every payment writes one."""
-    payment = Payment(
+    """A payment attempt for the reservation's price: paid, or failed with its reason."""
+    return Payment(
         user_id=reservation.user_id,
         reservation=reservation,
         amount=reservation.price,
@@ -271,6 +311,13 @@ def _payment_record(
         created_at=now,
         paid_at=now if status == Payment.Status.PAID else None,
     )
+
+
+def _payment_record(
+    reservation: Reservation, *, status: str, now: datetime, failure_reason: str = ""
+) -> Payment:
+    """`_payment`, written: plain SQL (one INSERT ... RETURNING id)."""
+    payment = _payment(reservation, status=status, now=now, failure_reason=failure_reason)
     return rawsql.insert(payment)
 
 

@@ -46,6 +46,29 @@ def _check_whole_won(amount: object) -> int:
     return amount
 
 
+def _move_sql(
+    *, user_id: int, kind: str, amount: str, delta: str, now: datetime, ref: tuple[str, str],
+    guard: str,
+) -> tuple[str, list, str, list]:  # fmt: skip
+    """A balance change's two steps, written once: the guarded UPDATE (... RETURNING
+    the wallet's id and new balance) and the ledger entry's INSERT ... SELECT, to read
+    the UPDATE's rows as `moved`. `amount`, `delta` and `ref` (payment, reservation)
+    are SQL: a parameter each (`%s`, in `_move`) or an expression over the caller's
+    statement (wallet_debit_part); `guard` is SQL, its parameters the caller's. The
+    parameters returned are the steps' own, in order, for snippets with none of their
+    own; `_move` places its snippets' values among them."""
+    update = (
+        f"UPDATE {Wallet._meta.db_table} SET balance = balance + {delta}, updated_at = %s"
+        f" WHERE user_id = %s {guard} RETURNING {Wallet._meta.pk.column}, balance"
+    )
+    insert = (
+        f"INSERT INTO {LedgerEntry._meta.db_table}"
+        f" (wallet_id, kind, amount, balance_after, created_at, payment_id, reservation_id)"
+        f" SELECT {Wallet._meta.pk.column}, %s, {amount}, balance, %s, {ref[0]}, {ref[1]}"
+    )
+    return update, [now, user_id], insert, [kind, now]
+
+
 def _move(
     *,
     user_id: int,
@@ -65,38 +88,48 @@ def _move(
     hot-wallet case); inside one (a payment) it lasts until that transaction ends.
     None: the guard refused or there is no wallet, and nothing was written."""
     refs = ref._asdict() if ref else {"payment_id": None, "reservation_id": None}
-    update = (
-        f"UPDATE {Wallet._meta.db_table} SET balance = balance + %s, updated_at = %s"
-        f" WHERE user_id = %s {guard} RETURNING {Wallet._meta.pk.column}, balance"
-    )
-    update_params = [delta, now, user_id, *params]
-    insert = (
-        f"INSERT INTO {LedgerEntry._meta.db_table}"
-        f" (wallet_id, kind, amount, balance_after, created_at, payment_id, reservation_id)"
-    )
-    insert_params = [kind, amount, now, refs["payment_id"], refs["reservation_id"]]
     if connection.vendor != "postgresql":  # make run's embedded SQLite: two statements
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(update, rawsql.params(update_params))
-            moved = cursor.fetchone()
-            if moved is None:
-                return None
-            cursor.execute(
-                f"{insert} VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                rawsql.params([moved[0], kind, amount, moved[1], now, *insert_params[3:]]),
-            )
-            row = (cursor.fetchone()[0], *moved)
-    else:
-        with rawsql.cursor() as cursor:
-            cursor.execute(
-                f"WITH moved AS ({update}) {insert}"
-                f" SELECT {Wallet._meta.pk.column}, %s, %s, balance, %s, %s, %s FROM moved"
-                f" RETURNING id, wallet_id, balance_after",
-                rawsql.params(update_params + insert_params),
-            )
-            row = cursor.fetchone()
-    if row is None:
-        return None
+        return _move_in_two(user_id, kind, amount, delta, now, refs, guard, params)
+    update, _, insert, _ = _move_sql(
+        user_id=user_id, kind=kind, amount="%s", delta="%s", now=now, ref=("%s", "%s"),
+        guard=guard,
+    )  # fmt: skip
+    with rawsql.cursor() as cursor:  # each value in the order its %s comes
+        cursor.execute(
+            f"WITH moved AS ({update}) {insert} FROM moved RETURNING id, wallet_id, balance_after",
+            [delta, now, user_id, *params, kind, amount, now, *refs.values()],
+        )
+        row = cursor.fetchone()
+    return None if row is None else _entry(row, kind=kind, amount=amount, now=now, refs=refs)
+
+
+def _move_in_two(
+    user_id: int, kind: str, amount: int, delta: int, now: datetime, refs: dict, guard: str,
+    params: tuple,
+) -> LedgerEntry | None:  # fmt: skip
+    """_move on make run's embedded SQLite, which has no UPDATE in a WITH: the UPDATE,
+    then the INSERT, in a transaction."""
+    update, _, _, _ = _move_sql(
+        user_id=user_id, kind=kind, amount="%s", delta="%s", now=now, ref=("%s", "%s"),
+        guard=guard,
+    )  # fmt: skip
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(update, rawsql.params([delta, now, user_id, *params]))
+        moved = cursor.fetchone()
+        if moved is None:
+            return None
+        cursor.execute(
+            f"INSERT INTO {LedgerEntry._meta.db_table}"
+            f" (wallet_id, kind, amount, balance_after, created_at, payment_id, reservation_id)"
+            f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            rawsql.params([moved[0], kind, amount, moved[1], now, *refs.values()]),
+        )
+        row = (cursor.fetchone()[0], *moved)
+    return _entry(row, kind=kind, amount=amount, now=now, refs=refs)
+
+
+def _entry(row: tuple, *, kind: str, amount: int, now: datetime, refs: dict) -> LedgerEntry:
+    """The ledger entry a change wrote, from its (id, wallet_id, balance_after)."""
     entry = LedgerEntry(
         id=row[0], wallet_id=row[1], kind=kind, amount=amount, balance_after=row[2],
         created_at=now, **refs,
@@ -104,6 +137,30 @@ def _move(
     entry._state.adding = False
     entry._state.db = "default"
     return entry
+
+
+def wallet_debit_part(
+    *, user_id: int, amount: str, now: datetime, ref: tuple[str, str], when: str
+) -> rawsql.Part:
+    """wallet_debit's usual case as part of a payment's statement (rawsql.Part): the
+    guarded UPDATE and its ledger entry, as `_move` runs them. `amount` and `ref`
+    (the payment's and the reservation's id) are SQL expressions with no parameters
+    over the caller's other steps; a NULL amount debits nothing. `when`: an SQL
+    condition (no parameters) over the steps whose row locks must come first: the
+    UPDATE evaluates it before it locks the wallet's row, and debits only if it
+    holds, so the wallet's lock stays last in the global order. It answers with
+    whether it debited (a count, 1 or 0). If it did not, call wallet_debit in the
+    same transaction: it debits (a fan's first wallet, or `when` did not hold) or
+    says why (insufficient balance)."""
+    update, update_params, insert, insert_params = _move_sql(
+        user_id=user_id, kind=Kind.PAYMENT, amount=amount, delta=f"-{amount}", now=now,
+        ref=ref, guard=f"AND ({when}) AND balance >= {amount}",
+    )  # fmt: skip
+    return rawsql.Part(
+        f"debit AS ({update}), debited AS ({insert} FROM debit RETURNING id)",
+        [*update_params, *insert_params],
+        "(SELECT count(*) FROM debited)",
+    )
 
 
 def wallet_charge_submit(

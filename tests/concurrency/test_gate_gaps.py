@@ -152,7 +152,7 @@ def test_control_a_payment_trusting_what_it_read_before_the_wait_sells_the_seat_
         get_user_model().objects.select_for_update(no_key=True).filter(pk=user_id).exists()
         return snapshot
 
-    def confirm_blindly(*, user_id, concert_id, ids, now, turn_end=None):
+    def confirm_blindly(*, user_id, concert_id, ids, now, turn_end=None, then=()):
         confirmed = Reservation.objects.filter(id__in=ids).update(status="confirmed")
         return concert_services.Confirmation(confirmed, still_held=False)
 
@@ -235,7 +235,7 @@ def a_hold_commits_while_the_payment_waits_for_the_fan(monkeypatch, *, asked_bef
             )
             return real_lock(user_id=user_id, reservation_ids=reservation_ids)
 
-        def confirm_with_that_answer(*, turn_end=None, **kwargs):
+        def confirm_with_that_answer(*, turn_end=None, then=(), **kwargs):
             # The turn's end is then decided in Python, on the answer asked before.
             confirmed = real_confirm(**kwargs).confirmed
             return concert_services.Confirmation(confirmed, still_held=asked["others"])

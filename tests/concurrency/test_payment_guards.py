@@ -86,7 +86,7 @@ def guards(monkeypatch, *, lock: bool, held_check: bool, constraint: bool):
         pay_through_reservation_lock(monkeypatch, services.concert_services)
     if not held_check:
 
-        def confirm_blindly(*, user_id, concert_id, ids, now, turn_end=None):
+        def confirm_blindly(*, user_id, concert_id, ids, now, turn_end=None, then=()):
             confirmed = Reservation.objects.filter(id__in=ids).update(
                 status="confirmed", confirmed_at=now, expires_at=None
             )
@@ -167,22 +167,22 @@ def test_the_sweep_first_then_the_payment_is_refused_and_the_seat_is_free():
 
 def sweep_while_the_payment_holds_its_locks(monkeypatch, fan, reservation, key, swept=None):
     """Run the sweep at the hold's boundary while the payment, its clock a moment
-    before, sits inside its transaction (between the debit and the confirm). The
-    payment goes on once the sweep has finished, or, for a sweep that sets `swept`
-    itself, once it has read the holds."""
+    before, sits inside its transaction, after the statement that confirms the hold
+    and debits the wallet. The payment goes on once the sweep has finished, or, for
+    a sweep that sets `swept` itself, once it has read the holds."""
     inside = threading.Event()
     signals_itself = swept is not None
     swept = swept or threading.Event()
     sweep_result: list[int] = []
-    real_debit = wallet_services.wallet_debit
+    real_confirm = concert_services.reservations_confirm
 
-    def debit_then_wait(**kwargs):
-        entry = real_debit(**kwargs)
+    def confirm_then_wait(**kwargs):
+        confirmation = real_confirm(**kwargs)
         inside.set()
         assert swept.wait(30), "the sweep never ran"
-        return entry
+        return confirmation
 
-    monkeypatch.setattr(services.wallet_services, "wallet_debit", debit_then_wait)
+    monkeypatch.setattr(services.concert_services, "reservations_confirm", confirm_then_wait)
     boundary = reservation.expires_at
 
     def sweep():

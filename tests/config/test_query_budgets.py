@@ -51,8 +51,9 @@ BUDGETS = {
     # an INSERT in a savepoint (a transaction of its own outside a test's). Then 11:
     # the turn ends in the confirming UPDATE's statement. Then 9: the payment's own
     # atomic block nests in run_once's transaction without a savepoint (a refusal
-    # rolls that back in full and run_once commits its aftermath).
-    "pay": 9,
+    # rolls that back in full and run_once commits its aftermath). Then 7: the
+    # payment's row and the wallet's debit ride in the confirming statement.
+    "pay": 7,
     "list": 3,  # any paginated list: auth, count, page
     # The same, paid again with a new key: the key's claim, the one lock statement
     # (which reads the status: already paid), the answer stored (and savepoints). 10

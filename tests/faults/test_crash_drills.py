@@ -100,20 +100,21 @@ def test_a_connection_dropped_mid_payment_fails_cleanly_and_a_retry_pays_once(mo
     reservation = hold_seat(fan, schedule, 3)
     key = QueueToken.objects.get(user=fan).key
     inside, backend = threading.Event(), []
-    real_debit = wallet_services.wallet_debit
+    real_confirm = concert_services.reservations_confirm
 
     def debit_then_lose_the_connection(**kwargs):
-        entry = real_debit(**kwargs)
+        confirmation = real_confirm(**kwargs)  # the hold confirmed, the wallet debited
+        assert confirmation.answers[1] == 1, "the statement did not debit"
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             backend.append(cursor.fetchone()[0])
         inside.set()
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_sleep(30)")  # the server drops us during this
-        return entry
+        return confirmation
 
     monkeypatch.setattr(
-        payment_services.wallet_services, "wallet_debit", debit_then_lose_the_connection
+        payment_services.concert_services, "reservations_confirm", debit_then_lose_the_connection
     )
     outcome: list[object] = []
 
@@ -144,7 +145,7 @@ def test_a_connection_dropped_mid_payment_fails_cleanly_and_a_retry_pays_once(mo
     assert not Payment.objects.exists()
     assert Reservation.objects.get(pk=reservation.pk).status == "held"
     assert money_reconcile().ok
-    monkeypatch.setattr(payment_services.wallet_services, "wallet_debit", real_debit)
+    monkeypatch.setattr(payment_services.concert_services, "reservations_confirm", real_confirm)
     retry = payment_services.payment_submit(
         user=fan, reservation_id=reservation.id, queue_key=key,
         idempotency_key="drop-1", now=timezone.now(),
