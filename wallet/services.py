@@ -46,27 +46,32 @@ def _check_whole_won(amount: object) -> int:
     return amount
 
 
+Sql = tuple[str, list]  # a piece of SQL and its parameters, in order
+
+
 def _move_sql(
-    *, user_id: int, kind: str, amount: str, delta: str, now: datetime, ref: tuple[str, str],
-    guard: str,
-) -> tuple[str, list, str, list]:  # fmt: skip
+    *, user_id: int, kind: str, amount: Sql, delta: Sql, now: datetime, ref: tuple[Sql, Sql],
+    guard: Sql,
+) -> tuple[Sql, Sql]:  # fmt: skip
     """A balance change's two steps, written once: the guarded UPDATE (... RETURNING
-    the wallet's id and new balance) and the ledger entry's INSERT ... SELECT, to read
-    the UPDATE's rows as `moved`. `amount`, `delta` and `ref` (payment, reservation)
-    are SQL: a parameter each (`%s`, in `_move`) or an expression over the caller's
-    statement (wallet_debit_part); `guard` is SQL, its parameters the caller's. The
-    parameters returned are the steps' own, in order, for snippets with none of their
-    own; `_move` places its snippets' values among them."""
+    the wallet's id and new balance) and the ledger entry's INSERT ... SELECT, which
+    reads the UPDATE's rows as `moved` (its caller adds `FROM ...`). `amount`, `delta`,
+    `ref` (the payment's and the reservation's id) and `guard` are SQL with their
+    parameters: a parameter each in `_move`, expressions over the caller's statement
+    in wallet_debit_part. Each step comes with its parameters, in order."""
     update = (
-        f"UPDATE {Wallet._meta.db_table} SET balance = balance + {delta}, updated_at = %s"
-        f" WHERE user_id = %s {guard} RETURNING {Wallet._meta.pk.column}, balance"
+        f"UPDATE {Wallet._meta.db_table} SET balance = balance + {delta[0]}, updated_at = %s"
+        f" WHERE user_id = %s {guard[0]} RETURNING {Wallet._meta.pk.column}, balance",
+        [*delta[1], now, user_id, *guard[1]],
     )
     insert = (
         f"INSERT INTO {LedgerEntry._meta.db_table}"
         f" (wallet_id, kind, amount, balance_after, created_at, payment_id, reservation_id)"
-        f" SELECT {Wallet._meta.pk.column}, %s, {amount}, balance, %s, {ref[0]}, {ref[1]}"
+        f" SELECT {Wallet._meta.pk.column}, %s, {amount[0]}, balance, %s, {ref[0][0]},"
+        f" {ref[1][0]}",
+        [kind, *amount[1], now, *ref[0][1], *ref[1][1]],
     )
-    return update, [now, user_id], insert, [kind, now]
+    return update, insert
 
 
 def _move(
@@ -88,33 +93,30 @@ def _move(
     hot-wallet case); inside one (a payment) it lasts until that transaction ends.
     None: the guard refused or there is no wallet, and nothing was written."""
     refs = ref._asdict() if ref else {"payment_id": None, "reservation_id": None}
-    if connection.vendor != "postgresql":  # make run's embedded SQLite: two statements
-        return _move_in_two(user_id, kind, amount, delta, now, refs, guard, params)
-    update, _, insert, _ = _move_sql(
-        user_id=user_id, kind=kind, amount="%s", delta="%s", now=now, ref=("%s", "%s"),
-        guard=guard,
+    update, insert = _move_sql(
+        user_id=user_id, kind=kind, amount=("%s", [amount]), delta=("%s", [delta]), now=now,
+        ref=(("%s", [refs["payment_id"]]), ("%s", [refs["reservation_id"]])),
+        guard=(guard, list(params)),
     )  # fmt: skip
-    with rawsql.cursor() as cursor:  # each value in the order its %s comes
+    if connection.vendor != "postgresql":  # make run's embedded SQLite: two statements
+        return _move_in_two(update, kind=kind, amount=amount, now=now, refs=refs)
+    with rawsql.cursor() as cursor:
         cursor.execute(
-            f"WITH moved AS ({update}) {insert} FROM moved RETURNING id, wallet_id, balance_after",
-            [delta, now, user_id, *params, kind, amount, now, *refs.values()],
+            f"WITH moved AS ({update[0]}) {insert[0]} FROM moved"
+            f" RETURNING id, wallet_id, balance_after",
+            [*update[1], *insert[1]],
         )
         row = cursor.fetchone()
     return None if row is None else _entry(row, kind=kind, amount=amount, now=now, refs=refs)
 
 
 def _move_in_two(
-    user_id: int, kind: str, amount: int, delta: int, now: datetime, refs: dict, guard: str,
-    params: tuple,
-) -> LedgerEntry | None:  # fmt: skip
+    update: Sql, *, kind: str, amount: int, now: datetime, refs: dict
+) -> LedgerEntry | None:
     """_move on make run's embedded SQLite, which has no UPDATE in a WITH: the UPDATE,
-    then the INSERT, in a transaction."""
-    update, _, _, _ = _move_sql(
-        user_id=user_id, kind=kind, amount="%s", delta="%s", now=now, ref=("%s", "%s"),
-        guard=guard,
-    )  # fmt: skip
+    then the ledger entry's INSERT, in a transaction."""
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(update, rawsql.params([delta, now, user_id, *params]))
+        cursor.execute(update[0], rawsql.params(update[1]))
         moved = cursor.fetchone()
         if moved is None:
             return None
@@ -152,13 +154,14 @@ def wallet_debit_part(
     whether it debited (a count, 1 or 0). If it did not, call wallet_debit in the
     same transaction: it debits (a fan's first wallet, or `when` did not hold) or
     says why (insufficient balance)."""
-    update, update_params, insert, insert_params = _move_sql(
-        user_id=user_id, kind=Kind.PAYMENT, amount=amount, delta=f"-{amount}", now=now,
-        ref=ref, guard=f"AND ({when}) AND balance >= {amount}",
+    update, insert = _move_sql(
+        user_id=user_id, kind=Kind.PAYMENT, amount=(amount, []), delta=(f"-{amount}", []),
+        now=now, ref=((ref[0], []), (ref[1], [])),
+        guard=(f"AND ({when}) AND balance >= {amount}", []),
     )  # fmt: skip
     return rawsql.Part(
-        f"debit AS ({update}), debited AS ({insert} FROM debit RETURNING id)",
-        [*update_params, *insert_params],
+        f"debit AS ({update[0]}), debited AS ({insert[0]} FROM debit RETURNING id)",
+        [*update[1], *insert[1]],
         "(SELECT count(*) FROM debited)",
     )
 
