@@ -141,6 +141,19 @@ def admit(user, concert_id: int, now=None):
     return token
 
 
+def fan_holding(concert, schedule, *, balance: int = 0, seats=(7,)):
+    """A new fan admitted to the concert, with `balance` won topped up (0: no wallet
+    yet), holding these seats of the date: (the fan, their API client, the holds)."""
+    from tests.factories import UserFactory
+    from wallet import services as wallet_services
+
+    fan = UserFactory()
+    client = admitted_client(fan, concert)
+    if balance:
+        wallet_services.wallet_charge(user_id=fan.pk, amount=balance, now=timezone.now())
+    return fan, client, [hold_seat(fan, schedule, n) for n in seats]
+
+
 def hold_seat(user, schedule, number: int, now=None):
     """Admit the fan to the date's concert and hold a seat through the service."""
     from concerts import services as concert_services

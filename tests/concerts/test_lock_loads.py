@@ -19,9 +19,7 @@ from django.utils import timezone
 from concerts import services as concert_services
 from payments import services as payment_services
 from payments.models import Payment
-from tests.conftest import admitted_client, hold_seat, token_client
-from tests.factories import ConcertFactory, UserFactory, make_schedule
-from wallet import services as wallet_services
+from tests.conftest import fan_holding, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -33,18 +31,12 @@ def concert_fetches(queries) -> list[str]:
 
 
 @pytest.fixture
-def sale():
-    concert = ConcertFactory()
-    return concert, make_schedule(concert)
+def sale(concert, schedule):
+    return concert, schedule
 
 
 def fan_with(sale, balance, seats):
-    concert, schedule = sale
-    fan = UserFactory()
-    client = admitted_client(fan, concert)
-    if balance:
-        wallet_services.wallet_charge(user_id=fan.pk, amount=balance, now=timezone.now())
-    return fan, client, [hold_seat(fan, schedule, n) for n in seats]
+    return fan_holding(*sale, balance=balance, seats=seats)
 
 
 def test_no_caller_of_the_lock_fetches_the_concert_after_it(sale):

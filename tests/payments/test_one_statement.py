@@ -24,10 +24,8 @@ from payments import services
 from payments.models import Payment
 from payments.selectors import money_reconcile
 from queueing.models import QueueToken
-from tests.conftest import admitted_client, hold_seat
-from tests.factories import ConcertFactory, UserFactory, make_schedule
+from tests.conftest import fan_holding
 from wallet import selectors as wallet_selectors
-from wallet import services as wallet_services
 from wallet.models import LedgerEntry, Wallet
 
 pytestmark = pytest.mark.django_db
@@ -39,18 +37,8 @@ LEDGER = "INSERT INTO wallet_ledgerentry"
 
 
 @pytest.fixture
-def sale():
-    concert = ConcertFactory()
-    return concert, make_schedule(concert)
-
-
-def fan_holding(sale, *, balance, seats=(7,)):
-    concert, schedule = sale
-    fan = UserFactory()
-    client = admitted_client(fan, concert)
-    if balance:
-        wallet_services.wallet_charge(user_id=fan.pk, amount=balance, now=timezone.now())
-    return fan, client, [hold_seat(fan, schedule, n) for n in seats]
+def sale(concert, schedule):
+    return concert, schedule
 
 
 def writing(queries, *parts):
@@ -59,7 +47,7 @@ def writing(queries, *parts):
 
 
 def test_a_payment_confirms_records_and_debits_in_one_statement(sale):
-    fan, client, (reservation,) = fan_holding(sale, balance=200_000)
+    fan, client, (reservation,) = fan_holding(*sale, balance=200_000)
     with CaptureQueriesContext(connection) as queries:
         paid = client.post("/api/v1/payments", {"reservation_id": reservation.id})
     assert paid.status_code == 201, paid.json()
@@ -81,7 +69,7 @@ def test_a_payment_confirms_records_and_debits_in_one_statement(sale):
 
 
 def test_a_checkout_of_three_seats_records_three_payments_and_debits_once_there(sale):
-    fan, client, holds = fan_holding(sale, balance=1_000_000, seats=(1, 2, 3))
+    fan, client, holds = fan_holding(*sale, balance=1_000_000, seats=(1, 2, 3))
     with CaptureQueriesContext(connection) as queries:
         paid = client.post(
             "/api/v1/checkouts", {"reservation_ids": [r.id for r in holds]}, format="json"
@@ -100,7 +88,7 @@ def test_a_checkout_of_three_seats_records_three_payments_and_debits_once_there(
 
 
 def test_a_fan_who_keeps_the_turn_is_debited_after_the_turn_is_locked(sale):
-    fan, client, (first, second) = fan_holding(sale, balance=500_000, seats=(1, 2))
+    fan, client, (first, second) = fan_holding(*sale, balance=500_000, seats=(1, 2))
     with CaptureQueriesContext(connection) as queries:
         paid = client.post("/api/v1/payments", {"reservation_id": first.id})
     assert paid.status_code == 201, paid.json()
@@ -120,7 +108,7 @@ def test_a_fan_who_keeps_the_turn_is_debited_after_the_turn_is_locked(sale):
 
 
 def test_the_control_a_top_up_checkout_records_and_debits_in_statements_of_their_own(sale):
-    fan, _, holds = fan_holding(sale, balance=0, seats=(1, 2))
+    fan, _, holds = fan_holding(*sale, balance=0, seats=(1, 2))
     key = QueueToken.objects.get(user=fan, status="active").key
     with CaptureQueriesContext(connection) as queries:
         services.checkout_submit(
@@ -139,7 +127,7 @@ def test_the_control_a_top_up_checkout_records_and_debits_in_statements_of_their
 
 
 def test_a_short_balance_is_refused_by_the_wallet_and_nothing_of_the_statement_stays(sale):
-    fan, client, (reservation,) = fan_holding(sale, balance=10_000)
+    fan, client, (reservation,) = fan_holding(*sale, balance=10_000)
     with CaptureQueriesContext(connection) as queries:
         refused = client.post("/api/v1/payments", {"reservation_id": reservation.id})
     assert refused.status_code == 402
@@ -161,7 +149,7 @@ def test_a_short_balance_is_refused_by_the_wallet_and_nothing_of_the_statement_s
 
 
 def test_a_fan_with_no_wallet_yet_is_refused_as_short_and_gets_an_empty_wallet(sale):
-    fan, client, (reservation,) = fan_holding(sale, balance=0)
+    fan, client, (reservation,) = fan_holding(*sale, balance=0)
     assert not Wallet.objects.filter(user=fan).exists()
     refused = client.post("/api/v1/payments", {"reservation_id": reservation.id})
     assert refused.status_code == 402

@@ -22,10 +22,9 @@ from django.utils import timezone
 from concerts.models import Reservation
 from config.models import IdempotencyRecord
 from payments.models import Payment
-from tests.conftest import admitted_client, hold_seat
+from tests.conftest import admitted_client, fan_holding
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 from wallet import selectors as wallet_selectors
-from wallet import services as wallet_services
 from wallet.models import LedgerEntry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,11 +37,8 @@ def sale():
 
 
 def holding_fan(sale, balance):
-    concert, schedule = sale
-    fan = UserFactory()
-    client = admitted_client(fan, concert)
-    wallet_services.wallet_charge(user_id=fan.pk, amount=balance, now=timezone.now())
-    return fan, client, hold_seat(fan, schedule, 7)
+    fan, client, (reservation,) = fan_holding(*sale, balance=balance)
+    return fan, client, reservation
 
 
 def pay(client, reservation_id, key=None):
