@@ -35,17 +35,13 @@ def sale(concert, schedule):
     return concert, schedule
 
 
-def fan_with(sale, balance, seats):
-    return fan_holding(*sale, balance=balance, seats=seats)
-
-
 def test_no_caller_of_the_lock_fetches_the_concert_after_it(sale):
-    payer, client, (paid,) = fan_with(sale, 500_000, (1,))
-    buyer, basket, cart = fan_with(sale, 500_000, (2, 3))
-    short, short_client, (refused,) = fan_with(sale, 1_000, (4,))
-    canceller, _, (held,) = fan_with(sale, 0, (5,))
-    refunded_fan, refunded_client, (to_refund,) = fan_with(sale, 500_000, (6,))
-    _, _, (released,) = fan_with(sale, 0, (7,))
+    payer, client, (paid,) = fan_holding(*sale, balance=500_000, seats=(1,))
+    buyer, basket, cart = fan_holding(*sale, balance=500_000, seats=(2, 3))
+    short, short_client, (refused,) = fan_holding(*sale, balance=1_000, seats=(4,))
+    canceller, _, (held,) = fan_holding(*sale, balance=0, seats=(5,))
+    refunded_fan, refunded_client, (to_refund,) = fan_holding(*sale, balance=500_000, seats=(6,))
+    _, _, (released,) = fan_holding(*sale, balance=0, seats=(7,))
     now = timezone.now()
     with CaptureQueriesContext(connection) as queries:
         assert client.post("/api/v1/payments", {"reservation_id": paid.id}).status_code == 201
@@ -71,7 +67,7 @@ def test_no_caller_of_the_lock_fetches_the_concert_after_it(sale):
 
 
 def test_the_control_reading_the_concert_of_a_locked_reservation_is_seen(sale):
-    fan, _, (held,) = fan_with(sale, 0, (1,))
+    fan, _, (held,) = fan_holding(*sale, balance=0, seats=(1,))
     with CaptureQueriesContext(connection) as queries:
         (locked,) = concert_services.reservations_lock(user_id=fan.pk, reservation_ids=[held.id])
         assert locked.schedule.concert.title
