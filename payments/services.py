@@ -170,9 +170,8 @@ def _pay(
             # Beneath the lock, the write itself re-checks: only a live hold becomes
             # confirmed, so a payment can never confirm a seat twice or after its time.
             # It also says whether the fan holds other seats of the concert: if not,
-            # the turn ends here; paying for some seats keeps it for the others. (An
-            # error below rolls the confirmation back.)
-            # The turn ends in the same statement when no other seat is held.
+            # the turn ends in the same statement; paying for some seats keeps it for
+            # the others. (An error below rolls the confirmation back.)
             turn_end = queue_services.queue_turn_end_part(
                 key=queue_key, user=user, concert_id=concert_id, now=now, reason="paid",
                 unless=concert_services.OTHERS_HELD,
@@ -219,7 +218,7 @@ def _pay(
                     payment.checkout_id = checkout_id
             if top_up:
                 wallet_services.wallet_charge(user_id=user.pk, amount=top_up, now=now)
-            if not debited:  # not in the statement: the turn goes on, or a short balance
+            if not debited:  # not in the statement: turn kept, no wallet, short, top-up
                 wallet_services.wallet_debit(
                     user_id=user.pk,
                     amount=sum(p.amount for p in payments),
