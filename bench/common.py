@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = os.environ.get("BENCH_DB", "concert_bench")
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
+# The web server's processes, as the image runs it (Dockerfile: GRANIAN_WORKERS, one per
+# core of this 2-core machine; 4 before round sixteen of docs/performance.md).
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 
@@ -68,7 +70,7 @@ def free_port() -> int:
 
 
 SERVER = os.environ.get("BENCH_SERVER", "granian")  # granian | sync | gthread
-THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+THREADS = int(os.environ.get("BENCH_THREADS", "4"))  # the image: GRANIAN_BLOCKING_THREADS
 
 
 def server_command(port: int, workers: int, kind: str = SERVER) -> list[str]:

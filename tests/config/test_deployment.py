@@ -64,3 +64,47 @@ def test_check_deploy_passes_with_production_settings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def _default(text: str, pattern: str) -> int:
+    found = re.search(pattern, text)
+    assert found, f"not found: {pattern}"
+    return int(found.group(1))
+
+
+def test_image_compose_and_bench_run_the_web_server_alike():
+    """The web server's processes and threads come from granian's own environment
+    variables, set once in the image and defaulted alike in docker-compose.yml, and the
+    benchmarks measure that same shape (docs/performance.md, round sixteen). A
+    --workers or --blocking-threads on a command line would override the variables
+    and drift from what is measured; .ci/runtime-check shows granian honours them."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    web = compose["services"]["web"]
+    bench = (ROOT / "bench/common.py").read_text()
+    image = (
+        _default(dockerfile, r"GRANIAN_WORKERS=(\d+)"),
+        _default(dockerfile, r"GRANIAN_BLOCKING_THREADS=(\d+)"),
+    )
+    composed = (
+        _default(web["environment"]["GRANIAN_WORKERS"], r"^\$\{GRANIAN_WORKERS:-(\d+)\}$"),
+        _default(
+            web["environment"]["GRANIAN_BLOCKING_THREADS"],
+            r"^\$\{GRANIAN_BLOCKING_THREADS:-(\d+)\}$",
+        ),
+    )
+    measured = (
+        _default(bench, r'"BENCH_WORKERS", "(\d+)"'),
+        _default(bench, r'"BENCH_THREADS", "(\d+)"'),
+    )
+    assert image == composed == measured == (2, 4)
+    cmd = re.search(r"^CMD (.*)$", dockerfile, re.M).group(1)
+    for command in (cmd, web["command"]):
+        assert "granian" in command
+        assert "--workers" not in command and "--blocking-threads" not in command
+    # Each web thread holds a PostgreSQL connection: a replica's share of a stock
+    # max_connections (100), as docs/operations.md budgets it.
+    workers, threads = image
+    assert workers * threads <= 16
+    operations = (ROOT / "docs/operations.md").read_text()
+    assert f"({workers * threads} by default)" in operations
