@@ -25,13 +25,12 @@ RUN SECRET_KEY=build-only-not-secret DEBUG=0 python manage.py collectstatic --no
 USER app
 EXPOSE 8000
 # granian (WSGI): chosen by measurement, see docs/performance.md ("Which web server").
-# One worker process per core the container gets, each with 4 blocking threads: on
-# the 2-core bench machine, 2 workers served about a quarter more line-ups and
-# payments than 4, at a third less web CPU each (docs/performance.md, round
-# sixteen). granian reads
-# GRANIAN_WORKERS and GRANIAN_BLOCKING_THREADS; set them to the container's cores
-# and keep workers x threads (PostgreSQL connections per replica) within the budget
-# in docs/operations.md.
-ENV GRANIAN_WORKERS=2 \
+# 4 worker processes x 4 blocking threads, as granian reads them from GRANIAN_WORKERS
+# and GRANIAN_BLOCKING_THREADS (set them per deployment; no flag on the command line,
+# which would override them). workers x threads is the replica's PostgreSQL
+# connections: keep it within the budget in docs/operations.md. On the 2-core bench
+# machine, 2 workers used a third less CPU per line-up and payment under wrk, but
+# the sale-day rehearsal did not confirm a gain (docs/performance.md, round sixteen).
+ENV GRANIAN_WORKERS=4 \
     GRANIAN_BLOCKING_THREADS=4
 CMD ["granian", "--interface", "wsgi", "config.wsgi:application", "--host", "0.0.0.0", "--port", "8000", "--no-ws", "--access-log"]

@@ -23,9 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = os.environ.get("BENCH_DB", "concert_bench")
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-# The web server's processes, as the image runs it (Dockerfile: GRANIAN_WORKERS, one per
-# core of this 2-core machine; 4 before round sixteen of docs/performance.md).
-WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+# The web server's processes, as the image runs it (Dockerfile: GRANIAN_WORKERS).
+WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 

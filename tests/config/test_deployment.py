@@ -97,7 +97,7 @@ def test_image_compose_and_bench_run_the_web_server_alike():
         _default(bench, r'"BENCH_WORKERS", "(\d+)"'),
         _default(bench, r'"BENCH_THREADS", "(\d+)"'),
     )
-    assert image == composed == measured == (2, 4)
+    assert image == composed == measured == (4, 4)
     cmd = re.search(r"^CMD (.*)$", dockerfile, re.M).group(1)
     for command in (cmd, web["command"]):
         assert "granian" in command
