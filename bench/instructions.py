@@ -20,9 +20,10 @@ goals are set against.
 Paths: the bare DRF endpoint (the baseline), a mirrored poll (a new token each),
 a first line-up (a new fan each, the API token not yet cached, a full room), an
 admitted fan's seat map (full 200s, the caches warm, as a fan reloads it), a hold
-(a new admitted fan each, a free seat each) and a payment (a new fan each paying
-their own hold, nobody waiting). The holding and paying fans' API tokens are
-cached first, as a fan's earlier requests leave them.
+(a new admitted fan each, a free seat each), a payment (a new fan each paying
+their own hold, nobody waiting) and a leave (a new waiting fan each leaving the
+line, as a sold-out line empties). The holding, paying and leaving fans' API tokens
+are cached first, as a fan's earlier requests leave them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ WARM = 50  # requests before counting starts, in both runs
 WAITING = 5_000  # tokens in line for the polls
 FANS = 3_000  # fans with API tokens and no token yet, for the line-ups
 MOVERS = 2 * WARM + SHORT + LONG  # fans who hold (and as many who pay): one request each
-PATHS = ("bare", "poll", "line_up", "seats", "hold", "pay")
+PATHS = ("bare", "poll", "line_up", "seats", "hold", "pay", "leave")
+LEAVERS = 2_500  # the line's tokens from this place on leave it (the polls take the first)
 # BENCH_PATHS=bare,pay counts only those (bare is always counted: the ratios need it).
 # BENCH_PAY_KEYED=1: each payment carries an Idempotency-Key of its own, as a client
 # that retries safely sends it (and as bench.peer_shape's payments do).
@@ -127,7 +129,10 @@ def seed() -> None:
             """,
             [first_payer, paying.id, MOVERS],
         )
-        cursor.execute("SELECT key FROM authtoken_token WHERE user_id >= %s", [first_holder])
+        cursor.execute(
+            "SELECT key FROM authtoken_token WHERE user_id >= %s OR user_id BETWEEN %s AND %s",
+            [first_holder, LEAVERS, LEAVERS + MOVERS],
+        )
         movers = [row[0] for row in cursor.fetchall()]
         cursor.execute("VACUUM ANALYZE")
     mirror_rebuild()
@@ -155,6 +160,13 @@ def child(path: str, count: int, offset: int) -> None:
             [offset, WARM + count],
         )
         polls = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT q.key, a.key FROM queueing_queuetoken q"
+            " JOIN authtoken_token a ON a.user_id = q.user_id WHERE q.concert_id = %s"
+            " ORDER BY q.id OFFSET %s LIMIT %s",
+            [line, LEAVERS + offset, WARM + count],
+        )
+        leavers = cursor.fetchall()
         cursor.execute(
             "SELECT key FROM authtoken_token WHERE user_id > %s ORDER BY user_id"
             " OFFSET %s LIMIT %s",
@@ -237,8 +249,17 @@ def child(path: str, count: int, offset: int) -> None:
             )
             for auth, turn, _, _, reservation in movers["pay"]
         ],
+        "leave": [
+            environ(
+                "DELETE",
+                "/api/v1/queue",
+                HTTP_AUTHORIZATION="Token " + auth,
+                HTTP_X_QUEUE_TOKEN=turn,
+            )
+            for turn, auth in leavers
+        ],
     }[path]
-    expected = {"hold": "201", "pay": "201"}.get(path, "201" if path == "line_up" else "200")
+    expected = {"hold": "201", "pay": "201", "line_up": "201", "leave": "204"}.get(path, "200")
     statuses: dict[str, int] = {}
     seen: list[str] = []
     for env in requests:

@@ -179,10 +179,7 @@ class QueueTokenApi(APIView):
         key = request.headers.get(HEADER)
         if not key:
             raise QueueTokenMissing()
-        token = self._owned(request, selectors.queue_token_get(key=key, with_position=False))
-        if token.user_id != request.user.pk:
-            raise QueueTokenInvalid()
-        services.queue_token_leave(token=token, now=timezone.now())
+        services.queue_leave(key=key, user_id=request.user.pk, now=timezone.now())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

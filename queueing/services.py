@@ -40,6 +40,7 @@ from queueing.exceptions import (
     QueueTokenExpired,
     QueueTokenInvalid,
     QueueTokenMissing,
+    QueueTokenUnknown,
     QueueTokenWaiting,
     QueueTokenWrongConcert,
     SaleAlreadyStarted,
@@ -841,10 +842,17 @@ def _end_tokens(*, ids: list[int], now: datetime, reason: str, status: str = Sta
 
 
 def _end_locked(
-    *, rows: list[tuple], now: datetime, reason: str, status: str, written: bool = False
+    *,
+    rows: list[tuple],
+    now: datetime,
+    reason: str,
+    status: str,
+    written: bool = False,
+    counted: bool = False,
 ) -> None:
     """End these live tokens, row-locked by the caller: (id, concert, status, key, user).
-    `written`: the caller has already updated the rows (only the rest is left)."""
+    `written`: the caller has already updated the rows, and `counted`: their buckets
+    too (only the rest is left)."""
     if not rows:
         return
     ids = [r[0] for r in rows]
@@ -855,7 +863,8 @@ def _end_locked(
                 f" end_reason = %s WHERE id IN ({', '.join(['%s'] * len(ids))})",
                 rawsql.params([status, now, reason, *ids]),
             )
-    _buckets_remove(tokens=[(r[0], r[1]) for r in rows if r[2] == Status.WAITING])
+    if not counted:
+        _buckets_remove(tokens=[(r[0], r[1]) for r in rows if r[2] == Status.WAITING])
     mirror.put_after_commit(
         mirror.Row(r[0], r[3], r[1], r[4], status, ended_at=now, end_reason=reason) for r in rows
     )
@@ -869,6 +878,75 @@ def _end_locked(
 def queue_token_leave(*, token: QueueToken, now: datetime) -> None:
     """The fan leaves the line, or gives up the admitted slot, refilled after commit."""
     _end_tokens(ids=[token.pk], now=now, reason="left", status=Status.LEFT)
+
+
+# The leave's row lock. Without it the statement would decide from a snapshot taken
+# before it waited for the token (an admission making it active, say): a control
+# test switches it off and shows the bucket counted down twice.
+LEAVE_LOCK = "FOR NO KEY UPDATE"
+
+
+def queue_leave(*, key: str, user_id: int, now: datetime) -> None:
+    """The fan leaves the line, or gives up the admitted turn (refilled after commit),
+    by the token's secret: the API's and the page's leave. QueueTokenUnknown if no
+    token has this secret, QueueTokenInvalid if it is another fan's; a token that
+    has ended already is left as it is.
+
+    On PostgreSQL in ONE statement, with no transaction around it: it locks the
+    token, ends it if it is this fan's and live, and counts a waiting one out of
+    its bucket, deciding from the token as it stands under the lock. A sold-out line
+    empties at hundreds of leaves a second, and reading the token, locking it,
+    ending it and counting it out had taken six round trips and most of a leave's
+    5 ms of CPU (docs/performance.md, round seventeen). Elsewhere (make run's
+    SQLite) the token is read, then ended as queue_token_leave ends it."""
+    if not is_token_key(key):
+        raise QueueTokenUnknown()
+    if connection.vendor != "postgresql":
+        token = selectors.queue_token_get(key=key, with_position=False)
+        if token is None:
+            raise QueueTokenUnknown()
+        if token.user_id != user_id:
+            raise QueueTokenInvalid()
+        queue_token_leave(token=token, now=now)
+        return
+    tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
+    with rawsql.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH old AS (
+                SELECT id, concert_id, user_id, status FROM {tokens} WHERE key = %(key)s
+                {LEAVE_LOCK}
+            ), ended AS (
+                UPDATE {tokens} t SET status = %(left)s, ended_at = %(now)s,
+                                      end_reason = 'left'
+                FROM old WHERE t.id = old.id AND old.user_id = %(user)s
+                               AND old.status = ANY(%(live)s)
+                RETURNING t.id
+            ), counted AS (
+                UPDATE {buckets} b SET waiting = b.waiting - 1
+                FROM old WHERE old.status = %(waiting)s AND EXISTS (SELECT FROM ended)
+                               AND b.concert_id = old.concert_id
+                               AND b.number = old.id / {BUCKET_SIZE}
+                               AND b.stripe = old.id %% {BUCKET_STRIPES}
+            )
+            SELECT id, concert_id, status, user_id, EXISTS (SELECT FROM ended) FROM old
+            """,
+            {
+                "key": key, "user": user_id, "now": now, "left": Status.LEFT,
+                "waiting": Status.WAITING, "live": list(QueueToken.LIVE_STATUSES),
+            },
+        )  # fmt: skip
+        row = cursor.fetchone()
+    if row is None:
+        raise QueueTokenUnknown()
+    token_id, concert_id, status, owner, ended = row
+    if owner != user_id:
+        raise QueueTokenInvalid()
+    if ended:
+        _end_locked(
+            rows=[(token_id, concert_id, status, key, owner)], now=now, reason="left",
+            status=Status.LEFT, written=True, counted=True,
+        )  # fmt: skip
 
 
 def queue_tokens_end(*, ids: list[int], now: datetime, reason: str) -> int:

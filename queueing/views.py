@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 from django.contrib import messages
@@ -15,7 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from config.errors import DomainError
 from queueing import selectors, services
-from queueing.exceptions import ConcertNotFound
+from queueing.exceptions import ConcertNotFound, QueueTokenInvalid, QueueTokenUnknown
 from queueing.gate import forget_token, remember_token, token_key_from
 
 
@@ -100,9 +101,8 @@ def queue_room_status(request: HttpRequest, concert_id: int) -> HttpResponse:
 @login_required
 def queue_leave(request: HttpRequest, concert_id: int) -> HttpResponse:
     key = token_key_from(request, concert_id=concert_id) or ""
-    token = selectors.queue_token_get(key=key, with_position=False)
-    if token is not None and token.user_id == request.user.pk:
-        services.queue_token_leave(token=token, now=timezone.now())
+    with contextlib.suppress(QueueTokenUnknown, QueueTokenInvalid):  # nothing to leave
+        services.queue_leave(key=key, user_id=request.user.pk, now=timezone.now())
     forget_token(request, concert_id=concert_id)
     messages.info(request, "You left the line.")
     return redirect("concert-detail", concert_id=concert_id)

@@ -1,0 +1,106 @@
+"""A fan's leave by the token's secret (queueing.services.queue_leave), the API's and
+the page's: one statement on PostgreSQL, deciding from the token under its lock."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from queueing import mirror, selectors, services
+from queueing.exceptions import QueueTokenInvalid, QueueTokenUnknown
+from queueing.models import QueueBucket, QueueToken, new_token_key
+from tests.factories import UserFactory
+from tests.queueing.conftest import line_up, set_capacity
+
+pytestmark = pytest.mark.django_db
+Status = QueueToken.Status
+
+
+def counted(concert) -> int:
+    """The line's length as its buckets count it."""
+    return sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True))
+
+
+def leave(token, now, *, user_id=None):
+    services.queue_leave(key=token.key, user_id=user_id or token.user_id, now=now)
+    token.refresh_from_db()
+
+
+def test_a_waiting_fan_leaves_in_one_statement_and_everyone_behind_moves_up(concert, now):
+    set_capacity(concert, 0)
+    _, second, third = line_up(concert, 3, now)
+    with CaptureQueriesContext(connection) as queries:
+        services.queue_leave(key=second.key, user_id=second.user_id, now=now)
+    assert len(queries) == 1
+    second.refresh_from_db()
+    assert (second.status, second.end_reason, second.ended_at) == (Status.LEFT, "left", now)
+    assert counted(concert) == 2
+    assert selectors.queue_position(token=third) == 2
+
+
+def test_an_admitted_fan_gives_the_turn_back_and_the_next_is_admitted_after_commit(
+    concert, now, django_capture_on_commit_callbacks
+):
+    set_capacity(concert, 1)
+    first, second = line_up(concert, 2, now)
+    assert (first.status, second.status) == (Status.ACTIVE, Status.WAITING)
+    with django_capture_on_commit_callbacks() as callbacks:
+        leave(first, now)
+    second.refresh_from_db()
+    assert (first.status, second.status) == (Status.LEFT, Status.WAITING)  # not before commit
+    assert counted(concert) == 1  # an admitted fan was no longer counted in line
+    for callback in callbacks:
+        callback()
+    second.refresh_from_db()
+    assert second.status == Status.ACTIVE
+    assert counted(concert) == 0
+
+
+def test_a_fan_leaving_the_line_runs_no_admission(
+    concert, now, django_capture_on_commit_callbacks, monkeypatch
+):
+    set_capacity(concert, 1)
+    _, second = line_up(concert, 2, now)
+    runs = []
+    monkeypatch.setattr(services, "_admit_soon", lambda **kw: runs.append(kw))
+    with django_capture_on_commit_callbacks(execute=True):
+        leave(second, now)
+    assert second.status == Status.LEFT
+    assert runs == []
+
+
+def test_another_fans_token_is_refused_and_left_as_it_was(concert, now):
+    set_capacity(concert, 0)
+    (token,) = line_up(concert, 1, now)
+    with pytest.raises(QueueTokenInvalid):
+        leave(token, now, user_id=UserFactory().pk)
+    assert token.status == Status.WAITING
+    assert counted(concert) == 1
+
+
+@pytest.mark.parametrize("key", ["", "not a token", "x" * 65, new_token_key()])
+def test_a_malformed_or_unknown_secret_is_not_found(key, now):
+    with pytest.raises(QueueTokenUnknown):
+        services.queue_leave(key=key, user_id=UserFactory().pk, now=now)
+
+
+def test_leaving_twice_changes_nothing_the_second_time(concert, now):
+    set_capacity(concert, 0)
+    (token,) = line_up(concert, 1, now)
+    leave(token, now)
+    ended_at = token.ended_at
+    leave(token, now.replace(year=now.year + 1))
+    assert (token.status, token.ended_at) == (Status.LEFT, ended_at)
+    assert counted(concert) == 0  # counted out once
+
+
+def test_the_mirror_says_the_fan_left_once_the_leave_commits(
+    concert, now, django_capture_on_commit_callbacks
+):
+    set_capacity(concert, 0)
+    with django_capture_on_commit_callbacks(execute=True):
+        first, second = line_up(concert, 2, now)  # mirrored as they commit
+    assert mirror.read(key=second.key, now=now, presence=False).position_at_read == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        leave(first, now)
+    assert mirror.read(key=first.key, now=now, presence=False).status == Status.LEFT
+    assert mirror.read(key=second.key, now=now, presence=False).position_at_read == 1
