@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -144,3 +145,20 @@ def pay_through_reservation_lock(monkeypatch, concert_services) -> None:
         return [lock(user_id=user_id, reservation_id=rid) for rid in sorted(reservation_ids)]
 
     monkeypatch.setattr(concert_services, "reservations_lock", lock_each)
+
+
+def wait_until_blocked_on_a_lock(deadline: float = 30) -> None:
+    """Until another session waits for a lock (an event, with a deadline)."""
+    from django.db import connection
+
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            )
+            if cursor.fetchone()[0]:
+                return
+        time.sleep(0.02)
+    raise AssertionError("nobody waited for the lock")

@@ -4,14 +4,14 @@ threads: the leave's one statement decides from the token under its row lock."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from queueing import services
 from queueing.models import QueueBucket, QueueToken, WaitingRoom
+from tests.concurrency.helpers import wait_until_blocked_on_a_lock
 from tests.factories import ConcertFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,21 +19,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def counted(concert) -> int:
     return sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True))
-
-
-def blocked_on_a_lock(timeout: float = 10) -> bool:
-    """Wait until another session waits for a row lock."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database()"
-            )
-            if cursor.fetchone()[0]:
-                return True
-        time.sleep(0.02)
-    return False
 
 
 def leave_while_admitted() -> tuple[QueueToken, int, list[Exception]]:
@@ -70,13 +55,14 @@ def leave_while_admitted() -> tuple[QueueToken, int, list[Exception]]:
     threads = [threading.Thread(target=admission), threading.Thread(target=leave)]
     for thread in threads:
         thread.start()
-    assert admitted.wait(10)
-    waited = blocked_on_a_lock()
-    release.set()
-    for thread in threads:
-        thread.join(30)
-        assert not thread.is_alive()
-    assert waited, "the leave never waited for the admission's lock"
+    try:
+        assert admitted.wait(10)
+        wait_until_blocked_on_a_lock()  # the leave, on the token the admission holds
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
     token.refresh_from_db()
     return token, counted(concert), failures
 

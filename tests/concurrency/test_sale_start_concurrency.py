@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -22,7 +21,7 @@ from django.utils import timezone
 
 from queueing import selectors, services
 from queueing.models import QueueToken, WaitingRoom
-from tests.concurrency.helpers import errors, run_concurrently
+from tests.concurrency.helpers import errors, run_concurrently, wait_until_blocked_on_a_lock
 from tests.factories import ConcertFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -79,21 +78,6 @@ def test_control_without_the_room_lock_the_sale_starts_twice(monkeypatch):
     # ... and the second start, finding nobody left in the pre-queue, overwrote the
     # audit record: the seed on file no longer explains the line.
     assert WaitingRoom.objects.get(pk=concert.pk).pre_queue_size == 0
-
-
-def wait_until_blocked_on_a_lock(deadline: float = 30) -> None:
-    """Until another session waits for a lock (an event, with a deadline)."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND datname = current_database()"
-            )
-            if cursor.fetchone()[0]:
-                return
-        time.sleep(0.02)
-    raise AssertionError("nobody waited for the lock")
 
 
 def a_line_up_waiting_for_the_start(monkeypatch, *, fresh_read: bool):

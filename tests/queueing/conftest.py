@@ -3,7 +3,7 @@ from django.db import connection
 from django.utils import timezone
 
 from queueing import services
-from queueing.models import WaitingRoom
+from queueing.models import QueueBucket, WaitingRoom
 from tests.factories import ConcertFactory, UserFactory
 
 
@@ -26,6 +26,11 @@ def set_capacity(concert, max_active, paused=False):
     WaitingRoom.objects.update_or_create(
         pk=concert.id, defaults={"max_active": max_active, "admission_paused": paused}
     )
+
+
+def counted(concert) -> int:
+    """The line's length as its buckets count it."""
+    return sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True))
 
 
 def line_up(concert, n, now, **kw):

@@ -1,5 +1,6 @@
 """A fan's leave by the token's secret (queueing.services.queue_leave), the API's and
-the page's: one statement on PostgreSQL, deciding from the token under its lock."""
+the page's: one statement on PostgreSQL, deciding from the token under its lock. (An
+admitted fan's leave refilling the slot: test_services, for both ways of leaving.)"""
 
 import pytest
 from django.db import connection
@@ -7,17 +8,12 @@ from django.test.utils import CaptureQueriesContext
 
 from queueing import mirror, selectors, services
 from queueing.exceptions import QueueTokenInvalid, QueueTokenUnknown
-from queueing.models import QueueBucket, QueueToken, new_token_key
+from queueing.models import QueueToken, new_token_key
 from tests.factories import UserFactory
-from tests.queueing.conftest import line_up, set_capacity
+from tests.queueing.conftest import counted, line_up, set_capacity
 
 pytestmark = pytest.mark.django_db
 Status = QueueToken.Status
-
-
-def counted(concert) -> int:
-    """The line's length as its buckets count it."""
-    return sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True))
 
 
 def leave(token, now, *, user_id=None):
@@ -35,24 +31,6 @@ def test_a_waiting_fan_leaves_in_one_statement_and_everyone_behind_moves_up(conc
     assert (second.status, second.end_reason, second.ended_at) == (Status.LEFT, "left", now)
     assert counted(concert) == 2
     assert selectors.queue_position(token=third) == 2
-
-
-def test_an_admitted_fan_gives_the_turn_back_and_the_next_is_admitted_after_commit(
-    concert, now, django_capture_on_commit_callbacks
-):
-    set_capacity(concert, 1)
-    first, second = line_up(concert, 2, now)
-    assert (first.status, second.status) == (Status.ACTIVE, Status.WAITING)
-    with django_capture_on_commit_callbacks() as callbacks:
-        leave(first, now)
-    second.refresh_from_db()
-    assert (first.status, second.status) == (Status.LEFT, Status.WAITING)  # not before commit
-    assert counted(concert) == 1  # an admitted fan was no longer counted in line
-    for callback in callbacks:
-        callback()
-    second.refresh_from_db()
-    assert second.status == Status.ACTIVE
-    assert counted(concert) == 0
 
 
 def test_a_fan_leaving_the_line_runs_no_admission(

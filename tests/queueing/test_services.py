@@ -14,7 +14,7 @@ from queueing.exceptions import (
 )
 from queueing.models import QueueBucket, QueueToken
 from tests.factories import ConcertFactory, UserFactory
-from tests.queueing.conftest import line_up, set_capacity
+from tests.queueing.conftest import counted, line_up, set_capacity
 
 pytestmark = pytest.mark.django_db
 Status = QueueToken.Status
@@ -138,18 +138,30 @@ def test_only_an_ended_turn_runs_an_admission_a_fan_leaving_the_line_does_not(
     assert runs == [{"concert_id": concert.id, "now": now}]
 
 
+LEAVES = {  # by the token (ORM), and by its secret (one statement: the API's and the page's)
+    "token": lambda token, now: services.queue_token_leave(token=token, now=now),
+    "secret": lambda token, now: services.queue_leave(
+        key=token.key, user_id=token.user_id, now=now
+    ),
+}
+
+
+@pytest.mark.parametrize("by", sorted(LEAVES))
 def test_a_leaving_active_fan_frees_the_slot_right_after_commit(
-    concert, now, django_capture_on_commit_callbacks
+    by, concert, now, django_capture_on_commit_callbacks
 ):
     set_capacity(concert, 1)
     first, second = line_up(concert, 2, now)
     assert (first.status, second.status) == (Status.ACTIVE, Status.WAITING)
     with django_capture_on_commit_callbacks() as callbacks:
-        services.queue_token_leave(token=first, now=now)
+        LEAVES[by](first, now)
+    assert refreshed(first).status == Status.LEFT
     assert refreshed(second).status == Status.WAITING  # not before commit
+    assert counted(concert) == 1  # an admitted fan was no longer counted in line
     for callback in callbacks:
         callback()
     assert refreshed(second).status == Status.ACTIVE
+    assert counted(concert) == 0
 
 
 def test_ending_a_token_admits_the_next_fan(concert, now, django_capture_on_commit_callbacks):
