@@ -875,9 +875,12 @@ def _end_locked(
         _admit_after_commit(concert_id=concert_id, now=now)
 
 
+LEFT = "left"  # a leave's end reason
+
+
 def queue_token_leave(*, token: QueueToken, now: datetime) -> None:
     """The fan leaves the line, or gives up the admitted slot, refilled after commit."""
-    _end_tokens(ids=[token.pk], now=now, reason="left", status=Status.LEFT)
+    _end_tokens(ids=[token.pk], now=now, reason=LEFT, status=Status.LEFT)
 
 
 # The leave's row lock. Without it the statement would decide from a snapshot taken
@@ -918,7 +921,7 @@ def queue_leave(*, key: str, user_id: int, now: datetime) -> None:
                 {LEAVE_LOCK}
             ), ended AS (
                 UPDATE {tokens} t SET status = %(left)s, ended_at = %(now)s,
-                                      end_reason = 'left'
+                                      end_reason = %(reason)s
                 FROM old WHERE t.id = old.id AND old.user_id = %(user)s
                                AND old.status = ANY(%(live)s)
                 RETURNING t.id
@@ -932,7 +935,7 @@ def queue_leave(*, key: str, user_id: int, now: datetime) -> None:
             SELECT id, concert_id, status, user_id, EXISTS (SELECT FROM ended) FROM old
             """,
             {
-                "key": key, "user": user_id, "now": now, "left": Status.LEFT,
+                "key": key, "user": user_id, "now": now, "left": Status.LEFT, "reason": LEFT,
                 "waiting": Status.WAITING, "live": list(QueueToken.LIVE_STATUSES),
             },
         )  # fmt: skip
@@ -944,7 +947,7 @@ def queue_leave(*, key: str, user_id: int, now: datetime) -> None:
         raise QueueTokenInvalid()
     if ended:
         _end_locked(
-            rows=[(token_id, concert_id, status, key, owner)], now=now, reason="left",
+            rows=[(token_id, concert_id, status, key, owner)], now=now, reason=LEFT,
             status=Status.LEFT, written=True, counted=True,
         )  # fmt: skip
 
