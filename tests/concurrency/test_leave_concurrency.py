@@ -10,15 +10,12 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from queueing import services
-from queueing.models import QueueBucket, QueueToken, WaitingRoom
+from queueing.models import QueueToken, WaitingRoom
 from tests.concurrency.helpers import wait_until_blocked_on_a_lock
 from tests.factories import ConcertFactory, UserFactory
+from tests.queueing.conftest import counted
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def counted(concert) -> int:
-    return sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True))
 
 
 def leave_while_admitted() -> tuple[QueueToken, int, list[Exception]]:

@@ -1,6 +1,7 @@
 """A fan's leave by the token's secret (queueing.services.queue_leave), the API's and
 the page's: one statement on PostgreSQL, deciding from the token under its lock. (An
-admitted fan's leave refilling the slot: test_services, for both ways of leaving.)"""
+admitted fan's leave refilling the slot, and a fan leaving the line running no
+admission: test_services, for both ways of leaving.)"""
 
 import pytest
 from django.db import connection
@@ -31,19 +32,6 @@ def test_a_waiting_fan_leaves_in_one_statement_and_everyone_behind_moves_up(conc
     assert (second.status, second.end_reason, second.ended_at) == (Status.LEFT, "left", now)
     assert counted(concert) == 2
     assert selectors.queue_position(token=third) == 2
-
-
-def test_a_fan_leaving_the_line_runs_no_admission(
-    concert, now, django_capture_on_commit_callbacks, monkeypatch
-):
-    set_capacity(concert, 1)
-    _, second = line_up(concert, 2, now)
-    runs = []
-    monkeypatch.setattr(services, "_admit_soon", lambda **kw: runs.append(kw))
-    with django_capture_on_commit_callbacks(execute=True):
-        leave(second, now)
-    assert second.status == Status.LEFT
-    assert runs == []
 
 
 def test_another_fans_token_is_refused_and_left_as_it_was(concert, now):

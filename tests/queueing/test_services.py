@@ -123,27 +123,28 @@ def test_admission_stamps_never_go_back_when_a_run_brings_an_older_clock(concert
     assert all(refreshed(t).active_until > later_clock for t in tokens)
 
 
-def test_only_an_ended_turn_runs_an_admission_a_fan_leaving_the_line_does_not(
-    concert, now, django_capture_on_commit_callbacks, monkeypatch
-):
-    set_capacity(concert, 1)
-    first, _, third = line_up(concert, 3, now)
-    runs = []
-    monkeypatch.setattr(services, "_admit_soon", lambda **kw: runs.append(kw))
-    with django_capture_on_commit_callbacks(execute=True):
-        services.queue_token_leave(token=third, now=now)  # waiting: no slot freed
-    assert runs == []
-    with django_capture_on_commit_callbacks(execute=True):
-        services.queue_token_leave(token=first, now=now)  # active: a slot to refill
-    assert runs == [{"concert_id": concert.id, "now": now}]
-
-
 LEAVES = {  # by the token (ORM), and by its secret (one statement: the API's and the page's)
     "token": lambda token, now: services.queue_token_leave(token=token, now=now),
     "secret": lambda token, now: services.queue_leave(
         key=token.key, user_id=token.user_id, now=now
     ),
 }
+
+
+@pytest.mark.parametrize("by", sorted(LEAVES))
+def test_only_an_ended_turn_runs_an_admission_a_fan_leaving_the_line_does_not(
+    by, concert, now, django_capture_on_commit_callbacks, monkeypatch
+):
+    set_capacity(concert, 1)
+    first, _, third = line_up(concert, 3, now)
+    runs = []
+    monkeypatch.setattr(services, "_admit_soon", lambda **kw: runs.append(kw))
+    with django_capture_on_commit_callbacks(execute=True):
+        LEAVES[by](third, now)  # waiting: no slot freed
+    assert runs == []
+    with django_capture_on_commit_callbacks(execute=True):
+        LEAVES[by](first, now)  # active: a slot to refill
+    assert runs == [{"concert_id": concert.id, "now": now}]
 
 
 @pytest.mark.parametrize("by", sorted(LEAVES))
