@@ -23,6 +23,11 @@ if DATABASES["default"]["ENGINE"] not in ("django.db.backends.postgresql", "conf
     )
 
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Tasks a test sends go to a queue of this run's own, under its key prefix (so the
+# suite's clean-up deletes them), never to a developer's worker on the same Redis.
+CELERY_TASK_DEFAULT_QUEUE = f"{os.environ['CACHE_KEY_PREFIX']}:celery"
+# A worker a test starts answers no remote control (no shared pidbox keys in Redis).
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False

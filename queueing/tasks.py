@@ -29,3 +29,9 @@ def repair_mirror() -> int | None:
 @shared_task(name="queueing.start_sales")
 def start_sales() -> int:
     return services.queue_sales_start_due(now=timezone.now())
+
+
+@shared_task(name=services.ADMIT_DUE_TASK)
+def admit_due(concert_id: int) -> int:
+    """Sent by a commit whose admission round found the concert busy (_admit_soon)."""
+    return services.queue_admit_due(concert_id=concert_id)

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 from django.core.cache import cache
 from django.utils import timezone
@@ -17,7 +19,10 @@ def clear_own_cache_keys() -> int:
     client = cache._cache.get_client(write=True)
     deleted = 0
     batch = []
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+    # The run's keys, and the binding kombu keeps for its task queue (test_settings).
+    keys = client.scan_iter(match=f"{prefix}:*", count=1000)
+    bindings = client.scan_iter(match=f"_kombu.binding*.{prefix}:*", count=1000)
+    for key in itertools.chain(keys, bindings):
         batch.append(key)
         if len(batch) == 500:
             deleted += client.delete(*batch)

@@ -1,19 +1,26 @@
 """After-commit admission runs coalesce (queueing.services._admit_soon): a commit
 that frees a slot while a run is going leaves a mark and returns at once, and the
-running one goes round again for it after its commit. Real threads, each with its
-own PostgreSQL connection; the control shows that without the second round the
-freed slot is left behind.
+running one looks for the mark after its commit. A request runs one round at most:
+the next round goes to a Celery worker (queueing.admit_due), so no fan's request
+pays for the rounds other fans' commits ask for. Real threads, each with its own
+PostgreSQL connection, and a real Celery worker on the run's own Redis queue; the
+control shows that without a second round the freed slot is left behind.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
+from celery import signals
+from celery.contrib.testing.worker import start_worker
 from django.db import connections
 from django.test import override_settings
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
+from config.celery import app
 from queueing import services
 from queueing.models import QueueToken, WaitingRoom
 from tests.factories import ConcertFactory, UserFactory
@@ -67,7 +74,34 @@ def run_held_open(concert, monkeypatch):
     return thread, go, calls
 
 
-def test_a_slot_freed_while_a_run_is_going_is_refilled_by_that_run(monkeypatch):
+def wait_for(predicate, seconds: float = 30) -> bool:
+    """Whether `predicate()` came true within `seconds` (what a worker does is seen
+    from outside; nothing here asserts how long it took)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.fixture
+def celery_worker():
+    """A real Celery worker (in a thread of this process) on this run's own queue
+    (config/test_settings.py), closing its database connection after each task."""
+
+    def close_connections(**kwargs):
+        connections.close_all()
+
+    signals.task_postrun.connect(close_connections, weak=False)
+    try:
+        with start_worker(app, perform_ping_check=False, shutdown_timeout=30) as worker:
+            yield worker
+    finally:
+        signals.task_postrun.disconnect(close_connections)
+
+
+def test_a_slot_freed_while_a_run_is_going_is_refilled_by_a_worker(monkeypatch, request):
     concert, (first, _, third, fourth) = full_room_with_a_line()
     thread, go, calls = run_held_open(concert, monkeypatch)
     assert calls == [[]]  # it read a full room
@@ -78,10 +112,62 @@ def test_a_slot_freed_while_a_run_is_going_is_refilled_by_that_run(monkeypatch):
     go.set()
     thread.join(30)
     assert not thread.is_alive()
-    # The running one looked for the mark after its commit and went round again.
+    # The running request looked for the mark after its commit and, the room being
+    # busy, sent the next round to a worker instead of going round itself.
+    assert len(calls) == 1
+    assert status(third) == "waiting"
+    request.getfixturevalue("celery_worker")  # a worker starts and takes the task
+    assert wait_for(lambda: status(third) == "active")
+    assert len(calls) == 2  # the worker's round
+    assert status(fourth) == "waiting"  # capacity never exceeded, FIFO kept
+
+
+def test_if_the_round_cannot_be_sent_to_a_worker_the_request_goes_round_itself(monkeypatch):
+    concert, (first, _, third, fourth) = full_room_with_a_line()
+
+    def broker_refuses(*args, **kwargs):
+        raise OperationalError("the broker is gone")
+
+    monkeypatch.setattr(services.celery_app, "send_task", broker_refuses)
+    thread, go, calls = run_held_open(concert, monkeypatch)
+    services.queue_token_leave(token=first, now=timezone.now())
+    go.set()
+    thread.join(30)
     assert len(calls) == 2
     assert status(third) == "active"
-    assert status(fourth) == "waiting"  # capacity never exceeded, FIFO kept
+    assert status(fourth) == "waiting"
+
+
+def test_a_worker_goes_round_while_commits_keep_marking_the_concert(monkeypatch, celery_worker):
+    """The worker's side: each of its rounds may find new marks; it goes round until
+    none is left, so slots freed during its rounds are refilled too."""
+    concert, (first, second, third, fourth) = full_room_with_a_line()
+    real, rounds = services._admit_locked, []
+
+    def leave(token):
+        try:
+            services.queue_token_leave(token=token, now=timezone.now())
+        finally:
+            connections.close_all()
+
+    def admit_and_free_another(**kwargs):
+        admitted = real(**kwargs)
+        rounds.append(admitted)
+        if len(rounds) == 1:
+            # Another fan's turn ends (its own request, its own connection) while
+            # this round holds the run lock: that commit marks the concert, returns.
+            other = threading.Thread(target=leave, args=(second,))
+            other.start()
+            other.join(30)
+        return admitted
+
+    # The first round's slot: the leave below runs admission itself (no run going).
+    services.queue_token_leave(token=first, now=timezone.now())
+    assert status(third) == "active"
+    monkeypatch.setattr(services, "_admit_locked", admit_and_free_another)
+    app.send_task(services.ADMIT_DUE_TASK, kwargs={"concert_id": concert.id})
+    assert wait_for(lambda: status(fourth) == "active")
+    assert len(rounds) == 2 and rounds[1] == [fourth.pk]
 
 
 def test_control_without_the_second_round_the_freed_slot_is_left_behind(monkeypatch):
