@@ -7,6 +7,7 @@ gunicorn on a local port, wrk as the load generator. Figures are relative
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +92,34 @@ def server_command(port: int, workers: int, kind: str = SERVER) -> list[str]:
     if kind == "gthread":
         command += ["--threads", str(THREADS)]
     return command
+
+
+def celery_job(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """A Celery process (`worker …`, `beat …`) with the bench settings; stop_job ends it."""
+    celery = str(Path(sys.executable).parent / "celery")
+    return subprocess.Popen(
+        [celery, "-A", "config", *args, "--loglevel", "WARNING"],
+        cwd=ROOT,
+        env=env or ENV,
+        start_new_session=True,
+    )
+
+
+def stop_job(job: subprocess.Popen) -> None:
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGTERM)
+        job.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def celery_worker(*, enabled: bool = True) -> Iterator[None]:
+    """One Celery worker process with the bench settings while the block runs."""
+    job = celery_job("worker", "--concurrency", "1") if enabled else None
+    try:
+        yield
+    finally:
+        if job is not None:
+            stop_job(job)
 
 
 class Server:

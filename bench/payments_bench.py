@@ -10,7 +10,9 @@ Side by side, one run, one gunicorn config:
 
 BENCH_BUSY_WAITING=30000 runs the same in a busy room: that many fans wait in line
 behind the paying ones and the room is full, so every payment frees a slot and its
-after-commit admission run admits the next fan, as on sale day.
+after-commit admission run admits the next fan, as on sale day. A Celery worker
+runs beside the server then, as in production: a payment whose round finds the
+room busy sends the next round to it (queueing.services._admit_soon).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bench.common import (
     ROOT,
     Server,
     bench_concert,
+    celery_worker,
     cpu_text,
     mirror_rebuild,
     recreate_database,
@@ -94,7 +97,8 @@ def main() -> None:
     connection.close()
 
     results: dict = {"duration_s": DURATION, "busy_waiting": BUSY_WAITING}
-    with Server() as server:
+    # In a busy room a Celery worker runs beside the server, as in production.
+    with celery_worker(enabled=bool(BUSY_WAITING)), Server() as server:
         wrk(server.url, "/bench/bare", duration=3)
         # Every fan's API token cached first, as their hold leaves it (a fan pays
         # seconds after holding): the seeded holds were made by SQL, so without this

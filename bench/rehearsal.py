@@ -43,24 +43,23 @@ import asyncio
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 from bench.common import (
     ENV,
     ROOT,
     WORKERS,
     Server,
+    celery_job,
     recreate_database,
     save,
     seed_fans,
     setup_django,
+    stop_job,
 )
 from bench.observe import Sampler, group_pids, named_pids, own_pid, summarize
 
@@ -137,25 +136,14 @@ class Stack:
         os.environ.update(self.env)
         ENV.update(self.env)  # the web server takes bench.common.ENV: same settings as the jobs
         self.server = Server(workers=WORKERS)
-        celery = str(Path(sys.executable).parent / "celery")
         self.jobs = [
-            subprocess.Popen(
-                [celery, "-A", "config", *args, "--loglevel", "WARNING"],
-                cwd=ROOT,
-                env=self.env,
-                start_new_session=True,
-            )
-            for args in (
-                ["worker", "--concurrency", "1"],
-                ["beat", "--schedule", "/tmp/rehearsal-beat"],
-            )
+            celery_job("worker", "--concurrency", "1", env=self.env),
+            celery_job("beat", "--schedule", "/tmp/rehearsal-beat", env=self.env),
         ]
 
     def stop(self) -> None:
         for job in self.jobs:
-            if job.poll() is None:
-                os.killpg(job.pid, signal.SIGTERM)
-                job.wait(timeout=20)
+            stop_job(job)
         self.server.stop()
 
 

@@ -172,15 +172,25 @@ def _admit_soon(*, concert_id: int, now: datetime) -> None:
         redis_failed(exc)
         queue_admit_next(concert_id=concert_id, now=now)
         return
-    if not _admit_round(concert_id=concert_id, now=now, client=client, due=due):
+    done = _admit_round(concert_id=concert_id, now=now, client=client, due=due, wait=False)
+    if done is _Busy.RUN:
         return  # a run is going: it looks for the mark after its commit
-    if not _due_again(client, due):
+    if done is not _Busy.ROOM and not _due_again(client, due):
         return
     try:
-        celery_app.send_task(ADMIT_DUE_TASK, kwargs={"concert_id": concert_id})
+        # A round that waited longer than the mark lives is worth nothing: beat's runs
+        # (QUEUE_ADMISSION_INTERVAL) have done its work by then.
+        celery_app.send_task(ADMIT_DUE_TASK, kwargs={"concert_id": concert_id}, expires=DUE_TTL)
     except (OperationalError, *REDIS_DOWN):  # the broker did not take it: go round here
         logger.warning("admission for concert %s not handed to a worker", concert_id, exc_info=True)
         _admit_while_due(concert_id=concert_id, client=client, due=due)
+
+
+class _Busy(enum.Enum):
+    """Why a coalesced round did not run."""
+
+    RUN = "another coalesced run holds the run lock"
+    ROOM = "another admission (a line-up's, beat's, an operator's) holds the room lock"
 
 
 ADMIT_DUE_TASK = "queueing.admit_due"
@@ -202,25 +212,34 @@ def queue_admit_due(*, concert_id: int) -> int:
 
 def _admit_while_due(*, concert_id: int, client, due: str) -> int:
     rounds = 0
-    while _admit_round(concert_id=concert_id, now=timezone.now(), client=client, due=due):
+    while (
+        _admit_round(concert_id=concert_id, now=timezone.now(), client=client, due=due)
+        is not _Busy.RUN
+    ):
         rounds += 1
         if not _due_again(client, due):
             break
     return rounds
 
 
-def _admit_round(*, concert_id: int, now: datetime, client, due: str) -> bool:
+def _admit_round(
+    *, concert_id: int, now: datetime, client, due: str, wait: bool = True
+) -> list[int] | _Busy:
     """One coalesced admission round, in a transaction of its own: take the run lock
-    without waiting (False if another run holds it), clear the mark, admit."""
+    without waiting (_Busy.RUN if another run holds it), clear the mark, admit.
+    `wait` False: a room another admission has locked is _Busy.ROOM, at once, and
+    the mark stays for the round that does wait (a worker's)."""
     with transaction.atomic():
         if not _try_lock_runs(concert_id=concert_id):
-            return False
+            return _Busy.RUN
+        room = None if wait else _lock_room(concert_id=concert_id, wait=False)
+        if not wait and room is None:
+            return _Busy.ROOM
         try:
             client.delete(due)
         except REDIS_DOWN as exc:
             redis_failed(exc)  # the run goes on; the look after it ends the loop
-        _admit_locked(concert_id=concert_id, now=now, count=None)
-    return True
+        return _admit_locked(concert_id=concert_id, now=now, count=None, room=room)
 
 
 def _try_lock_runs(*, concert_id: int) -> bool:
@@ -737,9 +756,13 @@ def queue_sales_start_due(*, now: datetime) -> int:
 # --- admission -------------------------------------------------------------
 
 
-def _lock_room(*, concert_id: int) -> WaitingRoom:
-    """Serialise admission runs of one concert (call inside a transaction)."""
-    return WaitingRoom.objects.select_for_update(no_key=True).get(pk=concert_id)
+def _lock_room(*, concert_id: int, wait: bool = True) -> WaitingRoom | None:
+    """Serialise admission runs of one concert (call inside a transaction). `wait`
+    False: None at once if another transaction holds the lock."""
+    rooms = WaitingRoom.objects.filter(pk=concert_id)
+    if not wait:
+        return rooms.select_for_update(no_key=True, skip_locked=True).first()
+    return rooms.select_for_update(no_key=True).get()
 
 
 # A concert's line lock is the advisory lock (LINE_LOCK << 40) + its id modulo 2**40
@@ -808,9 +831,14 @@ def _admit(
     return _Admission(ids, status)
 
 
-def _admit_locked(*, concert_id: int, now: datetime, count: int | None) -> list[int]:
-    with transaction.atomic():
-        room = _lock_room(concert_id=concert_id)
+def _admit_locked(
+    *, concert_id: int, now: datetime, count: int | None, room: WaitingRoom | None = None
+) -> list[int]:
+    """`room`: the room, if the caller's transaction has locked it already."""
+    # No savepoint inside a caller's transaction (a coalesced round): an error here
+    # ends that transaction too.
+    with transaction.atomic(savepoint=False):
+        room = room or _lock_room(concert_id=concert_id)
         if count is None:
             if room.admission_paused:
                 return []

@@ -15,7 +15,7 @@ import time
 import pytest
 from celery import signals
 from celery.contrib.testing.worker import start_worker
-from django.db import connections
+from django.db import connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -23,6 +23,7 @@ from kombu.exceptions import OperationalError
 from config.celery import app
 from queueing import services
 from queueing.models import QueueToken, WaitingRoom
+from tests.concurrency.helpers import wait_until_blocked_on_a_lock
 from tests.factories import ConcertFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -194,3 +195,70 @@ def test_with_redis_down_every_commit_runs_its_own_admission():
     with override_settings(CACHES=DOWN):
         services.queue_token_leave(token=first, now=timezone.now())
     assert status(third) == "active"
+
+
+def hold_the_room_lock(concert):
+    """Another admission (a line-up's run, beat's, an operator's) holding the room's
+    lock in a thread of its own until told. Returns (the thread, "let it go")."""
+    locked, go = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                services._lock_room(concert_id=concert.id)
+                locked.set()
+                assert go.wait(30), "the test never let the room go"
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert locked.wait(30), "the room was not locked"
+    return thread, go
+
+
+def leave_in_a_thread(token):
+    done = threading.Event()
+
+    def leave():
+        try:
+            services.queue_token_leave(token=token, now=timezone.now())
+            done.set()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=leave, daemon=True)
+    thread.start()
+    return thread, done
+
+
+def test_a_commit_finding_the_room_locked_sends_its_round_to_a_worker_and_never_waits(request):
+    """The request's round takes the room's lock only if it is free: behind another
+    admission it would wait (100-650 ms in the 1,000-fan rehearsal), so the round
+    goes to a worker, which waits for the lock instead."""
+    concert, (first, _, third, fourth) = full_room_with_a_line()
+    holder, go = hold_the_room_lock(concert)
+    leaver, left = leave_in_a_thread(first)
+    # The leave's request ends while the room is still locked: it did not wait.
+    leaver.join(30)
+    assert left.is_set() and holder.is_alive()
+    assert status(third) == "waiting"
+    go.set()
+    holder.join(30)
+    request.getfixturevalue("celery_worker")
+    assert wait_for(lambda: status(third) == "active")
+    assert status(fourth) == "waiting"
+
+
+def test_control_a_round_that_waits_for_the_room_holds_the_request(monkeypatch):
+    real = services._admit_round
+    monkeypatch.setattr(services, "_admit_round", lambda **kw: real(**{**kw, "wait": True}))
+    concert, (first, _, third, _) = full_room_with_a_line()
+    holder, go = hold_the_room_lock(concert)
+    leaver, left = leave_in_a_thread(first)
+    wait_until_blocked_on_a_lock()
+    assert not left.is_set()  # the request is waiting for the room, after its commit
+    go.set()
+    leaver.join(30)
+    holder.join(30)
+    assert left.is_set() and status(third) == "active"  # its own round, at last
