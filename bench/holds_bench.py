@@ -5,6 +5,8 @@ Side by side, one run, one gunicorn config:
   2. GET /api/v1/schedules/{id}/seats  full answers (alternating with 1, three pairs:
                                        the median pair's ratio), and ETag-revalidated
                                        (304) ones
+  2b. GET /api/v1/concerts/{id}/dates  the same fans' bookable dates, in the same
+                                       pairs (its ratio to the same SELECT; reported)
   3. POST /bench/contended             UPDATE ... n = n + 1 under FOR UPDATE on 1 of 50 rows
   4. POST /api/v1/reservations         fans racing for the 50 seats of one date (201s + 409s)
   5. releasing 100,000 expired holds   the cleanup service, timed in-process
@@ -77,6 +79,7 @@ def main() -> None:
     random.seed(11)
     headers = [f"{auth}\t{queue}" for auth, queue in fans]
     seats_path = f"/api/v1/schedules/{read_date.id}/seats"
+    dates_path = f"/api/v1/concerts/{concert.id}/dates"
     results: dict = {"duration_s": DURATION}
     with Server() as server:
         wrk(server.url, "/bench/bare", duration=3)
@@ -93,14 +96,20 @@ def main() -> None:
         # The seat map against its baseline in alternating pairs: one pair's ratio
         # moved by 20 points from run to run as the machine drifted; the median of
         # SEAT_ROUNDS adjacent pairs is the figure, and every pair is kept.
-        rounds = []
+        rounds, date_rounds = [], []
         for _ in range(SEAT_ROUNDS):
             select = wrk_select(server.url, select_lines)
             seats = wrk(server.url, seats_path, lines=headers, header="Authorization,X-Queue-Token")
             rounds.append((round(seats["rps"] / select["rps"], 3), select, seats))
+            dates = wrk(server.url, dates_path, lines=headers, header="Authorization,X-Queue-Token")
+            date_rounds.append((round(dates["rps"] / select["rps"], 3), select, dates))
         results["seats_rounds"] = [ratio for ratio, _, _ in rounds]
         _, results["select_baseline"], results["seats"] = sorted(rounds, key=lambda r: r[0])[
             len(rounds) // 2
+        ]
+        results["dates_rounds"] = [ratio for ratio, _, _ in date_rounds]
+        results["dates_vs_select"], _, results["dates"] = sorted(date_rounds, key=lambda r: r[0])[
+            len(date_rounds) // 2
         ]
         results["seats_etag_304"] = wrk(
             server.url,
@@ -187,6 +196,13 @@ def report(r: dict) -> None:
         f"| GET seats (full 200s) | {r['seats']['rps']} req/s = {r['seats_vs_select']:.0%} "
         f"of baseline (median of {len(r['seats_rounds'])} pairs: "
         f"{', '.join(f'{x:.0%}' for x in r['seats_rounds'])}) | >= 100% |"
+    )
+    d = r["dates"]
+    print(
+        f"| GET dates (full 200s, other {d['other']}) | {d['rps']} req/s = "
+        f"{r['dates_vs_select']:.0%} of the same pairs' SELECT (median of "
+        f"{len(r['dates_rounds'])}: {', '.join(f'{x:.0%}' for x in r['dates_rounds'])}) | "
+        "reported |"
     )
     print(
         f"| GET seats, ETag revalidated (304s) | {r['seats_etag_304']['rps']} req/s = "

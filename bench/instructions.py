@@ -19,7 +19,8 @@ goals are set against.
 
 Paths: the bare DRF endpoint (the baseline), a mirrored poll (a new token each),
 a first line-up (a new fan each, the API token not yet cached, a full room), an
-admitted fan's seat map (full 200s, the caches warm, as a fan reloads it), a hold
+admitted fan's seat map (full 200s, the caches warm, as a fan reloads it), the same
+fan's bookable dates (as a fan watching for seats to come back reloads them), a hold
 (a new admitted fan each, a free seat each), a payment (a new fan each paying
 their own hold, nobody waiting) and a leave (a new waiting fan each leaving the
 line, as a sold-out line empties). The holding, paying and leaving fans' API tokens
@@ -43,7 +44,7 @@ WARM = 50  # requests before counting starts, in both runs
 WAITING = 5_000  # tokens in line for the polls
 FANS = 3_000  # fans with API tokens and no token yet, for the line-ups
 MOVERS = 2 * WARM + SHORT + LONG  # fans who hold (and as many who pay): one request each
-PATHS = ("bare", "poll", "line_up", "seats", "hold", "pay", "leave")
+PATHS = ("bare", "poll", "line_up", "seats", "dates", "hold", "pay", "leave")
 LEAVERS = 2_500  # the line's tokens from this place on leave it (the polls take the first)
 # BENCH_PATHS=bare,pay counts only those (bare is always counted: the ratios need it).
 # BENCH_PAY_KEYED=1: each payment carries an Idempotency-Key of its own, as a client
@@ -174,12 +175,12 @@ def child(path: str, count: int, offset: int) -> None:
         )
         fans = [row[0] for row in cursor.fetchall()]
         cursor.execute(
-            "SELECT s.id, a.key, q.key FROM concerts_schedule s"
+            "SELECT s.id, c.id, a.key, q.key FROM concerts_schedule s"
             " JOIN concerts_concert c ON c.id = s.concert_id AND c.slug = 'seats'"
             " JOIN queueing_queuetoken q ON q.concert_id = c.id"
             " JOIN authtoken_token a ON a.user_id = q.user_id"
         )
-        date, auth, turn = cursor.fetchone()
+        date, booking, auth, turn = cursor.fetchone()
         movers = {}
         for slug in ("hold", "pay"):  # fan n of the concert: seat n, and their hold if any
             cursor.execute(
@@ -223,6 +224,15 @@ def child(path: str, count: int, offset: int) -> None:
             environ(
                 "GET",
                 f"/api/v1/schedules/{date}/seats",
+                HTTP_AUTHORIZATION="Token " + auth,
+                HTTP_X_QUEUE_TOKEN=turn,
+            )
+        ]
+        * (WARM + count),  # fmt: skip
+        "dates": [
+            environ(
+                "GET",
+                f"/api/v1/concerts/{booking}/dates",
                 HTTP_AUTHORIZATION="Token " + auth,
                 HTTP_X_QUEUE_TOKEN=turn,
             )

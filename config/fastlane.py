@@ -329,7 +329,7 @@ def error_response(exc: DomainError, *, allow: str) -> HttpResponse:
 
 def lanes() -> list[Lane]:
     """The lanes. Each view is the plain twin of one DRF view's GET or POST."""
-    from concerts.api import seats_lane, seats_reads
+    from concerts.api import dates_lane, dates_reads, seats_lane, seats_reads
     from payments.api import HoldInput, PayInput, hold_lane, hold_reads, pay_lane
     from queueing.api import line_up_lane, poll_lane
     from wallet.api import charge_lane
@@ -366,4 +366,5 @@ def lanes() -> list[Lane]:
             method="POST",
         ),
         Lane(r"/api/v1/schedules/([0-9]+)/seats", seats_lane, api_token=True, prefetch=seats_reads),
+        Lane(r"/api/v1/concerts/([0-9]+)/dates", dates_lane, api_token=True, prefetch=dates_reads),
     ]

@@ -258,16 +258,19 @@ def test_a_poll_from_the_lane_is_paced_like_any_other(ways, line):
 # --- the seat map's lane: an admitted fan's API token and queue token -------------
 
 
-def seats_env(schedule_id: int, *, auth: str | None, queue_key: str | None, **extra) -> dict:
+def gated_env(path: str, *, auth: str | None, queue_key: str | None, **extra) -> dict:
+    """A GET's WSGI environ, with the fan's API token and turn if given."""
     headers = {}
     if auth:
         headers["HTTP_AUTHORIZATION"] = auth
     if queue_key:
         headers["HTTP_X_QUEUE_TOKEN"] = queue_key
-    return (
-        RequestFactory(HTTP_HOST="testserver")
-        .get(f"/api/v1/schedules/{schedule_id}/seats", **headers, **extra)
-        .environ
+    return RequestFactory(HTTP_HOST="testserver").get(path, **headers, **extra).environ
+
+
+def seats_env(schedule_id: int, *, auth: str | None, queue_key: str | None, **extra) -> dict:
+    return gated_env(
+        f"/api/v1/schedules/{schedule_id}/seats", auth=auth, queue_key=queue_key, **extra
     )
 
 
@@ -346,27 +349,46 @@ def auth_cache_key(auth: str) -> str:
     return _cache_key(auth[len("Token ") :])
 
 
-def test_gate_refusals_answer_the_same_either_way(ways, booking, concert, other_fan):
+def gated_read(which: str, booking, *, queue_key: str | None, unknown: bool = False) -> dict:
+    """The seat map's or the dates' request for the booking fan (`unknown`: for a date
+    or a concert that is not there)."""
+    schedule, auth, _ = booking
+    if which == "seats":
+        return seats_env(10**9 if unknown else schedule.id, auth=auth, queue_key=queue_key)
+    return dates_env(10**20 if unknown else schedule.concert_id, auth=auth, queue_key=queue_key)
+
+
+@pytest.mark.parametrize(
+    "which, unknown",
+    [
+        ("seats", (b"404", b'"schedule_not_found"')),
+        ("dates", (b"403", b'"queue_token_wrong_concert"')),
+    ],
+)
+def test_gate_refusals_answer_the_same_either_way(
+    ways, booking, concert, other_fan, which, unknown
+):
     from queueing.models import QueueToken as Token_
 
-    schedule, auth, key = booking
-    status, _, body = same_answer(ways, seats_env(schedule.id, auth=auth, queue_key=None))
+    _, _, key = booking
+    status, _, body = same_answer(ways, gated_read(which, booking, queue_key=None))
     assert status.startswith("403") and b'"queue_token_missing"' in body
     others = Token_.objects.get(user=other_fan, concert=concert).key
-    status, _, body = same_answer(ways, seats_env(schedule.id, auth=auth, queue_key=others))
+    status, _, body = same_answer(ways, gated_read(which, booking, queue_key=others))
     assert status.startswith("403") and b'"queue_token_invalid"' in body
-    status, _, body = same_answer(ways, seats_env(10**9, auth=auth, queue_key=key))
-    assert status.startswith("404") and b'"schedule_not_found"' in body
+    status, _, body = same_answer(ways, gated_read(which, booking, queue_key=key, unknown=True))
+    assert status.encode().startswith(unknown[0]) and unknown[1] in body
 
 
-def test_an_ended_turn_is_refused_on_the_lane_at_once(ways, booking):
+@pytest.mark.parametrize("which", ["seats", "dates"])
+def test_an_ended_turn_is_refused_on_the_lane_at_once(ways, booking, which):
     from queueing.models import QueueToken as Token_
 
-    schedule, auth, key = booking
+    _, _, key = booking
     _, lane = ways
-    assert run(lane, seats_env(schedule.id, auth=auth, queue_key=key))[0] == "200 OK"
+    assert run(lane, gated_read(which, booking, queue_key=key))[0] == "200 OK"
     services.queue_token_leave(token=Token_.objects.get(key=key), now=timezone.now())
-    status, _, body = same_answer(ways, seats_env(schedule.id, auth=auth, queue_key=key))
+    status, _, body = same_answer(ways, gated_read(which, booking, queue_key=key))
     assert status.startswith("403") and b'"queue_token_expired"' in body
 
 
@@ -405,6 +427,8 @@ def test_with_redis_down_every_lane_answers_from_postgresql(ways, booking, line)
         assert status == "200 OK" and b'"position":3' in body
         status, _, body = run(lane, seats_env(schedule.id, auth=auth, queue_key=key))
         assert status == "200 OK" and b'"number":3,' in body
+        status, _, body = run(lane, dates_env(schedule.concert_id, auth=auth, queue_key=key))
+        assert status == "200 OK" and b'"available_seats":49' in body
         twelve, two = ({"schedule_id": schedule.id, "seat_number": n} for n in (12, 2))
         assert run(lane, hold_env(auth, key, twelve))[0] == "201 Created"
         status, _, body = run(lane, hold_env(auth, key, two))
@@ -1012,3 +1036,60 @@ def test_with_redis_down_a_payment_on_the_lane_answers_from_postgresql(ways, hol
         status, _, body = run(lane, pay_env(auth, key, {"reservation_id": ten}))
         assert status == "201 Created" and b'"status":"paid"' in body
         assert fallback.calls == 0
+
+
+# --- the dates' lane: the same admitted fan's bookable dates ---------------------
+
+
+def dates_env(concert_id: int, *, auth: str | None, queue_key: str | None) -> dict:
+    return gated_env(f"/api/v1/concerts/{concert_id}/dates", auth=auth, queue_key=queue_key)
+
+
+def test_the_dates_answer_the_same_either_way(ways, booking):
+    schedule, auth, key = booking
+    status, headers, body = same_answer(
+        ways, dates_env(schedule.concert_id, auth=auth, queue_key=key)
+    )
+    assert status == "200 OK" and headers["Allow"] == "GET, HEAD, OPTIONS"
+    assert json.loads(body)["dates"] == [
+        {
+            "schedule_id": schedule.id,
+            "starts_at": json.loads(body)["dates"][0]["starts_at"],
+            "available_seats": 49,
+        }
+    ]
+
+
+def test_the_dates_body_is_the_documented_serializers(booking):
+    from concerts import selectors
+    from concerts.api import DatesOutput, _dates_body
+
+    schedule, _, _ = booking
+    dates = selectors.schedule_list_bookable(concert_id=schedule.concert_id, now=timezone.now())
+    documented = DatesOutput({"concert_id": schedule.concert_id, "dates": dates}).data
+    assert _dates_body(schedule.concert_id) == documented
+
+
+def test_the_dates_lane_takes_one_redis_round_trip_and_one_statement(ways, booking, monkeypatch):
+    """The API token's user and the fan's turn, read together, then the dates' one
+    statement. The control: the full way reads the two one by one."""
+    schedule, auth, key = booking
+    fallback, lane = ways
+    run(lane, dates_env(schedule.concert_id, auth=auth, queue_key=key))  # caches warm
+    sent = round_trips(monkeypatch)
+    env = dates_env(schedule.concert_id, auth=auth, queue_key=key)
+    assert same_answer(ways, env)[0] == "200 OK"
+    full_way, on_the_lane = sent[:2], sent[2:]
+    assert len(full_way) == 2 and len(on_the_lane) == 1
+    with CaptureQueriesContext(connection) as queries:
+        assert run(lane, env)[0] == "200 OK"
+    assert len(queries) == 1
+
+
+def test_without_a_good_api_token_the_dates_go_the_full_way(ways, booking):
+    schedule, _, key = booking
+    fallback, lane = ways
+    env = dates_env(schedule.concert_id, auth="Token " + "0" * 40, queue_key=key)
+    status, headers, _ = run(lane, env)
+    assert fallback.calls == 1
+    assert status.startswith("401") and headers["WWW-Authenticate"] == "Token"
