@@ -147,8 +147,9 @@ def active_user_sql(key: str) -> str:
     """A SELECT of the user id (`user_id`) the API token key `key` (a placeholder or
     an expression) names, if its user is active, else no row: DRF's rule, as
     _from_database applies it, for a statement that authenticates as it writes (the
-    line-up's: queueing.services._insert_waiting). It reads PostgreSQL, never the
-    cache, so a token deleted or a user deactivated is refused at once."""
+    line-up's and the leave's: queueing.services._insert_waiting, _leave). It reads
+    PostgreSQL, never the cache, so a token deleted or a user deactivated is refused
+    at once."""
     user_model = get_user_model()
     active = user_model._meta.get_field("is_active").column
     return (

@@ -3,8 +3,8 @@
 A fan's poll (`GET /api/v1/queue` with the token in X-Queue-Token) is the request
 the whole waiting room repeats, thousands of times a second on sale day; an
 admitted fan's seat map (`GET /api/v1/schedules/{id}/seats`), hold (`POST
-/api/v1/reservations`) and payment (`POST /api/v1/payments`), and the line-up and
-top-up around them, come next. They need
+/api/v1/reservations`) and payment (`POST /api/v1/payments`), and the line-up,
+top-up and leave around them, come next. They need
 no session, no CSRF check and no URL resolving, and their work is one or two round
 trips, yet the full Django stack and DRF's dispatch cost more than that work. So
 the WSGI application routes such a request to its view directly, through the
@@ -121,21 +121,24 @@ class FastLane:
 
     def __init__(self, app: Callable, lanes: Iterable[Lane]) -> None:
         self.app = app
-        self.exact: dict[str, tuple[Lane, Callable]] = {}
-        self.patterns: list[tuple[re.Pattern, Lane, Callable]] = []
+        # Lanes by (method, path): one path may have a lane per method (the poll's GET
+        # and the leave's DELETE of /api/v1/queue).
+        self.exact: dict[tuple[str, str], tuple[Lane, Callable]] = {}
+        self.patterns: list[tuple[str, re.Pattern, Lane, Callable]] = []
         for lane in lanes:
             if re.escape(lane.pattern) == lane.pattern:
-                self.exact[lane.pattern] = (lane, _chain(lane.view))
+                self.exact[lane.method, lane.pattern] = (lane, _chain(lane.view))
             else:
-                self.patterns.append((re.compile(lane.pattern), lane, _chain(lane.view)))
+                compiled = re.compile(lane.pattern)
+                self.patterns.append((lane.method, compiled, lane, _chain(lane.view)))
         self.session_cookie = settings.SESSION_COOKIE_NAME + "="
 
-    def route(self, path: str) -> tuple[Lane, Callable, tuple[int, ...]] | None:
-        found = self.exact.get(path)
+    def route(self, method: str, path: str) -> tuple[Lane, Callable, tuple[int, ...]] | None:
+        found = self.exact.get((method, path))
         if found is not None:
             return *found, ()
-        for pattern, lane, handler in self.patterns:
-            match = pattern.fullmatch(path)
+        for lane_method, pattern, lane, handler in self.patterns:
+            match = pattern.fullmatch(path) if lane_method == method else None
             if match:
                 return lane, handler, tuple(int(group) for group in match.groups())
         return None
@@ -161,7 +164,7 @@ class FastLane:
         )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        routed = self.route(environ.get("PATH_INFO", ""))
+        routed = self.route(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""))
         if routed is None or not self.plain(environ, routed[0]):
             return self.app(environ, start_response)
         lane, handler, args = routed
@@ -328,10 +331,10 @@ def error_response(exc: DomainError, *, allow: str) -> HttpResponse:
 
 
 def lanes() -> list[Lane]:
-    """The lanes. Each view is the plain twin of one DRF view's GET or POST."""
+    """The lanes. Each view is the plain twin of one DRF view's GET, POST or DELETE."""
     from concerts.api import dates_lane, dates_reads, seats_lane, seats_reads
     from payments.api import HoldInput, PayInput, hold_lane, hold_reads, pay_lane
-    from queueing.api import line_up_lane, poll_lane
+    from queueing.api import leave_lane, line_up_lane, poll_lane
     from wallet.api import charge_lane
 
     return [
@@ -358,6 +361,7 @@ def lanes() -> list[Lane]:
             body=exact_keys("amount"),
         ),
         Lane("/api/v1/queue", poll_lane),
+        Lane("/api/v1/queue", leave_lane, api_token=True, own_auth=True, method="DELETE"),
         Lane(
             r"/api/v1/concerts/([0-9]+)/queue",
             line_up_lane,

@@ -436,7 +436,14 @@ def test_with_redis_down_every_lane_answers_from_postgresql(ways, booking, line)
         assert run(lane, charge_env(auth, {"amount": 1000}))[0] == "201 Created"
         status, _, body = run(lane, line_up_env(concert.id, api_fan()))
         assert status == "201 Created" and b'"position":5' in body
+        leaver = api_fan()
+        token, _ = services.queue_token_issue(
+            user=Token.objects.get(key=leaver[6:]).user, concert_id=concert.id, now=timezone.now()
+        )
+        assert run(lane, leave_env(leaver, token.key))[0] == "204 No Content"
         assert fallback.calls == 0  # the lanes answered, slower, from the rows
+    token.refresh_from_db()
+    assert token.status == QueueToken.Status.LEFT
 
 
 # --- the hold (POST /api/v1/reservations) ------------------------------------------
@@ -881,6 +888,143 @@ def test_a_line_up_with_a_session_cookie_goes_the_full_way(ways, line):
     environ = line_up_env(concert.id, api_fan(), HTTP_COOKIE="sessionid=abc")
     status, _, _ = run(lane, environ)
     assert fallback.calls == 1 and status == "201 Created"
+
+
+# --- the leave (DELETE /api/v1/queue) ------------------------------------------------
+
+
+def leave_env(auth: str | None, queue_key: str | None, **extra) -> dict:
+    headers = {"HTTP_AUTHORIZATION": auth} if auth else {}
+    if queue_key is not None:
+        headers["HTTP_X_QUEUE_TOKEN"] = queue_key
+    return (
+        RequestFactory(HTTP_HOST="testserver").delete("/api/v1/queue", **headers, **extra).environ
+    )
+
+
+@pytest.fixture
+def leavers(line):
+    """Three more fans in the full room's line, each with an API token, lined up
+    through the service (so mirrored): (concert, [(auth, token)])."""
+    concert, _ = line
+    fans = []
+    for _ in range(3):
+        auth = api_fan()
+        user = Token.objects.get(key=auth[6:]).user
+        token, _ = services.queue_token_issue(user=user, concert_id=concert.id, now=timezone.now())
+        fans.append((auth, token))
+    return concert, fans
+
+
+def waiting_in(concert) -> int:
+    from queueing.models import QueueBucket
+
+    return sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True))
+
+
+def test_a_leave_on_the_lane_answers_as_the_full_way_does(ways, leavers):
+    """Two fans leave, one each way: the same 204, and each is out of the line, counted
+    out of its bucket once and told so by the mirror."""
+    concert, [(first_auth, first), (second_auth, second), _] = leavers
+    fallback, lane = ways
+    before = waiting_in(concert)
+    full = run(fallback.app, leave_env(first_auth, first.key))
+    fast = run(lane, leave_env(second_auth, second.key))
+    assert fallback.calls == 0 and full == fast and full[0] == "204 No Content"
+    assert full[2] == b"" and "Content-Type" not in full[1]
+    for token in (first, second):
+        token.refresh_from_db()
+        assert token.status == QueueToken.Status.LEFT and token.end_reason == "left"
+        assert mirror.read(key=token.key, now=timezone.now(), presence=False).status == "left"
+    assert waiting_in(concert) == before - 2
+
+
+def test_a_leave_on_the_lane_authenticates_in_its_own_statement(ways, leavers, monkeypatch):
+    """A fan told the sale is sold out leaves with a key the cache does not hold (the
+    line-up authenticated in its own statement too): one statement in PostgreSQL, the
+    key read in it, and one round trip to Redis, the mirror's, with no cache read of
+    the key and no fill."""
+    _, [(auth, token), *_] = leavers
+    _, lane = ways
+    cache.delete(auth_cache_key(auth))
+    sent = round_trips(monkeypatch)
+    with CaptureQueriesContext(connection) as queries:
+        assert run(lane, leave_env(auth, token.key))[0] == "204 No Content"
+    [statement] = [q["sql"] for q in queries]
+    assert "authtoken_token" in statement and "UPDATE" in statement
+    assert not any(b"auth:token:" in b"".join(trip) for trip in sent)
+    assert len(sent) == 1
+    monkeypatch.undo()
+    assert cache.get(auth_cache_key(auth)) is None
+
+
+def test_leave_refusals_answer_the_same_either_way(ways, leavers):
+    _, [(auth, token), (other_auth, other), _] = leavers
+    fallback, lane = ways
+    status, _, body = same_answer(ways, leave_env(auth, other.key))  # another fan's token
+    assert status.startswith("403") and b'"queue_token_invalid"' in body
+    status, _, body = same_answer(ways, leave_env(auth, "x" * 43))  # no such token
+    assert status.startswith("404") and b'"queue_token_not_found"' in body
+    assert run(lane, leave_env(auth, token.key))[0] == "204 No Content"
+    status, _, _ = same_answer(ways, leave_env(auth, token.key))  # gone already: no change
+    assert status == "204 No Content"
+    other.refresh_from_db()
+    assert other.status == QueueToken.Status.WAITING and fallback.calls == 0
+
+
+@pytest.mark.parametrize("queue_key", [None, "", "not a token"], ids=["none", "empty", "bad"])
+def test_a_leave_without_a_queue_token_of_its_shape_goes_the_full_way(ways, leavers, queue_key):
+    """DRF authenticates before the view reads the header: the full way answers (403
+    queue_token_missing, or 404 for a secret of no token's shape), and a bad API key
+    with it is a 401, not the header's refusal."""
+    _, [(auth, _), *_] = leavers
+    fallback, lane = ways
+    status, _, body = run(lane, leave_env(auth, queue_key))
+    code = b"queue_token_not_found" if queue_key else b"queue_token_missing"
+    assert fallback.calls == 1 and status[:3] in ("403", "404") and code in body
+    status, _, _ = run(lane, leave_env("Token " + "0" * 40, queue_key))
+    assert fallback.calls == 2 and status.startswith("401")
+
+
+def test_a_leave_whose_key_was_deleted_is_refused_at_once_and_ends_nothing(ways, leavers):
+    """The statement reads the key in PostgreSQL, never the cache: a key deleted after
+    it was cached (a logout) is refused, by DRF, the full way, and the fan's place
+    is kept."""
+    _, [(auth, token), *_] = leavers
+    fallback, lane = ways
+    cache.set(auth_cache_key(auth), (token.user, None))  # a stale entry
+    Token.objects.filter(key=auth[6:]).delete()  # bypasses the signal: the entry stays
+    status, _, _ = run(lane, leave_env(auth, token.key))
+    assert status.startswith("401") and fallback.calls == 1
+    token.refresh_from_db()
+    assert token.status == QueueToken.Status.WAITING
+
+
+def test_a_leave_by_an_inactive_fan_is_refused_the_same_either_way(ways, leavers):
+    from django.contrib.auth import get_user_model
+
+    concert, [(auth, token), *_] = leavers
+    fallback, lane = ways
+    before = waiting_in(concert)
+    get_user_model().objects.filter(pk=token.user_id).update(is_active=False)
+    full = run(fallback.app, leave_env(auth, token.key))
+    fast = run(lane, leave_env(auth, token.key))
+    assert fast == full and fallback.calls == 1 and full[0].startswith("401")
+    token.refresh_from_db()
+    assert token.status == QueueToken.Status.WAITING and waiting_in(concert) == before
+
+
+def test_control_a_leave_authenticated_first_reads_the_key_in_a_statement_of_its_own(ways, leavers):
+    """The full way (DRF's token authentication, the cache missing the key): the key's
+    read, then the leave's statement."""
+    _, [(auth, token), *_] = leavers
+    fallback, _ = ways
+    cache.delete(auth_cache_key(auth))
+    with CaptureQueriesContext(connection) as queries:
+        assert run(fallback.app, leave_env(auth, token.key))[0] == "204 No Content"
+    statements = [q["sql"] for q in queries]
+    assert len(statements) == 2 and "authtoken_token" in statements[0]
+    assert "authtoken_token" not in statements[1]
 
 
 # --- the payment (POST /api/v1/payments) --------------------------------------------
