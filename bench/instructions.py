@@ -17,14 +17,15 @@ work, and the web server's (granian's) share. It measures the Python a change
 saves or adds, not the rate a server reaches; wrk's benches stay the figures the
 goals are set against.
 
-Paths: the bare DRF endpoint (the baseline), a mirrored poll (a new token each),
+Paths: the bare DRF endpoint (the baseline), a mirrored poll (a new token each), the
+same with the fan's API token (as a client that signs every request sends it),
 a first line-up (a new fan each, the API token not yet cached, a full room), an
 admitted fan's seat map (full 200s, the caches warm, as a fan reloads it), the same
 fan's bookable dates (as a fan watching for seats to come back reloads them), a hold
 (a new admitted fan each, a free seat each), a payment (a new fan each paying
 their own hold, nobody waiting) and a leave (a new waiting fan each leaving the
-line, as a sold-out line empties). The holding, paying and leaving fans' API tokens
-are cached first, as a fan's earlier requests leave them.
+line, as a sold-out line empties). The signing pollers', holding, paying and leaving
+fans' API tokens are cached first, as a fan's earlier requests leave them.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ WARM = 50  # requests before counting starts, in both runs
 WAITING = 5_000  # tokens in line for the polls
 FANS = 3_000  # fans with API tokens and no token yet, for the line-ups
 MOVERS = 2 * WARM + SHORT + LONG  # fans who hold (and as many who pay): one request each
-PATHS = ("bare", "poll", "line_up", "seats", "dates", "hold", "pay", "leave")
+PATHS = ("bare", "poll", "poll_signed", "line_up", "seats", "dates", "hold", "pay", "leave")
 LEAVERS = 2_500  # the line's tokens from this place on leave it (the polls take the first)
+SIGNED = 1_000  # the signed polls take the line's tokens from this place on
 # BENCH_PATHS=bare,pay counts only those (bare is always counted: the ratios need it).
 # BENCH_PAY_KEYED=1: each payment carries an Idempotency-Key of its own, as a client
 # that retries safely sends it (and as bench.peer_shape's payments do).
@@ -131,8 +133,9 @@ def seed() -> None:
             [first_payer, paying.id, MOVERS],
         )
         cursor.execute(
-            "SELECT key FROM authtoken_token WHERE user_id >= %s OR user_id BETWEEN %s AND %s",
-            [first_holder, LEAVERS, LEAVERS + MOVERS],
+            "SELECT key FROM authtoken_token WHERE user_id >= %s OR user_id BETWEEN %s AND %s"
+            " OR user_id BETWEEN %s AND %s",
+            [first_holder, LEAVERS, LEAVERS + MOVERS, SIGNED, SIGNED + MOVERS],
         )
         movers = [row[0] for row in cursor.fetchall()]
         cursor.execute("VACUUM ANALYZE")
@@ -161,6 +164,13 @@ def child(path: str, count: int, offset: int) -> None:
             [offset, WARM + count],
         )
         polls = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT q.key, a.key FROM queueing_queuetoken q"
+            " JOIN authtoken_token a ON a.user_id = q.user_id WHERE q.concert_id = %s"
+            " ORDER BY q.id OFFSET %s LIMIT %s",
+            [line, SIGNED + offset, WARM + count],
+        )
+        signed = cursor.fetchall()
         cursor.execute(
             "SELECT q.key, a.key FROM queueing_queuetoken q"
             " JOIN authtoken_token a ON a.user_id = q.user_id WHERE q.concert_id = %s"
@@ -216,6 +226,12 @@ def child(path: str, count: int, offset: int) -> None:
     requests = {
         "bare": [environ("GET", "/bench/bare")] * (WARM + count),
         "poll": [environ("GET", "/api/v1/queue", HTTP_X_QUEUE_TOKEN=key) for key in polls],
+        "poll_signed": [
+            environ(
+                "GET", "/api/v1/queue", HTTP_X_QUEUE_TOKEN=key, HTTP_AUTHORIZATION="Token " + auth
+            )
+            for key, auth in signed
+        ],
         "line_up": [
             environ("POST", f"/api/v1/concerts/{full}/queue", HTTP_AUTHORIZATION="Token " + key)
             for key in fans

@@ -119,6 +119,12 @@ def credentials_later(trip: RoundTrip, key: str) -> Reply:
     return trip.command("GET", trip.make_key(_cache_key(key)))
 
 
+def credentials_cached(cached: Reply):
+    """(user, token) from a credentials_later read, or None if the cache did not hold
+    the key (or did not answer): for a caller that must not read PostgreSQL yet."""
+    return None if cached.down else cache.decode(cached.value)
+
+
 def _from_database(key: str):
     """DRF's TokenAuthentication.authenticate_credentials, the same answers and errors,
     in one plain SQL read (config.rawsql): a fan's first request of a sale (a

@@ -48,7 +48,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from config.api import StrictIntegerField, answer_headers
-from config.auth import PLAIN_TOKEN, credentials, credentials_later
+from config.auth import PLAIN_TOKEN, credentials, credentials_cached, credentials_later
 from config.cache import RoundTrip, carry_writes
 from config.errors import DomainError
 from config.idempotency import Answer
@@ -96,6 +96,14 @@ class Lane:
     # statement (no cache read first): request.api_key is the key, and the view
     # answers FullWay() if it names no active fan (DRF's authentication then answers).
     own_auth: bool = False
+    # Without api_token: the request may also carry an API token (the poll, whose DRF
+    # view checks that a signed-in poller owns the token, after the poll). Then
+    # request.user is the fan the token's cache entry names, read before the view;
+    # a token the cache does not hold goes the full way, untouched, which reads it
+    # (and fills the cache) only after the poll, as DRF's lazy authentication does.
+    # (The cache read cannot ride with the poll's: the poll's read paces the poll, so
+    # the full way would then find it early.) Without one, request.user is None.
+    token_optional: bool = False
 
 
 class FullWay(HttpResponse):
@@ -156,7 +164,7 @@ class FastLane:
             and not environ.get("QUERY_STRING")
             and (
                 PLAIN_TOKEN.fullmatch(environ.get("HTTP_AUTHORIZATION", ""))
-                if lane.api_token
+                if lane.api_token or (lane.token_optional and "HTTP_AUTHORIZATION" in environ)
                 else "HTTP_AUTHORIZATION" not in environ
             )
             and self.session_cookie not in environ.get("HTTP_COOKIE", "")
@@ -180,10 +188,13 @@ class FastLane:
             if request.lane_input is None:
                 return self.app(environ, start_response)  # DRF parses and answers
         trip = None
-        key = environ["HTTP_AUTHORIZATION"][len("Token ") :] if lane.api_token else ""
-        reads_token = lane.api_token and not lane.own_auth  # else the view's statement does
+        signed = lane.api_token or (lane.token_optional and "HTTP_AUTHORIZATION" in environ)
+        key = environ["HTTP_AUTHORIZATION"][len("Token ") :] if signed else ""
+        reads_token = signed and not lane.own_auth  # else the view's statement does
         if lane.own_auth:
             request.api_key = key
+        if lane.token_optional and not signed:
+            request.user = None
         if reads_token or lane.prefetch:
             trip = RoundTrip()
             if reads_token:
@@ -191,6 +202,12 @@ class FastLane:
             if lane.prefetch:
                 request.prefetched = lane.prefetch(trip, request, *args)
             trip.run()
+        if lane.token_optional and signed:
+            found = credentials_cached(cached)
+            if found is None:  # not cached, or Redis down: DRF's lazy way, after the poll
+                return self.app(environ, start_response)
+            request.user, request.auth = found
+            reads_token = False
         # A cache fill on the way (the API token's, on a miss) rides in the view's
         # own next round trip to Redis, or goes on its own as the view returns.
         with carry_writes(trip.client if trip is not None else None):
@@ -360,7 +377,7 @@ def lanes() -> list[Lane]:
             method="POST",
             body=exact_keys("amount"),
         ),
-        Lane("/api/v1/queue", poll_lane),
+        Lane("/api/v1/queue", poll_lane, token_optional=True),
         Lane("/api/v1/queue", leave_lane, api_token=True, own_auth=True, method="DELETE"),
         Lane(
             r"/api/v1/concerts/([0-9]+)/queue",

@@ -167,8 +167,8 @@ class QueueTokenApi(APIView):
 
     @extend_schema(parameters=[QUEUE_TOKEN_PARAMETER], responses={200: QueueTokenOutput})
     def get(self, request: Request) -> Response:
-        # A plain poll (no Authorization, no session: nobody to check the owner
-        # against) usually comes the fast lane instead, to `poll_lane` (config.fastlane).
+        # A plain poll (no session; no Authorization, or an API token the cache holds)
+        # usually comes the fast lane instead, to `poll_lane` (config.fastlane).
         now = timezone.now()
         view = _polled(request_header(request, HEADER), now=now)
         self._owned(request, view.token)
@@ -191,10 +191,14 @@ _POLL_ALLOW = fastlane.drf_allow(QueueTokenApi)
 def poll_lane(request: HttpRequest) -> HttpResponse:
     """QueueTokenApi's GET for a plain poll, served by config.fastlane without DRF's
     dispatch or the full middleware: the same service calls, the same answer (status,
-    headers and body; tests compare the two in every state a poll answers)."""
+    headers and body; tests compare the two in every state a poll answers). A poll
+    with an API token (Lane.token_optional) comes with the fan the cache holds for
+    it, who must own the token, as the DRF view checks after the poll."""
     now = timezone.now()
     try:
         view = _polled(request_header(request, HEADER), now=now)
+        if request.user is not None and request.user.pk != view.token.user_id:
+            raise QueueTokenInvalid()
     except DomainError as exc:
         return fastlane.error_response(exc, allow=_POLL_ALLOW)
     return fastlane.json_response(

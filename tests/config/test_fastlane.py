@@ -171,6 +171,102 @@ def test_without_the_mirror_the_lane_reads_postgresql_and_answers_the_same(ways,
     assert len(queries) > 0
 
 
+# --- a poll with an API token (a client that signs every request) ------------------
+
+
+@pytest.fixture
+def signed(leavers):
+    """A fan in line with an API token the cache holds (the fan's earlier requests
+    left it there): (concert, auth, token, another fan's token)."""
+    from config.auth import credentials
+
+    concert, [(auth, token), (_, other), _] = leavers
+    credentials(auth[6:])
+    return concert, auth, token, other
+
+
+def test_a_signed_poll_answers_the_same_either_way_without_sql(ways, signed, monkeypatch):
+    """On the lane: the API token's cache read, then the poll's read (two round trips
+    to Redis, as the full way makes them, in the other order) and no SQL; the same
+    answer as DRF's view."""
+    _, auth, token, other = signed
+    fallback, lane = ways
+    run(lane, poll_env(other.key))  # the shared pacing estimates are warm
+    status, headers, body = same_answer(
+        ways, poll_env(token.key, HTTP_AUTHORIZATION=auth), key=token.key
+    )
+    assert status == "200 OK" and b'"position":5' in body and headers["Retry-After"]
+    forget_poll(token.key)
+    sent = round_trips(monkeypatch)
+    with CaptureQueriesContext(connection) as queries:
+        assert run(lane, poll_env(token.key, HTTP_AUTHORIZATION=auth))[0] == "200 OK"
+    assert len(sent) == 2 and b"auth:token:" in b"".join(sent[0]) and len(queries) == 0
+    assert fallback.calls == 0
+
+
+def test_signed_poll_refusals_answer_the_same_either_way_on_the_lane(ways, signed):
+    """Early (429, no SQL), another fan's token (403, after the poll, as DRF's view
+    checks the owner), no such token (404)."""
+    _, auth, token, other = signed
+    fallback, _ = ways
+    cache.set(services._poll_key(token.key), int(timezone.now().timestamp() * 1000) + 30_500, 60)
+    with CaptureQueriesContext(connection) as queries:
+        status, headers, body = same_answer(ways, poll_env(token.key, HTTP_AUTHORIZATION=auth))
+    assert status.startswith("429") and b'"poll_too_soon"' in body and len(queries) == 0
+    status, _, body = same_answer(ways, poll_env(other.key, HTTP_AUTHORIZATION=auth), key=other.key)
+    assert status.startswith("403") and b'"queue_token_invalid"' in body
+    status, _, body = same_answer(ways, poll_env("a" * 43, HTTP_AUTHORIZATION=auth))
+    assert status.startswith("404") and b'"queue_token_not_found"' in body
+    assert fallback.calls == 0  # the lane answered each itself
+
+
+def test_a_signed_poll_with_a_key_the_cache_lacks_goes_the_full_way_and_fills_it(ways, leavers):
+    """DRF authenticates a poll lazily, after it: an early poll is refused with no SQL
+    even for a key the cache lacks. So the lane passes such a key on with the poll
+    untouched (not paced: the full way must not find it early), and the full way
+    reads the key from PostgreSQL, after the poll, and caches it: the fan's next poll
+    takes the lane."""
+    _, [(auth, token), (_, other), _] = leavers
+    fallback, lane = ways
+    run(lane, poll_env(other.key))  # the shared pacing estimates are warm: reads pace
+    cache.delete(auth_cache_key(auth))
+    status, _, body = run(lane, poll_env(token.key, HTTP_AUTHORIZATION=auth))
+    assert status == "200 OK" and b'"position":5' in body and fallback.calls == 1
+    assert cache.get(auth_cache_key(auth)) is not None
+    forget_poll(token.key)
+    assert run(lane, poll_env(token.key, HTTP_AUTHORIZATION=auth))[0] == "200 OK"
+    assert fallback.calls == 1
+    cache.delete(auth_cache_key(auth))
+    with CaptureQueriesContext(connection) as queries:  # early: refused before the key
+        status, _, _ = run(lane, poll_env(token.key, HTTP_AUTHORIZATION=auth))
+    assert status.startswith("429") and len(queries) == 0 and fallback.calls == 2
+
+
+@pytest.mark.parametrize("why", ["unknown key", "logged out"])
+def test_a_signed_poll_with_a_bad_key_is_refused_401_the_full_way(ways, signed, why):
+    _, auth, token, _ = signed
+    fallback, lane = ways
+    if why == "logged out":
+        Token.objects.filter(key=auth[6:]).delete()  # its cache entry goes on commit
+    else:
+        auth = "Token " + "0" * 40
+    status, headers, _ = run(lane, poll_env(token.key, HTTP_AUTHORIZATION=auth))
+    assert status.startswith("401") and headers["WWW-Authenticate"] == "Token"
+    assert fallback.calls == 1
+
+
+def test_a_signed_poll_with_redis_down_goes_the_full_way_and_reads_postgresql(ways, signed):
+    from django.test import override_settings
+
+    from tests.config.test_redis_down import DOWN
+
+    _, auth, token, _ = signed
+    fallback, lane = ways
+    with override_settings(CACHES=DOWN):
+        status, _, body = run(lane, poll_env(token.key, HTTP_AUTHORIZATION=auth))
+    assert status == "200 OK" and b'"position":5' in body and fallback.calls == 1
+
+
 def test_security_headers_and_redirects_are_the_same_either_way(ways, line, settings):
     _, tokens = line
     settings.SECURE_HSTS_SECONDS = 3600
