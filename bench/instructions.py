@@ -164,20 +164,18 @@ def child(path: str, count: int, offset: int) -> None:
             [offset, WARM + count],
         )
         polls = [row[0] for row in cursor.fetchall()]
-        cursor.execute(
-            "SELECT q.key, a.key FROM queueing_queuetoken q"
-            " JOIN authtoken_token a ON a.user_id = q.user_id WHERE q.concert_id = %s"
-            " ORDER BY q.id OFFSET %s LIMIT %s",
-            [line, SIGNED + offset, WARM + count],
-        )
-        signed = cursor.fetchall()
-        cursor.execute(
-            "SELECT q.key, a.key FROM queueing_queuetoken q"
-            " JOIN authtoken_token a ON a.user_id = q.user_id WHERE q.concert_id = %s"
-            " ORDER BY q.id OFFSET %s LIMIT %s",
-            [line, LEAVERS + offset, WARM + count],
-        )
-        leavers = cursor.fetchall()
+
+        def in_line(start: int) -> list[tuple[str, str]]:
+            """(queue token, API token) of the line's fans from place `start` on."""
+            cursor.execute(
+                "SELECT q.key, a.key FROM queueing_queuetoken q"
+                " JOIN authtoken_token a ON a.user_id = q.user_id WHERE q.concert_id = %s"
+                " ORDER BY q.id OFFSET %s LIMIT %s",
+                [line, start + offset, WARM + count],
+            )
+            return cursor.fetchall()
+
+        signed, leavers = in_line(SIGNED), in_line(LEAVERS)
         cursor.execute(
             "SELECT key FROM authtoken_token WHERE user_id > %s ORDER BY user_id"
             " OFFSET %s LIMIT %s",
