@@ -549,9 +549,7 @@ def _insert_waiting(
     # parameter that folds part of a statement away makes every custom plan look
     # cheaper than the generic one, so PostgreSQL planned the statement again on
     # every line-up (0.15 ms of its 0.27; docs/performance.md, round nine).
-    fan = (
-        "SELECT %(fan)s::bigint AS user_id" if api_key is None else auth.active_user_sql("%(fan)s")
-    )
+    fan = _fan_sql(api_key)
     count = f"""CASE WHEN r.admission_paused OR t.status IS DISTINCT FROM 'waiting' THEN 0
                 ELSE (SELECT COUNT(*) FROM {tokens} a WHERE a.concert_id = %(concert)s
                         AND a.status = 'active' AND a.active_until > %(now)s) END"""
@@ -1012,14 +1010,21 @@ def queue_leave_by_api_key(*, api_key: str, key: str, now: datetime) -> bool:
     return _leave(key=key, user_id=None, api_key=api_key, now=now)
 
 
+def _fan_sql(api_key: str | None) -> str:
+    """A statement's `fan` (its column `user_id`), from its parameter `fan`: the fan's
+    id as given, or (with an API token key) the active fan that key names, read in the
+    statement itself (config.auth.active_user_sql; no row if none)."""
+    if api_key is None:
+        return "SELECT %(fan)s::bigint AS user_id"
+    return auth.active_user_sql("%(fan)s")
+
+
 def _leave(*, key: str, user_id: int | None, api_key: str | None, now: datetime) -> bool:
     """queue_leave's statement for the fan `user_id`, or the fan `api_key` names (the
     statement authenticates as the line-up's does: config.auth.active_user_sql).
     False if `api_key` names no active fan: then nothing is locked or written."""
     tokens, buckets = QueueToken._meta.db_table, QueueBucket._meta.db_table
-    fan = (
-        "SELECT %(fan)s::bigint AS user_id" if api_key is None else auth.active_user_sql("%(fan)s")
-    )
+    fan = _fan_sql(api_key)
     # The token is locked only once the fan is known (`old` reads `fan`): a refused key
     # takes no lock.
     with rawsql.cursor() as cursor:
