@@ -27,6 +27,7 @@ from queueing import mirror, services
 from queueing.models import QueueToken, WaitingRoom
 from tests.conftest import clear_own_cache_keys
 from tests.factories import ConcertFactory, UserFactory
+from tests.queueing.conftest import counted
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,6 +85,12 @@ def poll_env(key: str, **extra) -> dict:
     )
 
 
+def too_soon(key: str) -> None:
+    """Set the token's next poll 30.5 s away: both ways answer 429 with Retry-After 31,
+    unless half a second passes between them."""
+    cache.set(services._poll_key(key), int(timezone.now().timestamp() * 1000) + 30_500, 60)
+
+
 def forget_poll(key: str) -> None:
     """Undo a poll's pacing, so the same poll can be asked again the other way."""
     cache.delete(services._poll_key(key))
@@ -137,8 +144,7 @@ def test_an_ended_turn_answers_the_same_either_way(ways, line):
 def test_an_early_poll_answers_the_same_429_either_way_with_no_sql(ways, line):
     _, tokens = line
     key = tokens[3].key
-    # a deadline 30.5 s away: both answers say 31 s unless half a second passes between
-    cache.set(services._poll_key(key), int(timezone.now().timestamp() * 1000) + 30_500, 60)
+    too_soon(key)
     with CaptureQueriesContext(connection) as queries:
         status, headers, body = same_answer(ways, poll_env(key))
     assert status.startswith("429") and headers["Retry-After"] == "31"
@@ -209,7 +215,7 @@ def test_signed_poll_refusals_answer_the_same_either_way_on_the_lane(ways, signe
     checks the owner), no such token (404)."""
     _, auth, token, other = signed
     fallback, _ = ways
-    cache.set(services._poll_key(token.key), int(timezone.now().timestamp() * 1000) + 30_500, 60)
+    too_soon(token.key)
     with CaptureQueriesContext(connection) as queries:
         status, headers, body = same_answer(ways, poll_env(token.key, HTTP_AUTHORIZATION=auth))
     assert status.startswith("429") and b'"poll_too_soon"' in body and len(queries) == 0
@@ -1012,18 +1018,12 @@ def leavers(line):
     return concert, fans
 
 
-def waiting_in(concert) -> int:
-    from queueing.models import QueueBucket
-
-    return sum(QueueBucket.objects.filter(concert=concert).values_list("waiting", flat=True))
-
-
 def test_a_leave_on_the_lane_answers_as_the_full_way_does(ways, leavers):
     """Two fans leave, one each way: the same 204, and each is out of the line, counted
     out of its bucket once and told so by the mirror."""
     concert, [(first_auth, first), (second_auth, second), _] = leavers
     fallback, lane = ways
-    before = waiting_in(concert)
+    before = counted(concert)
     full = run(fallback.app, leave_env(first_auth, first.key))
     fast = run(lane, leave_env(second_auth, second.key))
     assert fallback.calls == 0 and full == fast and full[0] == "204 No Content"
@@ -1032,7 +1032,7 @@ def test_a_leave_on_the_lane_answers_as_the_full_way_does(ways, leavers):
         token.refresh_from_db()
         assert token.status == QueueToken.Status.LEFT and token.end_reason == "left"
         assert mirror.read(key=token.key, now=timezone.now(), presence=False).status == "left"
-    assert waiting_in(concert) == before - 2
+    assert counted(concert) == before - 2
 
 
 def test_a_leave_on_the_lane_authenticates_in_its_own_statement(ways, leavers, monkeypatch):
@@ -1101,13 +1101,13 @@ def test_a_leave_by_an_inactive_fan_is_refused_the_same_either_way(ways, leavers
 
     concert, [(auth, token), *_] = leavers
     fallback, lane = ways
-    before = waiting_in(concert)
+    before = counted(concert)
     get_user_model().objects.filter(pk=token.user_id).update(is_active=False)
     full = run(fallback.app, leave_env(auth, token.key))
     fast = run(lane, leave_env(auth, token.key))
     assert fast == full and fallback.calls == 1 and full[0].startswith("401")
     token.refresh_from_db()
-    assert token.status == QueueToken.Status.WAITING and waiting_in(concert) == before
+    assert token.status == QueueToken.Status.WAITING and counted(concert) == before
 
 
 def test_control_a_leave_authenticated_first_reads_the_key_in_a_statement_of_its_own(ways, leavers):
