@@ -25,7 +25,8 @@ fan's bookable dates (as a fan watching for seats to come back reloads them), a 
 (a new admitted fan each, a free seat each), a payment (a new fan each paying
 their own hold, nobody waiting) and a leave (a new waiting fan each leaving the
 line, as a sold-out line empties). The signing pollers', holding, paying and leaving
-fans' API tokens are cached first, as a fan's earlier requests leave them.
+fans' API tokens are cached first, as a fan's earlier requests leave them (but the
+holders' with BENCH_HOLD_COLD=1).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ SIGNED = 1_000  # the signed polls take the line's tokens from this place on
 # BENCH_PAY_KEYED=1: each payment carries an Idempotency-Key of its own, as a client
 # that retries safely sends it (and as bench.peer_shape's payments do).
 PAY_KEYED = os.environ.get("BENCH_PAY_KEYED") == "1"
+# BENCH_HOLD_COLD=1: the holding fans' API tokens are not cached first, so each hold is
+# its fan's first request (as in bench.peer_shape, pretix's shape).
+HOLD_COLD = os.environ.get("BENCH_HOLD_COLD") == "1"
 CHOSEN = tuple(
     p for p in PATHS if p == "bare" or p in os.environ.get("BENCH_PATHS", ",".join(PATHS))
 )
@@ -135,7 +139,11 @@ def seed() -> None:
         cursor.execute(
             "SELECT key FROM authtoken_token WHERE user_id >= %s OR user_id BETWEEN %s AND %s"
             " OR user_id BETWEEN %s AND %s",
-            [first_holder, LEAVERS, LEAVERS + MOVERS, SIGNED, SIGNED + MOVERS],
+            [
+                first_payer if HOLD_COLD else first_holder,
+                *(LEAVERS, LEAVERS + MOVERS),
+                *(SIGNED, SIGNED + MOVERS),
+            ],
         )
         movers = [row[0] for row in cursor.fetchall()]
         cursor.execute("VACUUM ANALYZE")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import NamedTuple
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import (
     Case,
@@ -36,6 +37,7 @@ from concerts.models import (
     WaitlistEntry,
 )
 from config import rawsql
+from config.auth import credentials_read, credentials_sql, credentials_uncached, credentials_width
 from config.cache import Reply, RoundTrip
 from config.memo import KeptFor
 from queueing import selectors as queue_selectors
@@ -115,8 +117,13 @@ def schedule_get(*, schedule_id: int) -> Schedule:
 
 
 def schedule_get_with_holder(
-    *, schedule_id: int, seat_number: int, now: datetime, cached: Reply | None = None
-) -> tuple[Schedule, tuple[int, int] | None]:
+    *,
+    schedule_id: int,
+    seat_number: int,
+    now: datetime,
+    cached: Reply | None = None,
+    api_key: str | None = None,
+) -> tuple[Schedule, tuple[int, int] | None, AbstractBaseUser | None]:
     """The date with its concert, and (reservation id, fan) of the seat's live
     reservation (confirmed, or held and unexpired) or None: one plain SQL read, as
     every hold starts with both. The holder is read without a lock: a hint that
@@ -129,24 +136,33 @@ def schedule_get_with_holder(
     refuses the seat). They are current: every write on the date bumps their version
     after it commits, and they lapse with the date's earliest hold. When the SQL
     read finds the seat taken and the cache missed, the date's seats are cached, so
-    the next holds of a taken seat read no SQL."""
+    the next holds of a taken seat read no SQL.
+
+    `api_key`: an API token key whose fan the caller does not know yet (a fast lane's
+    hold whose key the cache lacked). The same read authenticates it
+    (config.auth.credentials_sql), and the third item is that fan; a key it refuses
+    raises DRF's AuthenticationFailed before any other answer (and when the cached
+    seats answer with no SQL, the key is read by itself). Without one, None."""
+    fan = None
     if cached is not None:
         answer, seen_version = seatcache.read_reply(cached, now=now)
         holder = (answer or {}).get("holders", {}).get(str(seat_number))
         if holder is not None:
-            return _cached_schedule(schedule_id, answer), (holder[0], holder[1])
-    schedule, holder = _schedule_get_with_holder(
-        schedule_id=schedule_id, seat_number=seat_number, now=now
+            if api_key is not None:
+                fan, _ = credentials_uncached(api_key)
+            return _cached_schedule(schedule_id, answer), (holder[0], holder[1]), fan
+    schedule, holder, fan = _schedule_get_with_holder(
+        schedule_id=schedule_id, seat_number=seat_number, now=now, api_key=api_key
     )
     if cached is not None and holder is not None and answer is None and seen_version is not None:
         answer = _availability_answer(schedule=schedule, now=now)
         seatcache.store(schedule_id, seen_version=seen_version, answer=answer)
-    return schedule, holder
+    return schedule, holder, fan
 
 
 def _schedule_get_with_holder(
-    *, schedule_id: int, seat_number: int, now: datetime
-) -> tuple[Schedule, tuple[int, int] | None]:
+    *, schedule_id: int, seat_number: int, now: datetime, api_key: str | None = None
+) -> tuple[Schedule, tuple[int, int] | None, AbstractBaseUser | None]:
     # The seat by its number on the date (the date's unique index), then that seat's
     # reservations: two index reads, as the decision under the locks reads them (by
     # seat, seat_hold_checks). Asked by the reservation's date, the plan read all the
@@ -157,20 +173,24 @@ def _schedule_get_with_holder(
         f" AND (r.status = %s OR (r.status = %s AND r.expires_at > %s)) LIMIT 1"
     )
     live = [seat_number, Reservation.Status.CONFIRMED, Reservation.Status.HELD, now]
+    columns = f"{rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')}"
+    columns += f", (SELECT r.id {holder}), (SELECT r.user_id {holder})"
+    dated = f"{Schedule._meta.db_table} d JOIN {Concert._meta.db_table} c ON c.id = d.concert_id"
+    if api_key is None:
+        sql, params, skip = f"SELECT {columns} FROM {dated} WHERE d.id = %s", [], 0
+    else:  # one row either way: the key's (token, user) or NULLs, then the date's or NULLs
+        fan_columns, fan_source = credentials_sql("%s")
+        sql = f"SELECT {fan_columns}, {columns} FROM {fan_source} LEFT JOIN ({dated}) ON d.id = %s"
+        params, skip = [api_key], credentials_width()
     with rawsql.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {rawsql.select(Schedule, 'd')}, {rawsql.select(Concert, 'c')},"
-            f" (SELECT r.id {holder}), (SELECT r.user_id {holder})"
-            f" FROM {Schedule._meta.db_table} d"
-            f" JOIN {Concert._meta.db_table} c ON c.id = d.concert_id WHERE d.id = %s",
-            rawsql.params([*live, *live, schedule_id]),
-        )
+        cursor.execute(sql, rawsql.params([*live, *live, *params, schedule_id]))
         row = cursor.fetchone()
-    if row is None:
+    fan = None if api_key is None else credentials_read(api_key, row)[0]  # 401 comes first
+    if row is None or row[skip] is None:
         raise ScheduleNotFound()
-    schedule, concert = rawsql.instances(row, Schedule, Concert)
+    schedule, concert = rawsql.instances(row[skip:], Schedule, Concert)
     schedule.concert = concert
-    return schedule, (None if row[-2] is None else (row[-2], row[-1]))
+    return schedule, (None if row[-2] is None else (row[-2], row[-1])), fan
 
 
 def _fan_live_count(*, user_id: int, schedule_id: int, now: datetime) -> tuple[str, list]:

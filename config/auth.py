@@ -67,9 +67,7 @@ def credentials(key: str, cached: Reply | None = None):
         hit = cache.get(cache_key)
     if hit is not None:
         return hit
-    user, token = _from_database(key)  # raises for a bad key
-    _fill(key, (user, token))
-    return user, token
+    return credentials_uncached(key)  # raises for a bad key
 
 
 # A forgotten key refuses to be filled for this long: a read of PostgreSQL that began
@@ -130,19 +128,54 @@ def _from_database(key: str):
     in one plain SQL read (config.rawsql): a fan's first request of a sale (a
     line-up) misses the cache, and compiling the ORM query cost three times as much
     Python as running it."""
-    user_model = get_user_model()
+    columns, source = credentials_sql("%s")
     with rawsql.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {rawsql.select(Token, 't')}, {rawsql.select(user_model, 'u')}"
-            f" FROM {Token._meta.db_table} t"
-            f" JOIN {user_model._meta.db_table} u ON u.{user_model._meta.pk.column} = t.user_id"
-            f" WHERE t.key = %s",
-            [key],
-        )
-        row = cursor.fetchone()
-    if row is None:
+        cursor.execute(f"SELECT {columns} FROM {source}", [key])
+        return _checked(cursor.fetchone())
+
+
+def credentials_sql(key: str) -> tuple[str, str]:
+    """For a statement that authenticates the API token key `key` (a placeholder) as it
+    reads what else it needs: DRF's (token, user) columns, and the FROM item that gives
+    them, exactly one row, NULLs for a key that names no token (LEFT JOIN the
+    statement's own tables to it). credentials_read takes the row. It reads
+    PostgreSQL, never the cache, so a token deleted or a user deactivated is refused
+    at once."""
+    user_model = get_user_model()
+    return (
+        f"{rawsql.select(Token, 't')}, {rawsql.select(user_model, 'u')}",
+        f"(SELECT 1 AS x) one LEFT JOIN ({Token._meta.db_table} t"
+        f" JOIN {user_model._meta.db_table} u ON u.{user_model._meta.pk.column} = t.user_id)"
+        f" ON t.key = {key}",
+    )
+
+
+def credentials_width() -> int:
+    """How many columns credentials_sql's columns are: the statement's own follow."""
+    return rawsql.width(Token) + rawsql.width(get_user_model())
+
+
+def credentials_read(key: str, row: tuple):
+    """(user, token) from a row that starts with credentials_sql's columns, with DRF's
+    errors (AuthenticationFailed), then cached as `credentials` caches what it read."""
+    found = _checked(row)
+    _fill(key, found)
+    return found
+
+
+def credentials_uncached(key: str):
+    """`credentials` for a caller whose cache read missed: PostgreSQL, then cached."""
+    found = _from_database(key)
+    _fill(key, found)
+    return found
+
+
+def _checked(row: tuple | None):
+    """DRF's rule on a credentials_sql row: an unknown key, or an inactive user, is
+    refused as DRF refuses them."""
+    if row is None or row[0] is None:
         raise exceptions.AuthenticationFailed(_("Invalid token."))
-    token, user = rawsql.instances(row, Token, user_model)
+    token, user = rawsql.instances(row, Token, get_user_model())
     token.user = user
     if not user.is_active:
         raise exceptions.AuthenticationFailed(_("User inactive or deleted."))

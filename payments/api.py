@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -108,11 +109,14 @@ class ReservationListApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED, headers=headers)
 
 
-def _held(request, data: dict, reads=None) -> tuple[dict, dict[str, str]]:
-    """Hold the seat: the new hold's body and headers (the service raises a refusal)."""
+def _held(request, data: dict, reads=None, api_key=None) -> tuple[dict, dict[str, str]]:
+    """Hold the seat: the new hold's body and headers (the service raises a refusal).
+    `api_key`: the lane's key its cache lacked (request.user None), which the hold's
+    first statement authenticates."""
     now = timezone.now()
     reservation = concert_services.seat_hold_create(
         user=request.user,
+        api_key=api_key,
         schedule_id=data["schedule_id"],
         seat_number=data["seat_number"],
         queue_key=request_header(request, QUEUE_TOKEN_HEADER),
@@ -140,11 +144,16 @@ def hold_reads(trip: RoundTrip, request: HttpRequest) -> tuple[Reply, Reply]:
 def hold_lane(request: HttpRequest) -> HttpResponse:
     """ReservationListApi's POST for a plain hold (an API token, a JSON body HoldInput
     takes as it is), served by config.fastlane without DRF's dispatch or the full
-    middleware: the same service call, the same answer (tests compare the two)."""
+    middleware: the same service call, the same answer (tests compare the two). A key
+    the cache lacked is authenticated by the hold's first statement (Lane.auth_on_miss)."""
     try:
-        body, headers = _held(request, request.lane_input, reads=request.prefetched)
+        body, headers = _held(
+            request, request.lane_input, reads=request.prefetched, api_key=request.api_key
+        )
     except DomainError as exc:
         return fastlane.error_response(exc, allow=_RESERVATIONS_ALLOW)
+    except AuthenticationFailed:  # a key the hold's statement refused: DRF answers 401
+        return fastlane.FullWay()
     return fastlane.json_response(
         body, allow=_RESERVATIONS_ALLOW, status=status.HTTP_201_CREATED, headers=headers
     )

@@ -3,12 +3,16 @@
 date and then that seat's reservations: two index reads, in the plan a busy
 connection caches too (docs/performance.md, round nine). Asked by the reservation's
 date, the cached plan read all the date's reservations and every seat of that
-number across the dates; that is the control.
+number across the dates; that is the control. The same read on a fast lane, which
+also authenticates the fan's API token (a key the cache lacked), plans the same way,
+with the token read by its key.
 """
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from concerts import selectors
 from concerts.models import Reservation
@@ -61,18 +65,22 @@ def busy_dates():
     return dates
 
 
-def test_the_holder_is_read_by_the_seat_then_its_reservations(busy_dates):
+@pytest.mark.parametrize("signed", [False, True], ids=["fan-known", "api-key"])
+def test_the_holder_is_read_by_the_seat_then_its_reservations(busy_dates, signed):
     date = busy_dates[DATES // 2]
+    planner = get_user_model().objects.filter(username__startswith="plan").first()
+    api_key = Token.objects.create(user=planner).key if signed else None
     sql, params = statement_of(
         lambda: selectors._schedule_get_with_holder(
-            schedule_id=date.pk, seat_number=7, now=timezone.now()
+            schedule_id=date.pk, seat_number=7, now=timezone.now(), api_key=api_key
         ),
         "concerts_schedule d",
     )
-    assert NEW in sql
+    assert NEW in sql and ("authtoken_token t" in sql) == signed
     for planned in (plan, generic_plan):
         chosen = planned(sql, params)
         assert "seat_unique_number" in chosen, chosen
+        assert ("Index Scan using authtoken_token" in chosen) == signed, chosen  # by its key
         assert not reads_the_dates_reservations(chosen), chosen
         # Control: asked by the reservation's date, the plan reads the date's
         # reservations (then each one's seat), or every seat with that number.
@@ -95,14 +103,14 @@ def reads_the_dates_reservations(chosen: str) -> bool:
 def test_the_holder_read_by_the_seat_is_the_seats_live_reservation(busy_dates):
     date = busy_dates[DATES // 2]
     live = Reservation.objects.get(schedule=date, seat__number=7, status="held")
-    _, holder = selectors._schedule_get_with_holder(
+    _, holder, _ = selectors._schedule_get_with_holder(
         schedule_id=date.pk, seat_number=7, now=timezone.now()
     )
     assert holder == (live.pk, live.user_id)
     Reservation.objects.filter(pk=live.pk).update(
         status="expired", ended_at=timezone.now(), end_reason="released"
     )
-    _, holder = selectors._schedule_get_with_holder(
+    _, holder, _ = selectors._schedule_get_with_holder(
         schedule_id=date.pk, seat_number=7, now=timezone.now()
     )
     assert holder is None  # only ended ones left on that seat

@@ -12,6 +12,7 @@ import json
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core import signals
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
@@ -21,6 +22,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from concerts.models import Reservation
 from config import fastlane
 from queueing import api as queueing_api
 from queueing import mirror, services
@@ -685,6 +687,89 @@ def test_a_hold_without_a_good_api_token_goes_the_full_way(ways, booking, auth):
     body = {"schedule_id": schedule.id, "seat_number": 5}
     status, _, _ = run(lane, hold_env(auth, key, body))
     assert fallback.calls == 1 and status.startswith("401")
+
+
+def cold(auth: str) -> str:
+    """The API token's cache entry gone: the fan's next request is as their first."""
+    cache.delete(auth_cache_key(auth))
+    return auth
+
+
+def reads_the_key(queries) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if "authtoken_token" in q["sql"]]
+
+
+def test_a_hold_whose_key_the_cache_lacks_is_authenticated_in_its_first_statement(ways, booking):
+    """A fan's first request of a sale is often the hold itself (pretix's shape): the
+    date's read authenticates the key, with no statement of its own, and caches it.
+    The control: the full way reads the key in a statement of its own."""
+    schedule, auth, key = booking
+    fallback, lane = ways
+    ten, eleven = ({"schedule_id": schedule.id, "seat_number": n} for n in (10, 11))
+    with CaptureQueriesContext(connection) as full_way:
+        assert run(fallback.app, hold_env(cold(auth), key, ten))[0] == "201 Created"
+    with CaptureQueriesContext(connection) as on_the_lane:
+        assert run(lane, hold_env(cold(auth), key, eleven))[0] == "201 Created"
+    assert fallback.calls == 0
+    (alone,) = reads_the_key(full_way)
+    assert "concerts_schedule" not in alone
+    (together,) = reads_the_key(on_the_lane)
+    assert "concerts_schedule d" in together and "concerts_seat s" in together
+    assert len(on_the_lane) == len(full_way) - 1
+    assert cache.get(auth_cache_key(auth))[0].pk == Token.objects.get(key=auth[6:]).user_id
+
+
+def test_hold_answers_for_a_key_the_cache_lacks_are_the_same_either_way(ways, booking, fan):
+    """Each refusal, and the hold, from a cold key, the lane against the full way; the
+    date's read refuses a bad key first (DRF's 401, the full way answering it)."""
+    schedule, auth, key = booking
+    fallback, lane = ways
+    seven = {"schedule_id": schedule.id, "seat_number": 7}
+    assert run(lane, hold_env(cold(auth), key, seven))[0] == "201 Created"
+    cases = {
+        "409 seat_already_yours": seven,
+        "409 seat_unavailable": {"schedule_id": schedule.id, "seat_number": 2},
+        "404 schedule_not_found": {"schedule_id": 10**9, "seat_number": 1},
+    }
+    for expected, body in cases.items():
+        for _ in range(2):  # the date read, then from the cached seats
+            full = run(fallback.app, hold_env(cold(auth), key, body))
+            fast = run(lane, hold_env(cold(auth), key, body))
+            code, error = expected.split()
+            assert fast == full and fast[0].startswith(code), fast
+            assert f'"{error}"'.encode() in fast[2]
+    assert fallback.calls == 0
+    # An inactive fan, a deleted key: refused at once, by the full way's 401.
+    get_user_model().objects.filter(pk=fan.pk).update(is_active=False)
+    for body in (seven, cases["404 schedule_not_found"]):
+        status, _, content = run(lane, hold_env(cold(auth), key, body))
+        assert status.startswith("401") and b"inactive" in content
+    assert fallback.calls == 2
+    get_user_model().objects.filter(pk=fan.pk).update(is_active=True)
+    Token.objects.filter(key=auth[6:]).delete()
+    status, _, _ = run(lane, hold_env(auth, key, {"schedule_id": schedule.id, "seat_number": 8}))
+    assert status.startswith("401") and fallback.calls == 3
+    assert not Reservation.objects.filter(seat__schedule=schedule, seat__number=8).exists()
+
+
+def test_a_hold_by_a_key_the_cache_lacks_outside_the_seats_is_refused_after_the_key():
+    """The service alone (the lane never sends a seat outside 1 to 50): a bad key's 401
+    outranks the 404, and a good key gets the 404."""
+    from rest_framework.exceptions import AuthenticationFailed
+
+    from concerts import services as concert_services
+    from concerts.exceptions import SeatNotFound
+
+    def hold(api_key: str) -> None:
+        concert_services.seat_hold_create(
+            user=None, api_key=api_key, schedule_id=1, seat_number=51, queue_key="x",
+            now=timezone.now(),
+        )  # fmt: skip
+
+    with pytest.raises(AuthenticationFailed):
+        hold("0" * 40)
+    with pytest.raises(SeatNotFound):
+        hold(Token.objects.create(user=UserFactory()).key)
 
 
 def test_the_lane_never_takes_a_body_the_serializer_refuses():
