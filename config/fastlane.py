@@ -17,8 +17,10 @@ A request takes a lane only when it is plain: the lane's method and path, no que
 string, no session cookie, and an Accept header the JSON renderer satisfies (or
 none). A lane that needs the fan (`api_token`) also needs an API token of DRF's
 shape that DRF's own authenticator accepts (cached; its cache read goes to Redis in
-one round trip with the view's own reads, `prefetch`); a lane that does not takes
-no Authorization header at all. A POST whose view reads a body also needs a small
+one round trip with the view's own reads, `prefetch`; a key the cache lacks is read
+from PostgreSQL by itself, or with `auth_on_miss` in the view's first statement; with
+`own_auth` the view's statement reads every key, and no cache). A lane that does not
+need the fan takes no Authorization header at all. A POST whose view reads a body also needs a small
 JSON body the lane's `body` check accepts. Anything else goes the full way, to the
 same command's DRF view, which also answers every refusal the lane never sees (400,
 401, 406...). The answer is the same either way: tests compare the two, status,
