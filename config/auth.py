@@ -128,10 +128,14 @@ def _from_database(key: str):
     in one plain SQL read (config.rawsql): a fan's first request of a sale (a
     line-up) misses the cache, and compiling the ORM query cost three times as much
     Python as running it."""
+    return _checked(_row(key))
+
+
+def _row(key: str) -> tuple:
     columns, source = credentials_sql("%s")
     with rawsql.cursor() as cursor:
         cursor.execute(f"SELECT {columns} FROM {source}", [key])
-        return _checked(cursor.fetchone())
+        return cursor.fetchone()
 
 
 def credentials_sql(key: str) -> tuple[str, str]:
@@ -165,9 +169,7 @@ def credentials_read(key: str, row: tuple):
 
 def credentials_uncached(key: str):
     """`credentials` for a caller whose cache read missed: PostgreSQL, then cached."""
-    found = _from_database(key)
-    _fill(key, found)
-    return found
+    return credentials_read(key, _row(key))
 
 
 def _checked(row: tuple | None):

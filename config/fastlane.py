@@ -20,11 +20,11 @@ shape that DRF's own authenticator accepts (cached; its cache read goes to Redis
 one round trip with the view's own reads, `prefetch`; a key the cache lacks is read
 from PostgreSQL by itself, or with `auth_on_miss` in the view's first statement; with
 `own_auth` the view's statement reads every key, and no cache). A lane that does not
-need the fan takes no Authorization header at all. A POST whose view reads a body also needs a small
-JSON body the lane's `body` check accepts. Anything else goes the full way, to the
-same command's DRF view, which also answers every refusal the lane never sees (400,
-401, 406...). The answer is the same either way: tests compare the two, status,
-headers and body, in every state each lane answers.
+need the fan takes no Authorization header at all. A POST whose view reads a body
+also needs a small JSON body the lane's `body` check accepts. Anything else goes the
+full way, to the same command's DRF view, which also answers every refusal the lane
+never sees (400, 401, 406...). The answer is the same either way: tests compare the
+two, status, headers and body, in every state each lane answers.
 
 `FAST_LANE=0` turns the lanes off (every request then goes the full way).
 """
