@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.models import Count
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
@@ -285,6 +286,43 @@ def _expired_holds(n: int):
 
 def state():
     return sorted(Reservation.objects.values_list("id", "status", "ended_at"))
+
+
+def test_a_sweep_in_batches_skips_a_row_another_transaction_holds_and_leaves_it_to_the_next_run():
+    """Each batch starts after the last one's ids. A hold locked elsewhere (a payment
+    under way) is skipped, every other lapsed hold is ended, batch after batch, and
+    the next run ends the skipped one once it is free."""
+    _expired_holds(50)
+    ids = sorted(Reservation.objects.values_list("id", flat=True))
+    now = timezone.now()
+    locked, release = threading.Event(), threading.Event()
+
+    def holder():
+        with transaction.atomic():
+            Reservation.objects.select_for_update().get(pk=ids[4])
+            locked.set()
+            assert release.wait(30)
+
+    thread = threading.Thread(target=lambda: (holder(), connection.close()))
+    thread.start()
+    try:
+        assert locked.wait(30)
+        with CaptureQueriesContext(connection) as queries:
+            assert services.seat_holds_release_expired(now=now, batch_size=7) == 49
+    finally:
+        release.set()
+        thread.join(30)
+    assert dict(state_by_id())[ids[4]] == "held"
+    reads = [q["sql"] for q in queries.captured_queries if "SKIP LOCKED" in q["sql"]]
+    assert len(reads) == 8  # 49 rows in batches of 7, then the empty batch that ends the run
+    # Each read after the first starts after the last id its predecessor ended.
+    assert all(f'"id" > {ids[7 * n]}' in read for n, read in enumerate(reads[1:], 1)), reads
+    assert services.seat_holds_release_expired(now=now, batch_size=7) == 1
+    assert {status for _, status in state_by_id()} == {"expired"}
+
+
+def state_by_id():
+    return Reservation.objects.values_list("id", "status")
 
 
 def test_control_a_sweep_without_row_locks_or_status_check_releases_holds_twice(monkeypatch):
