@@ -312,17 +312,13 @@ def test_a_sweep_in_batches_skips_a_row_another_transaction_holds_and_leaves_it_
     finally:
         release.set()
         thread.join(30)
-    assert dict(state_by_id())[ids[4]] == "held"
+    assert {id_: status for id_, status, _ in state()}[ids[4]] == "held"
     reads = [q["sql"] for q in queries.captured_queries if "SKIP LOCKED" in q["sql"]]
     assert len(reads) == 8  # 49 rows in batches of 7, then the empty batch that ends the run
     # Each read after the first starts after the last id its predecessor ended.
     assert all(f'"id" > {ids[7 * n]}' in read for n, read in enumerate(reads[1:], 1)), reads
     assert services.seat_holds_release_expired(now=now, batch_size=7) == 1
-    assert {status for _, status in state_by_id()} == {"expired"}
-
-
-def state_by_id():
-    return Reservation.objects.values_list("id", "status")
+    assert {status for _, status, _ in state()} == {"expired"}
 
 
 def test_control_a_sweep_without_row_locks_or_status_check_releases_holds_twice(monkeypatch):
