@@ -48,3 +48,32 @@ def test_the_figure_is_the_median_round_and_every_round_is_kept():
     }
     # An even number of rounds: the lower middle one, never a mean no round measured.
     assert median_round(runs[:2], "success_per_s")["success_per_s"] == 282.3
+
+
+def test_every_paying_fan_can_pay_in_every_round_of_every_server():
+    from bench.peer_shape import ARRIVALS, SERVERS, funds_for
+
+    # A paying fan pays once per arrival order, round and server, and keeps paying:
+    # the runs delete their payments, not the debits.
+    for rounds in (1, 3, 6, 10):
+        payments = len(SERVERS) * len(ARRIVALS) * rounds
+        assert funds_for(rounds, price=50_000) == payments * 50_000
+    # The control: the old fixed 1,000,000 won paid for 20, and six rounds make 24.
+    assert funds_for(6, price=50_000) > 1_000_000
+
+
+def test_a_round_with_any_answer_but_its_winners_and_409s_stops_the_bench():
+    import pytest
+
+    from bench.peer_shape import checked
+
+    good = {"attempts": 300, "success": 100, "codes": {"201": 100, "409": 200}}
+    assert checked(good, ok_status=201, successes=100) is good
+    ceiling = {"attempts": 300, "success": 300, "codes": {"200": 300}}
+    assert checked(ceiling, ok_status=200, successes=300) is ceiling
+    # What BENCH_ROUNDS=6 produced once the wallets were empty, and a short round.
+    broke = {"attempts": 300, "success": 0, "codes": {"402": 100, "409": 200}}
+    short = {"attempts": 300, "success": 99, "codes": {"201": 99, "409": 200, "500": 1}}
+    for run in (broke, short):
+        with pytest.raises(SystemExit, match="a round went wrong"):
+            checked(run, ok_status=201, successes=100)
