@@ -4,7 +4,9 @@ puts one try at every item ahead of every second and third try (pretix's order).
 import random
 from collections import Counter
 
-from bench.peer_shape import ARRIVALS, arrival_order
+import pytest
+
+from bench.peer_shape import ARRIVALS, SERVERS, arrival_order, checked, funds_for
 
 ITEMS = [(date, seat) for date in (1, 2) for seat in range(1, 51)]
 
@@ -51,8 +53,6 @@ def test_the_figure_is_the_median_round_and_every_round_is_kept():
 
 
 def test_every_paying_fan_can_pay_in_every_round_of_every_server():
-    from bench.peer_shape import ARRIVALS, SERVERS, funds_for
-
     # A paying fan pays once per arrival order, round and server, and keeps paying:
     # the runs delete their payments, not the debits.
     for rounds in (1, 3, 6, 10):
@@ -63,10 +63,6 @@ def test_every_paying_fan_can_pay_in_every_round_of_every_server():
 
 
 def test_a_round_with_any_answer_but_its_winners_and_409s_stops_the_bench():
-    import pytest
-
-    from bench.peer_shape import checked
-
     good = {"attempts": 300, "success": 100, "codes": {"201": 100, "409": 200}}
     assert checked(good, ok_status=201, successes=100) is good
     ceiling = {"attempts": 300, "success": 300, "codes": {"200": 300}}
