@@ -72,6 +72,9 @@ def free_port() -> int:
 
 SERVER = os.environ.get("BENCH_SERVER", "granian")  # granian | sync | gthread
 THREADS = int(os.environ.get("BENCH_THREADS", "4"))  # the image: GRANIAN_BLOCKING_THREADS
+# BENCH_ACCESS_LOG=1: every server writes a line per request to a file, as the image's
+# granian does (--access-log) and as pretix.sh's gunicorn does (--access-logfile).
+ACCESS_LOG = os.environ.get("BENCH_ACCESS_LOG") == "1"
 
 
 def server_command(port: int, workers: int, kind: str = SERVER) -> list[str]:
@@ -84,13 +87,15 @@ def server_command(port: int, workers: int, kind: str = SERVER) -> list[str]:
             str(bin_dir / "granian"), "--interface", "wsgi", "config.wsgi:application",
             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
             "--blocking-threads", str(THREADS), "--log-level", "warning", "--no-ws",
-        ]  # fmt: skip
+        ] + (["--access-log"] if ACCESS_LOG else [])  # fmt: skip
     command = [
         str(bin_dir / "gunicorn"), "config.wsgi:application", "-b", f"127.0.0.1:{port}",
         "-w", str(workers), "--log-level", "warning",
     ]  # fmt: skip
     if kind == "gthread":
         command += ["--threads", str(THREADS)]
+    if ACCESS_LOG:
+        command += ["--access-logfile", "-"]
     return command
 
 
@@ -129,11 +134,15 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.kind = kind
+        # With BENCH_ACCESS_LOG=1 the server's output (its access log) goes to a file,
+        # as a container's goes to its log driver; the file is removed on stop.
+        self.log = tempfile.TemporaryFile() if ACCESS_LOG else None  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             server_command(self.port, workers, kind),
             cwd=ROOT,
             env=ENV,
             start_new_session=True,
+            stdout=self.log,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -150,6 +159,8 @@ class Server:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=20)
+        if self.log is not None:
+            self.log.close()
 
     def __enter__(self) -> Server:
         return self

@@ -102,6 +102,8 @@ def test_image_compose_and_bench_run_the_web_server_alike():
     for command in (cmd, web["command"]):
         assert "granian" in command
         assert "--workers" not in command and "--blocking-threads" not in command
+        # It logs every request: BENCH_ACCESS_LOG=1 measures that (round twenty-three).
+        assert "--access-log" in command
     # Each web thread holds a PostgreSQL connection: a replica's share of a stock
     # max_connections (100), as docs/operations.md budgets it.
     workers, threads = image
