@@ -25,12 +25,13 @@ RUN SECRET_KEY=build-only-not-secret DEBUG=0 python manage.py collectstatic --no
 USER app
 EXPOSE 8000
 # granian (WSGI): chosen by measurement, see docs/performance.md ("Which web server").
-# 4 worker processes x 4 blocking threads, as granian reads them from GRANIAN_WORKERS
+# 4 worker processes x 1 blocking thread, as granian reads them from GRANIAN_WORKERS
 # and GRANIAN_BLOCKING_THREADS (set them per deployment; no flag on the command line,
 # which would override them). workers x threads is the replica's PostgreSQL
-# connections: keep it within the budget in docs/operations.md. On the 2-core bench
-# machine, 2 workers used a third less CPU per line-up and payment under wrk, but
-# the sale-day rehearsal did not confirm a gain (docs/performance.md, round sixteen).
+# connections: keep it within the budget in docs/operations.md. One Django thread per
+# process: in the sale-day rehearsal it cut Django's own line-up and hold times by
+# two thirds against 4 x 4, and fans got a place in line no later (docs/performance.md,
+# round twenty-three).
 ENV GRANIAN_WORKERS=4 \
-    GRANIAN_BLOCKING_THREADS=4
+    GRANIAN_BLOCKING_THREADS=1
 CMD ["granian", "--interface", "wsgi", "config.wsgi:application", "--host", "0.0.0.0", "--port", "8000", "--no-ws", "--access-log"]

@@ -71,7 +71,7 @@ def free_port() -> int:
 
 
 SERVER = os.environ.get("BENCH_SERVER", "granian")  # granian | sync | gthread
-THREADS = int(os.environ.get("BENCH_THREADS", "4"))  # the image: GRANIAN_BLOCKING_THREADS
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))  # the image: GRANIAN_BLOCKING_THREADS
 # BENCH_ACCESS_LOG=1: every server writes a line per request to a file, as the image's
 # granian does (--access-log) and as pretix.sh's gunicorn does (--access-logfile).
 ACCESS_LOG = os.environ.get("BENCH_ACCESS_LOG") == "1"

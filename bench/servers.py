@@ -3,8 +3,10 @@
 The same app, database and endpoints under each server, side by side in one run:
 gunicorn sync workers, gunicorn gthread (threads per worker) and granian (WSGI,
 Rust I/O, Django on a capped pool of blocking threads). Each at BENCH_WORKERS
-processes (4) and BENCH_THREADS threads (4), so no server ever holds more than
-16 database connections, well below PostgreSQL's stock max_connections = 100.
+processes (4) and BENCH_THREADS threads (1, the image's since round twenty-three;
+the runs in docs/performance.md set BENCH_THREADS=4, which gthread needs to differ
+from sync), so no server ever holds more than 16 database connections, well below
+PostgreSQL's stock max_connections = 100.
 
 Endpoints: the bare DRF view (no database), a poll (the Redis mirror), a date's
 seats (the seat cache), the single-SELECT and contended-UPDATE baselines, and a
