@@ -3,6 +3,8 @@ no double charge. Controls switch the wallet lock off and show the damage."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import Counter
 
 import pytest
@@ -79,29 +81,41 @@ def test_50_debits_of_30000_on_100000_exactly_3_succeed():
     assert LedgerEntry.objects.filter(wallet_id=fan.pk, kind="payment").count() == 3
 
 
-def read_then_write(*, user_id, kind, amount, delta, now, ref, guard="", params=()):
+def read_then_write(everyone: int):
     """The control's stand-in for the one guarded statement (UPDATE ... RETURNING
-    feeding the ledger INSERT): read the balance without a lock, check the rule on
-    that read, write the computed balance back, then write the ledger entry."""
-    wallet = Wallet.objects.filter(user_id=user_id).first()
-    if wallet is None:
-        return None  # no wallet yet: the service creates it and asks again
-    if "balance >=" in guard and wallet.balance < params[0]:
-        return None
-    if "<=" in guard and wallet.balance + params[0] > params[1]:
-        return None
-    Wallet.objects.filter(pk=wallet.pk).update(balance=wallet.balance + delta)
-    return LedgerEntry.objects.create(
-        wallet_id=wallet.pk, kind=kind, amount=amount, balance_after=wallet.balance + delta,
-        created_at=now, **(ref._asdict() if ref else {}),
-    )  # fmt: skip
+    feeding the ledger INSERT): read the balance without a lock, wait until all
+    `everyone` threads have read it, check the rule on that read, write the computed
+    balance back, then write the ledger entry. The wait is a barrier, not a sleep:
+    without it, on a fast machine, the 50 debits once ran one after another and the
+    control showed no race (3 payments). Only a thread's first read waits."""
+    all_read, waited = threading.Barrier(everyone), threading.local()
+
+    def move_unguarded(*, user_id, kind, amount, delta, now, ref, guard="", params=()):
+        wallet = Wallet.objects.filter(user_id=user_id).first()
+        if wallet is None:
+            return None  # no wallet yet: the service creates it and asks again
+        if not getattr(waited, "once", False):
+            waited.once = True
+            with contextlib.suppress(threading.BrokenBarrierError):
+                all_read.wait(timeout=60)
+        if "balance >=" in guard and wallet.balance < params[0]:
+            return None
+        if "<=" in guard and wallet.balance + params[0] > params[1]:
+            return None
+        Wallet.objects.filter(pk=wallet.pk).update(balance=wallet.balance + delta)
+        return LedgerEntry.objects.create(
+            wallet_id=wallet.pk, kind=kind, amount=amount, balance_after=wallet.balance + delta,
+            created_at=now, **(ref._asdict() if ref else {}),
+        )  # fmt: skip
+
+    return move_unguarded
 
 
 def test_control_without_the_wallet_lock_updates_are_lost(monkeypatch):
-    monkeypatch.setattr(services, "_move", read_then_write)
     n = race_width(100)
     fan = UserFactory()
     seed_wallet(fan, 500_000)
+    monkeypatch.setattr(services, "_move", read_then_write(n))
     results = run_concurrently(move, [("charge", fan.pk)] * n)
     assert errors(results) == []
     # Every charge "succeeded", but the balance no longer matches the ledger.
@@ -109,9 +123,9 @@ def test_control_without_the_wallet_lock_updates_are_lost(monkeypatch):
 
 
 def test_control_without_the_wallet_lock_the_3_debit_limit_is_overdrawn(monkeypatch):
-    monkeypatch.setattr(services, "_move", read_then_write)
     fan = UserFactory()
     seed_wallet(fan, 100_000)
+    monkeypatch.setattr(services, "_move", read_then_write(50))
 
     run_concurrently(debit_30000, [(fan.pk,)] * 50)
     # More than ₩100,000 was paid out of a ₩100,000 wallet.
