@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,24 @@ def run_concurrently(
         thread.join(timeout)
         assert not thread.is_alive(), "a worker thread hung"
     return results
+
+
+def first_call_waits_for(parties: int, *, timeout: float = 60) -> Callable[[], None]:
+    """A call that holds each thread's first call until `parties` threads have made
+    theirs, and lets a thread's later calls through: a barrier, not a sleep, so a
+    control's race happens on any machine (every thread has read before any acts).
+    A broken barrier (a party that never came) lets everyone on, and the control's
+    assertion then says what happened."""
+    barrier, waited = threading.Barrier(parties), threading.local()
+
+    def wait() -> None:
+        if getattr(waited, "once", False):
+            return
+        waited.once = True
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=timeout)
+
+    return wait
 
 
 def errors(results: list[tuple[str, Any]]) -> list[Any]:

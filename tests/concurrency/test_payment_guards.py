@@ -13,7 +13,6 @@ that the race is about the seat alone.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
@@ -28,7 +27,12 @@ from config.errors import DomainError
 from payments import services
 from payments.models import Payment
 from queueing.models import QueueToken, WaitingRoom
-from tests.concurrency.helpers import errors, pay_through_reservation_lock, run_concurrently
+from tests.concurrency.helpers import (
+    errors,
+    first_call_waits_for,
+    pay_through_reservation_lock,
+    run_concurrently,
+)
 from tests.conftest import hold_seat
 from tests.factories import ConcertFactory, UserFactory, make_schedule
 from wallet import services as wallet_services
@@ -70,16 +74,13 @@ def guards(monkeypatch, *, lock: bool, held_check: bool, constraint: bool):
         # The gap between reading the hold and acting on it: every payer has read it
         # before any acts (a barrier, not a sleep, so a slow machine cannot close it).
         # Only a payer's first read waits: a refused one reads again to record it.
-        all_read, waited = threading.Barrier(20), threading.local()
+        all_read = first_call_waits_for(20, timeout=30)
 
         def unlocked(*, user_id, reservation_id):
             reservation = Reservation.objects.select_related("seat", "schedule__concert").get(
                 pk=reservation_id
             )
-            if not getattr(waited, "once", False):
-                waited.once = True
-                with contextlib.suppress(threading.BrokenBarrierError):
-                    all_read.wait(timeout=30)
+            all_read()
             return reservation
 
         monkeypatch.setattr(services.concert_services, "reservation_lock", unlocked)

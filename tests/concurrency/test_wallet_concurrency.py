@@ -3,8 +3,6 @@ no double charge. Controls switch the wallet lock off and show the damage."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections import Counter
 
 import pytest
@@ -12,6 +10,7 @@ from django.utils import timezone
 
 from tests.concurrency.helpers import (
     errors,
+    first_call_waits_for,
     race_width,
     run_concurrently,
     without_idempotency_constraint,
@@ -88,16 +87,13 @@ def read_then_write(everyone: int):
     balance back, then write the ledger entry. The wait is a barrier, not a sleep:
     without it, on a fast machine, the 50 debits once ran one after another and the
     control showed no race (3 payments). Only a thread's first read waits."""
-    all_read, waited = threading.Barrier(everyone), threading.local()
+    all_read = first_call_waits_for(everyone)
 
     def move_unguarded(*, user_id, kind, amount, delta, now, ref, guard="", params=()):
         wallet = Wallet.objects.filter(user_id=user_id).first()
         if wallet is None:
             return None  # no wallet yet: the service creates it and asks again
-        if not getattr(waited, "once", False):
-            waited.once = True
-            with contextlib.suppress(threading.BrokenBarrierError):
-                all_read.wait(timeout=60)
+        all_read()
         if "balance >=" in guard and wallet.balance < params[0]:
             return None
         if "<=" in guard and wallet.balance + params[0] > params[1]:
